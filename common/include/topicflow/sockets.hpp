@@ -1,0 +1,40 @@
+#pragma once
+// Small helpers around cppzmq so every role creates, binds and connects sockets the same way:
+// explicit linger, explicit HWMs, a max message size on everything that binds, and bind/connect
+// failures turned into one readable line ("cannot bind --sink tcp://127.0.0.1:5559: Address
+// already in use").
+
+#include <zmq.hpp>
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace topicflow {
+
+struct SocketOptions {
+  int sndhwm = 1000;
+  int rcvhwm = 1000;
+  int linger_ms = 0;
+  std::int64_t max_msg_bytes = 16 << 20;  // ZMQ_MAXMSGSIZE: larger frames drop the connection
+};
+
+[[nodiscard]] zmq::socket_t make_socket(zmq::context_t& ctx, zmq::socket_type type, const SocketOptions& options);
+void bind_socket(zmq::socket_t& socket, std::string_view flag, const std::string& endpoint);
+void connect_socket(zmq::socket_t& socket, std::string_view flag, const std::string& endpoint);
+
+// Receives one message without blocking; nothing when none is queued. ETERM is rethrown.
+[[nodiscard]] std::optional<zmq::message_t> try_recv(zmq::socket_t& socket);
+
+// Sends, retrying EAGAIN while `keep_trying()` says so (a blocked peer); false if gave up.
+template <typename Pred>
+bool send_blocking(zmq::socket_t& socket, zmq::message_t& msg, zmq::send_flags flags, Pred keep_trying, int poll_ms = 50) {
+  for (;;) {
+    if (socket.send(msg, flags | zmq::send_flags::dontwait)) return true;
+    if (!keep_trying()) return false;
+    zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLOUT, 0};
+    zmq::poll(&item, 1, std::chrono::milliseconds(poll_ms));
+  }
+}
+
+}  // namespace topicflow

@@ -1,0 +1,63 @@
+#pragma once
+// The topics table: schema, status names, and the read-only queries that `topicflow status`
+// and tests use. Writes belong to the sink alone (sink/src/store_writer.cpp).
+
+#include <topicflow/sqlite.hpp>
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace topicflow::store {
+
+enum class Status : std::uint8_t { pending = 0, running = 1, completed = 2, failed = 3 };
+inline constexpr std::array<std::string_view, 4> kStatusNames = {"pending", "running", "completed", "failed"};
+
+[[nodiscard]] constexpr std::string_view to_string(Status s) noexcept {
+  return kStatusNames[static_cast<std::size_t>(s)];
+}
+[[nodiscard]] std::optional<Status> parse_status(std::string_view text) noexcept;
+[[nodiscard]] constexpr bool is_terminal(Status s) noexcept {
+  return s == Status::completed || s == Status::failed;
+}
+
+inline constexpr int kSchemaVersion = 1;
+
+// WAL, synchronous=NORMAL (a SIGKILLed process loses nothing committed), the tables and
+// indexes. Idempotent. Throws SqliteError, e.g. when the file is not a database.
+void apply_schema(sqlite::Database& db);
+
+// Opens (creating) the sink's database; a missing directory or an unwritable path gives a
+// one-line SqliteError naming the path.
+[[nodiscard]] sqlite::Database open_for_writing(const std::string& path);
+// Opens an existing database without writing it (for `topicflow status`).
+[[nodiscard]] sqlite::Database open_read_only(const std::string& path);
+
+struct JobCounts {
+  std::string job;
+  std::array<std::uint64_t, 4> by_status{};  // indexed by Status
+  [[nodiscard]] std::uint64_t total() const noexcept {
+    return by_status[0] + by_status[1] + by_status[2] + by_status[3];
+  }
+  [[nodiscard]] std::uint64_t count(Status s) const noexcept { return by_status[static_cast<std::size_t>(s)]; }
+};
+
+// Counts per status for every job (or only `job`), ordered by job name.
+[[nodiscard]] std::vector<JobCounts> read_counts(sqlite::Database& db, const std::optional<std::string>& job = std::nullopt);
+
+struct ErrorRow {
+  std::string job;
+  std::string key;
+  std::string status;
+  std::int64_t attempts = 0;
+  std::string error;
+  std::int64_t updated_at = 0;
+};
+
+// The most recent rows that carry an error, newest first.
+[[nodiscard]] std::vector<ErrorRow> recent_errors(sqlite::Database& db, const std::optional<std::string>& job, int limit);
+
+}  // namespace topicflow::store

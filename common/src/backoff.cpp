@@ -1,0 +1,31 @@
+#include <topicflow/backoff.hpp>
+
+#include <algorithm>
+#include <cmath>
+
+namespace topicflow {
+
+Backoff::Backoff(std::int64_t base_ms, std::int64_t max_ms, std::uint64_t seed)
+    : base_ms_(std::max<std::int64_t>(base_ms, 0)),
+      max_ms_(std::max<std::int64_t>(max_ms, 0)),
+      rng_(seed) {}
+
+std::int64_t Backoff::ceiling(unsigned retry) const noexcept {
+  if (base_ms_ == 0) return 0;
+  std::int64_t value = base_ms_;
+  for (unsigned i = 0; i < retry && value < max_ms_; ++i) value *= 2;
+  return std::min(value, max_ms_);
+}
+
+std::int64_t Backoff::delay(unsigned retry, double u) const noexcept {
+  u = std::clamp(u, 0.0, 1.0);
+  const auto cap = static_cast<double>(ceiling(retry));
+  return std::min(static_cast<std::int64_t>(std::floor(u * cap)), ceiling(retry));
+}
+
+std::int64_t Backoff::delay(unsigned retry) {
+  std::uniform_real_distribution<double> dist(0.0, 1.0);
+  return delay(retry, dist(rng_));
+}
+
+}  // namespace topicflow

@@ -1,0 +1,102 @@
+#include <topicflow/store.hpp>
+
+#include <sqlite3.h>
+
+namespace topicflow::store {
+
+std::optional<Status> parse_status(std::string_view text) noexcept {
+  for (std::size_t i = 0; i < kStatusNames.size(); ++i) {
+    if (kStatusNames[i] == text) return static_cast<Status>(i);
+  }
+  return std::nullopt;
+}
+
+void apply_schema(sqlite::Database& db) {
+  db.exec("PRAGMA journal_mode=WAL");
+  db.exec("PRAGMA synchronous=NORMAL");
+  db.exec(R"sql(
+CREATE TABLE IF NOT EXISTS topics (
+  job           TEXT    NOT NULL,
+  key           TEXT    NOT NULL,
+  payload       BLOB,
+  status        TEXT    NOT NULL CHECK (status IN ('pending','running','completed','failed')),
+  attempts      INTEGER NOT NULL DEFAULT 0,
+  result        BLOB,
+  error         TEXT,
+  updated_at    INTEGER NOT NULL,
+  created_at    INTEGER NOT NULL,
+  submission    TEXT,
+  due_at        INTEGER,
+  dispatched_at INTEGER,
+  worker        TEXT,
+  PRIMARY KEY (job, key)
+);
+CREATE INDEX IF NOT EXISTS topics_due ON topics(due_at) WHERE due_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS meta (
+  name  TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+INSERT OR IGNORE INTO meta(name, value) VALUES ('schema_version', '1');
+)sql");
+}
+
+sqlite::Database open_for_writing(const std::string& path) {
+  sqlite::Database db(path, sqlite::OpenMode::read_write_create);
+  try {
+    apply_schema(db);
+  } catch (const sqlite::SqliteError& e) {
+    throw sqlite::SqliteError(e.code(), "cannot use database '" + path + "': " + e.what());
+  }
+  return db;
+}
+
+sqlite::Database open_read_only(const std::string& path) {
+  sqlite::Database db(path, sqlite::OpenMode::read_only);
+  db.busy_timeout(2000);
+  try {
+    auto check = db.prepare("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='topics'");
+    check.step();
+    if (check.column_int(0) == 0) {
+      throw sqlite::SqliteError(SQLITE_ERROR, "database '" + path + "' has no topics table (not a topicflow database?)");
+    }
+  } catch (const sqlite::BusyError&) {
+    throw;
+  } catch (const sqlite::SqliteError& e) {
+    throw sqlite::SqliteError(e.code(), std::string(e.what()));
+  }
+  return db;
+}
+
+std::vector<JobCounts> read_counts(sqlite::Database& db, const std::optional<std::string>& job) {
+  auto stmt = db.prepare(job ? "SELECT job, status, count(*) FROM topics WHERE job = ?1 GROUP BY job, status ORDER BY job"
+                             : "SELECT job, status, count(*) FROM topics GROUP BY job, status ORDER BY job");
+  if (job) stmt.bind(1, *job);
+  std::vector<JobCounts> out;
+  while (stmt.step()) {
+    const auto name = stmt.column_text(0);
+    if (out.empty() || out.back().job != name) out.push_back(JobCounts{std::string(name), {}});
+    if (auto s = parse_status(stmt.column_text(1))) {
+      out.back().by_status[static_cast<std::size_t>(*s)] = static_cast<std::uint64_t>(stmt.column_int(2));
+    }
+  }
+  return out;
+}
+
+std::vector<ErrorRow> recent_errors(sqlite::Database& db, const std::optional<std::string>& job, int limit) {
+  auto stmt = db.prepare(
+      job ? "SELECT job, key, status, attempts, error, updated_at FROM topics WHERE error IS NOT NULL AND job = ?2 "
+            "ORDER BY updated_at DESC LIMIT ?1"
+          : "SELECT job, key, status, attempts, error, updated_at FROM topics WHERE error IS NOT NULL "
+            "ORDER BY updated_at DESC LIMIT ?1");
+  stmt.bind(1, static_cast<std::int64_t>(limit));
+  if (job) stmt.bind(2, *job);
+  std::vector<ErrorRow> out;
+  while (stmt.step()) {
+    out.push_back(ErrorRow{std::string(stmt.column_text(0)), std::string(stmt.column_text(1)),
+                           std::string(stmt.column_text(2)), stmt.column_int(3),
+                           std::string(stmt.column_text(4)), stmt.column_int(5)});
+  }
+  return out;
+}
+
+}  // namespace topicflow::store
