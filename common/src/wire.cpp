@@ -76,7 +76,7 @@ struct Encoder {
     pack_str(pk, m.instance);
   }
   void operator()(const Ack& m) const {
-    header(pk, Type::ack, 9);
+    header(pk, Type::ack, 10);
     pack_str(pk, m.client);
     pk.pack_uint8(static_cast<std::uint8_t>(m.kind));
     pk.pack_uint32(m.seq);
@@ -86,6 +86,7 @@ struct Encoder {
     pk.pack_uint64(m.requeued);
     pk.pack_uint64(m.already_queued);
     pk.pack_uint64(m.rejected);
+    pk.pack_uint64(m.skipped_failed);
   }
   void operator()(const Progress& m) const {
     header(pk, Type::progress, 13);
@@ -279,7 +280,7 @@ Message decode_body(Type type, const msgpack::object& root, const Limits& lim) {
       return m;
     }
     case Type::ack: {
-      Fields f(body, 9, "ack", lim);
+      Fields f(body, 10, "ack", lim);
       Ack m;
       m.client = f.text("client", 128, true);
       const auto kind = f.uint<std::uint8_t>("kind");
@@ -292,6 +293,7 @@ Message decode_body(Type type, const msgpack::object& root, const Limits& lim) {
       m.requeued = f.uint<std::uint64_t>("requeued");
       m.already_queued = f.uint<std::uint64_t>("already_queued");
       m.rejected = f.uint<std::uint64_t>("rejected");
+      m.skipped_failed = f.uint<std::uint64_t>("skipped_failed");
       return m;
     }
     case Type::progress: {

@@ -107,6 +107,7 @@ struct Ack {
   std::uint64_t requeued = 0;           // failed topics put back to pending
   std::uint64_t already_queued = 0;     // pending/running from an earlier submission
   std::uint64_t rejected = 0;           // invalid items dropped (should not happen)
+  std::uint64_t skipped_failed = 0;     // already failed and not requeued (--requeue-failed)
   bool operator==(const Ack&) const = default;
 };
 

@@ -1,0 +1,38 @@
+#pragma once
+// The sink: the only writer of the database, and the scheduler of record.
+//
+// Owns the SQLite connection, a PULL socket (status traffic from workers, submits from
+// producers, broker hellos), a PUB socket (acks and progress) and a PUSH socket to the broker
+// frontend (tasks). Applies messages to an in-memory batch, coalescing the updates of one topic,
+// and commits the batch in ONE BEGIN IMMEDIATE transaction at --batch-max rows or
+// --batch-delay-ms after its first row; on SQLITE_BUSY it keeps the batch and retries with
+// capped, jittered exponential backoff. Single-threaded; run() returns after the stop signal
+// once the pending batch is committed.
+
+#include <topicflow/config.hpp>
+#include <topicflow/shutdown.hpp>
+
+#include <cstdint>
+#include <string>
+
+namespace topicflow {
+
+struct SinkConfig {
+  Endpoints endpoints;
+  std::string db = "topicflow.db";
+  std::int64_t batch_max = 1000;
+  std::int64_t batch_delay_ms = 20;
+  std::int64_t lease_ms = 30000;
+  std::int64_t max_attempts = 5;
+  std::int64_t retry_base_ms = 500;
+  std::int64_t retry_max_ms = 60000;
+  std::int64_t dispatch_timeout_ms = 60000;
+  std::int64_t dispatch_window = 2000;
+  std::int64_t buffer_max = 20000;  // updates held while the DB is busy before reads pause
+  std::int64_t busy_base_ms = 10;
+  std::int64_t busy_max_ms = 2000;
+  std::int64_t stats_interval_ms = 10000;
+  int metrics_port = 0;
+};
+
+}  // namespace topicflow
