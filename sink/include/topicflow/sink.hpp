@@ -10,6 +10,7 @@
 // once the pending batch is committed.
 
 #include <topicflow/config.hpp>
+#include <zmq.hpp>
 #include <topicflow/shutdown.hpp>
 
 #include <cstdint>
@@ -33,6 +34,53 @@ struct SinkConfig {
   std::int64_t busy_max_ms = 2000;
   std::int64_t stats_interval_ms = 10000;
   int metrics_port = 0;
+};
+
+}  // namespace topicflow
+
+#include <topicflow/wire.hpp>
+
+#include <memory>
+
+namespace topicflow {
+
+// Counters since start; read after run() returned, or via metrics.
+struct SinkCounters {
+  std::uint64_t messages = 0;
+  std::uint64_t updates = 0;          // status changes committed
+  std::uint64_t batches = 0;
+  std::uint64_t busy_retries = 0;
+  std::uint64_t decode_errors = 0;
+  std::uint64_t dispatched = 0;       // tasks sent to the broker
+  std::uint64_t redelivered = 0;
+  std::uint64_t retried = 0;
+  std::uint64_t duplicates = 0;
+  std::uint64_t stale = 0;
+  std::uint64_t bogus = 0;
+  std::uint64_t guard_refused = 0;    // writes the SQL guard refused (should stay 0)
+  std::uint64_t lease_expired = 0;
+};
+
+class Sink {
+ public:
+  // Opens the database and binds the sockets; throws std::runtime_error (bad path, endpoint in
+  // use) with a one-line reason.
+  Sink(SinkConfig config, zmq::context_t* context = nullptr);
+  ~Sink();
+  Sink(const Sink&) = delete;
+  Sink& operator=(const Sink&) = delete;
+
+  // Serves until `stop` triggers, then commits what it holds and returns.
+  void run(const StopSignal& stop);
+
+  [[nodiscard]] SinkCounters counters() const;
+  // Bound addresses (useful with tcp://127.0.0.1:* in tests).
+  [[nodiscard]] std::string sink_endpoint() const;
+  [[nodiscard]] std::string events_endpoint() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace topicflow

@@ -1,0 +1,80 @@
+#pragma once
+// The sink's state machine for one topic row, as a pure function of (row, event, policy, now).
+// The batch applies the events of a topic in arrival order to the row read at commit time and
+// writes the row once; tests drive it directly to pin every transition. See the table in
+// docs/ARCHITECTURE.md. Thread-safety: pure functions.
+
+#include <topicflow/backoff.hpp>
+#include <topicflow/store.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace topicflow::sink {
+
+struct Row {
+  bool exists = false;
+  store::Status status = store::Status::pending;
+  std::int64_t attempts = 0;
+  std::optional<std::int64_t> due_at;
+  std::optional<std::int64_t> dispatched_at;
+  std::optional<std::string> error;
+  std::string submission;
+  std::string worker;
+  // Written only when set (not read back from the DB: blobs stay out of the hot path).
+  std::optional<std::string> new_payload;
+  std::optional<std::string> new_result;
+  bool changed = false;
+  bool requeued = false;  // failed -> pending by an operator: the one allowed reset of attempts
+
+  [[nodiscard]] bool in_transit() const noexcept {
+    return exists && status == store::Status::pending && dispatched_at.has_value();
+  }
+};
+
+enum class EventKind : std::uint8_t { submit, started, heartbeat, completed, failed, released };
+
+struct Event {
+  EventKind kind = EventKind::started;
+  std::uint32_t attempt = 0;
+  bool retryable = false;
+  bool requeue_failed = false;  // submit
+  std::string data;             // submit: payload; completed: result; failed: error
+  std::string origin;           // submit: submission id; others: worker id
+  std::int32_t ack = -1;        // submit: index of the ack it counts toward
+};
+
+struct Policy {
+  std::int64_t lease_ms = 30000;
+  std::int64_t max_attempts = 5;
+  std::int64_t dispatch_timeout_ms = 60000;
+};
+
+// What applying an event did, beyond the row itself.
+enum class Outcome : std::uint8_t {
+  applied,
+  accepted,           // submit: new row
+  duplicate,          // submit: same key earlier in the same submission; or a repeated delivery
+  skipped_completed,  // submit: already completed
+  skipped_failed,     // submit: already failed, no requeue asked
+  requeued,           // submit: failed -> pending
+  already_queued,     // submit: pending/running from an earlier submission
+  retry_scheduled,    // failed, retryable: another attempt after backoff
+  stale,              // late message of a superseded attempt or for a terminal row: ignored
+  bogus,              // attempt the sink never handed out, or unknown key: ignored
+};
+
+// Applies one event. `backoff` gives the retry delay; `now` is the sink's wall clock (ms).
+Outcome apply(Row& row, const Event& event, const Policy& policy, Backoff& backoff, std::int64_t now);
+
+// Sweep decisions for a due row (see Sink::sweep). Returns true if a task must be sent with
+// attempt row.attempts; sets `redelivery` when it resends an attempt already handed out.
+struct SweepResult {
+  bool dispatch = false;
+  bool redelivery = false;
+  bool lease_expired = false;
+};
+SweepResult on_due(Row& row, const Policy& policy, std::int64_t now);
+
+}  // namespace topicflow::sink

@@ -1,0 +1,712 @@
+#include <topicflow/clock.hpp>
+#include <topicflow/log.hpp>
+#include <topicflow/sink.hpp>
+#include <topicflow/sink_state.hpp>
+#include <topicflow/sockets.hpp>
+#include <topicflow/sqlite.hpp>
+#include <topicflow/store.hpp>
+
+#include <algorithm>
+#include <array>
+#include <limits>
+#include <map>
+#include <thread>
+#include <set>
+#include <unordered_map>
+
+namespace topicflow {
+namespace {
+
+using store::Status;
+constexpr std::int64_t kNever = std::numeric_limits<std::int64_t>::max();
+constexpr std::int64_t kTimerSweepLimit = 1000;
+constexpr std::int64_t kProgressIntervalMs = 100;
+constexpr std::int64_t kShutdownBusyBudgetMs = 10000;
+
+using Counts = std::array<std::int64_t, 4>;
+
+struct Entry {
+  std::string job;
+  std::string key;
+  std::vector<sink::Event> events;
+};
+
+struct RequeueRequest {
+  std::string client;
+  std::string job;
+};
+
+// Everything one commit did, merged into the sink's state only once COMMIT succeeded.
+struct Effects {
+  std::vector<wire::Task> tasks;
+  std::map<std::string, Counts> count_delta;
+  std::int64_t in_transit_delta = 0;
+  std::vector<wire::Ack> acks;
+  std::array<std::uint64_t, 4> written{};  // rows written, by new status
+  std::uint64_t updates = 0;
+  std::uint64_t redelivered = 0;
+  std::uint64_t retried = 0;
+  std::uint64_t duplicates = 0;
+  std::uint64_t stale = 0;
+  std::uint64_t bogus = 0;
+  std::uint64_t guard_refused = 0;
+  std::uint64_t lease_expired = 0;
+};
+
+sink::EventKind to_event_kind(wire::UpdateKind kind) {
+  switch (kind) {
+    case wire::UpdateKind::started: return sink::EventKind::started;
+    case wire::UpdateKind::heartbeat: return sink::EventKind::heartbeat;
+    case wire::UpdateKind::completed: return sink::EventKind::completed;
+    case wire::UpdateKind::failed: return sink::EventKind::failed;
+    case wire::UpdateKind::released: return sink::EventKind::released;
+  }
+  return sink::EventKind::started;
+}
+
+}  // namespace
+
+class Sink::Impl {
+ public:
+  Impl(SinkConfig cfg, zmq::context_t* context)
+      : cfg_(std::move(cfg)),
+        policy_{cfg_.lease_ms, cfg_.max_attempts, cfg_.dispatch_timeout_ms},
+        own_context_(context == nullptr ? std::make_unique<zmq::context_t>(1) : nullptr),
+        context_(context == nullptr ? own_context_.get() : context),
+        db_(store::open_for_writing(cfg_.db)),
+        select_row_(db_, "SELECT status, attempts, due_at, dispatched_at, error, submission, worker "
+                         "FROM topics WHERE job = ?1 AND key = ?2"),
+        insert_row_(db_, "INSERT INTO topics(job, key, payload, status, attempts, error, updated_at, "
+                         "created_at, submission, due_at, dispatched_at, worker) "
+                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, ?11) "
+                         "ON CONFLICT(job, key) DO NOTHING"),
+        // The guard: a completed row never changes; a failed row changes only by an explicit
+        // requeue; otherwise attempts never go down. The state machine already ensures this;
+        // the SQL makes it impossible to get wrong.
+        update_row_(db_, "UPDATE topics SET status = ?3, attempts = ?4, error = ?5, updated_at = ?6, "
+                         "submission = ?7, due_at = ?8, dispatched_at = ?9, worker = ?10, "
+                         "payload = iif(?11, ?12, payload), result = iif(?13, ?14, result) "
+                         "WHERE job = ?1 AND key = ?2 AND status <> 'completed' AND "
+                         "((status <> 'failed' AND attempts <= ?4) OR (?15 AND status = 'failed'))"),
+        sweep_timers_(db_, "SELECT job, key, payload, status, attempts, dispatched_at, error, submission, worker "
+                           "FROM topics WHERE (status = 'running' OR dispatched_at IS NOT NULL) "
+                           "AND due_at <= ?1 ORDER BY due_at LIMIT ?2"),
+        sweep_ready_(db_, "SELECT job, key, payload, status, attempts, dispatched_at, error, submission, worker "
+                          "FROM topics WHERE status = 'pending' AND dispatched_at IS NULL "
+                          "AND due_at <= ?1 ORDER BY due_at LIMIT ?2"),
+        next_timer_(db_, "SELECT min(due_at) FROM topics WHERE status = 'running' OR dispatched_at IS NOT NULL"),
+        next_ready_(db_, "SELECT min(due_at) FROM topics WHERE status = 'pending' AND dispatched_at IS NULL"),
+        redeliver_in_transit_(db_, "UPDATE topics SET due_at = ?1 WHERE status = 'pending' AND dispatched_at IS NOT NULL"),
+        requeue_job_(db_, "UPDATE topics SET status = 'pending', attempts = 0, dispatched_at = NULL, "
+                          "due_at = ?2, updated_at = ?2 WHERE job = ?1 AND status = 'failed'"),
+        set_meta_(db_, "INSERT INTO meta(name, value) VALUES (?1, ?2) "
+                       "ON CONFLICT(name) DO UPDATE SET value = excluded.value"),
+        pull_(make_socket(*context_, zmq::socket_type::pull, {.sndhwm = 1000, .rcvhwm = 10000})),
+        pub_(make_socket(*context_, zmq::socket_type::pub, {.sndhwm = 100000, .rcvhwm = 1000})),
+        push_(make_socket(*context_, zmq::socket_type::push,
+                          {.sndhwm = static_cast<int>(std::max<std::int64_t>(cfg_.dispatch_window * 2, 1000)),
+                           .rcvhwm = 1000})),
+        retry_backoff_(cfg_.retry_base_ms, cfg_.retry_max_ms),
+        busy_backoff_(cfg_.busy_base_ms, cfg_.busy_max_ms) {
+    db_.busy_timeout(0);  // busy handling is ours: keep the batch, back off with jitter, log
+    load_state();
+    bind_socket(pull_, "--sink", cfg_.endpoints.sink);
+    bind_socket(pub_, "--events", cfg_.endpoints.events);
+    connect_socket(push_, "--frontend", cfg_.endpoints.frontend);
+    spdlog::info("sink ready: db {} ({} jobs, {} unfinished topics, {} in transit), PULL {}, PUB {}, tasks to {}",
+                 cfg_.db, counts_.size(), unfinished(), in_transit_, endpoint(pull_), endpoint(pub_),
+                 cfg_.endpoints.frontend);
+    spdlog::info("batching: up to {} updates or {} ms; lease {} ms; max attempts {}; retry backoff {}..{} ms; "
+                 "dispatch window {}, timeout {} ms",
+                 cfg_.batch_max, cfg_.batch_delay_ms, cfg_.lease_ms, cfg_.max_attempts, cfg_.retry_base_ms,
+                 cfg_.retry_max_ms, cfg_.dispatch_window, cfg_.dispatch_timeout_ms);
+  }
+
+  void run(const StopSignal& stop) {
+    stats_window_start_ = steady_ms();
+    while (!stop.triggered()) {
+      const auto now = steady_ms();
+      std::array<zmq::pollitem_t, 2> items{{{nullptr, stop.fd(), ZMQ_POLLIN, 0},
+                                            {pull_.handle(), 0, ZMQ_POLLIN, 0}}};
+      const bool can_read = batch_events_ < static_cast<std::size_t>(cfg_.buffer_max);
+      zmq::poll(items.data(), can_read ? 2 : 1, std::chrono::milliseconds(poll_timeout(now)));
+      if (stop.triggered()) break;
+      if (can_read) drain();
+      maybe_commit();
+      periodic();
+    }
+    shutdown();
+  }
+
+  SinkCounters counters() const { return counters_; }
+  std::string endpoint(const zmq::socket_t& s) const { return s.get(zmq::sockopt::last_endpoint); }
+  std::string sink_endpoint() const { return endpoint(pull_); }
+  std::string events_endpoint() const { return endpoint(pub_); }
+
+ private:
+  // ---- startup -------------------------------------------------------------------------------
+
+  void load_state() {
+    for (const auto& jc : store::read_counts(db_)) {
+      auto& c = counts_[jc.job];
+      for (std::size_t i = 0; i < 4; ++i) c[i] = static_cast<std::int64_t>(jc.by_status[i]);
+    }
+    auto transit = db_.prepare("SELECT count(*) FROM topics WHERE status = 'pending' AND dispatched_at IS NOT NULL");
+    transit.step();
+    in_transit_ = transit.column_int(0);
+    auto meta = db_.prepare("SELECT value FROM meta WHERE name = 'broker_instance'");
+    if (meta.step()) broker_instance_ = std::string(meta.column_text(0));
+    refresh_due_hints();
+  }
+
+  std::int64_t unfinished() const {
+    std::int64_t n = 0;
+    for (const auto& [job, c] : counts_) n += c[0] + c[1];
+    return n;
+  }
+
+  // ---- receiving -----------------------------------------------------------------------------
+
+  void drain() {
+    for (std::size_t i = 0; i < 4096 && batch_events_ < static_cast<std::size_t>(cfg_.buffer_max); ++i) {
+      auto msg = try_recv(pull_);
+      if (!msg) break;
+      handle(*msg);
+      if (batch_events_ >= static_cast<std::size_t>(cfg_.batch_max)) break;
+    }
+  }
+
+  void handle(const zmq::message_t& msg) {
+    ++counters_.messages;
+    wire::Message message;
+    try {
+      message = wire::decode(std::string_view(static_cast<const char*>(msg.data()), msg.size()), limits_);
+    } catch (const wire::DecodeError& e) {
+      ++counters_.decode_errors;
+      bad_messages_.warn(fmt::format("dropped a bad message ({} bytes): {}", msg.size(), e.what()));
+      return;
+    }
+    std::visit([this](auto& m) { on_message(m); }, message);
+  }
+
+  void on_message(wire::Submit& m) {
+    const auto ack = static_cast<std::int32_t>(acks_.size());
+    acks_.push_back(wire::Ack{.client = m.submission, .kind = wire::AckKind::submit, .seq = m.seq});
+    for (auto& item : m.items) {
+      add_event(m.job, item.key,
+                sink::Event{.kind = sink::EventKind::submit, .requeue_failed = m.requeue_failed,
+                            .data = std::move(item.payload), .origin = m.submission, .ack = ack});
+    }
+    if (m.items.empty()) mark_batch_started();
+  }
+
+  void on_message(wire::Report& m) {
+    for (auto& u : m.updates) {
+      add_event(u.job, u.key,
+                sink::Event{.kind = to_event_kind(u.kind), .attempt = u.attempt, .retryable = u.retryable,
+                            .data = std::move(u.data), .origin = m.worker});
+    }
+  }
+
+  void on_message(const wire::Hello& m) {
+    publish(wire::ack_topic(m.client), wire::Ack{.client = m.client, .kind = wire::AckKind::hello});
+    if (!m.job.empty()) publish_progress(m.job);
+  }
+
+  void on_message(const wire::Requeue& m) {
+    requeues_.push_back(RequeueRequest{m.client, m.job});
+    mark_batch_started();
+  }
+
+  void on_message(const wire::BrokerHello& m) {
+    if (m.instance == broker_instance_ || new_broker_ == m.instance) return;
+    spdlog::info("broker instance {} announced itself (was {}): redelivering tasks in transit",
+                 m.instance, broker_instance_.empty() ? "unknown" : broker_instance_);
+    new_broker_ = m.instance;
+    mark_batch_started();
+  }
+
+  template <typename T>
+  void on_message(const T& /*unexpected*/) {
+    ++counters_.decode_errors;
+    bad_messages_.warn(fmt::format("dropped a message of type {} that does not belong on the sink socket",
+                                   wire::type_name(wire::Message(T{}))));
+  }
+
+  void add_event(const std::string& job, const std::string& key, sink::Event event) {
+    std::string id;
+    id.reserve(job.size() + key.size() + 1);
+    id.append(job).push_back('\0');
+    id.append(key);
+    auto [it, inserted] = index_.try_emplace(std::move(id), entries_.size());
+    if (inserted) entries_.push_back(Entry{job, key, {}});
+    entries_[it->second].events.push_back(std::move(event));
+    ++batch_events_;
+    mark_batch_started();
+  }
+
+  void mark_batch_started() {
+    if (batch_started_ms_ < 0) batch_started_ms_ = steady_ms();
+  }
+
+  // ---- committing ----------------------------------------------------------------------------
+
+  [[nodiscard]] bool has_batch() const {
+    return !entries_.empty() || !requeues_.empty() || new_broker_.has_value() || !acks_.empty();
+  }
+
+  [[nodiscard]] std::int64_t budget() const { return std::max<std::int64_t>(cfg_.dispatch_window - in_transit_, 0); }
+
+  [[nodiscard]] bool sweep_due(std::int64_t wall) const {
+    if (next_timer_due_ <= wall) return true;
+    return next_ready_due_ <= wall && budget() >= std::max<std::int64_t>(1, cfg_.dispatch_window / 4);
+  }
+
+  std::int64_t poll_timeout(std::int64_t now) const {
+    std::int64_t deadline = now + 250;
+    if (retry_at_ms_ > 0) {
+      deadline = std::min(deadline, retry_at_ms_);
+    } else {
+      if (batch_started_ms_ >= 0) deadline = std::min(deadline, batch_started_ms_ + cfg_.batch_delay_ms);
+      const auto wall = now_ms();
+      auto next_due = next_timer_due_;
+      if (budget() > 0) next_due = std::min(next_due, next_ready_due_);
+      if (next_due != kNever) deadline = std::min(deadline, now + std::max<std::int64_t>(next_due - wall, 0));
+    }
+    if (!dirty_jobs_.empty()) deadline = std::min(deadline, now + kProgressIntervalMs);
+    return std::max<std::int64_t>(deadline - now, 0);
+  }
+
+  void maybe_commit() {
+    const auto now = steady_ms();
+    if (retry_at_ms_ > 0 && now < retry_at_ms_) return;  // backing off a busy database
+    const bool full = batch_events_ >= static_cast<std::size_t>(cfg_.batch_max);
+    const bool old = batch_started_ms_ >= 0 && now - batch_started_ms_ >= cfg_.batch_delay_ms;
+    if (full || old || retry_at_ms_ > 0 || sweep_due(now_ms())) try_commit();
+  }
+
+  // One transaction for the whole batch plus the scheduler's sweep. Returns false on busy.
+  bool try_commit() {
+    const auto started_us = steady_us();
+    const auto wall = now_ms();
+    Effects fx;
+    try {
+      sqlite::Transaction tx(db_);
+      for (auto& entry : entries_) apply_entry(entry, wall, fx);
+      for (const auto& rq : requeues_) apply_requeue(rq, wall, fx);
+      if (new_broker_) {
+        redeliver_in_transit_.bind(1, wall);
+        redeliver_in_transit_.step();
+        const auto n = db_.changes();
+        redeliver_in_transit_.reset();
+        set_meta_.bind(1, std::string_view("broker_instance")).bind(2, *new_broker_);
+        set_meta_.step();
+        set_meta_.reset();
+        if (n > 0) spdlog::warn("broker restarted: {} tasks in transit are redelivered", n);
+      }
+      sweep(wall, fx);
+      tx.commit();
+    } catch (const sqlite::BusyError& e) {
+      on_busy(e);
+      return false;
+    }
+    on_committed(fx, started_us);
+    return true;
+  }
+
+  void on_busy(const sqlite::BusyError& e) {
+    ++counters_.busy_retries;
+    const auto delay = std::max<std::int64_t>(busy_backoff_.delay(std::min(busy_attempt_, 20u)), 1);
+    ++busy_attempt_;
+    retry_at_ms_ = steady_ms() + delay;
+    spdlog::warn("database busy ({}); keeping {} updates, retry {} in {} ms", e.what(), batch_events_,
+                 busy_attempt_, delay);
+  }
+
+  sink::Row load_row(const std::string& job, const std::string& key) {
+    sink::Row row;
+    select_row_.bind_static(1, job).bind_static(2, key);
+    if (select_row_.step()) {
+      row.exists = true;
+      row.status = store::parse_status(select_row_.column_text(0)).value_or(Status::pending);
+      row.attempts = select_row_.column_int(1);
+      if (!select_row_.is_null(2)) row.due_at = select_row_.column_int(2);
+      if (!select_row_.is_null(3)) row.dispatched_at = select_row_.column_int(3);
+      if (!select_row_.is_null(4)) row.error = std::string(select_row_.column_text(4));
+      row.submission = std::string(select_row_.column_text(5));
+      row.worker = std::string(select_row_.column_text(6));
+    }
+    select_row_.reset();
+    return row;
+  }
+
+  void write_row(const std::string& job, const std::string& key, const sink::Row& row, bool existed,
+                 std::int64_t wall, Effects& fx) {
+    auto bind_opt = [](sqlite::Statement& s, int i, const std::optional<std::int64_t>& v) {
+      if (v) s.bind(i, *v); else s.bind_null(i);
+    };
+    const auto status = store::to_string(row.status);
+    if (!existed) {
+      insert_row_.bind_static(1, job).bind_static(2, key);
+      insert_row_.bind_blob_static(3, row.new_payload ? std::string_view(*row.new_payload) : std::string_view());
+      insert_row_.bind_static(4, status).bind(5, row.attempts);
+      if (row.error) insert_row_.bind_static(6, *row.error); else insert_row_.bind_null(6);
+      insert_row_.bind(7, wall).bind_static(8, row.submission);
+      bind_opt(insert_row_, 9, row.due_at);
+      bind_opt(insert_row_, 10, row.dispatched_at);
+      insert_row_.bind_static(11, row.worker);
+      insert_row_.step();
+      insert_row_.reset();
+    } else {
+      update_row_.bind_static(1, job).bind_static(2, key).bind_static(3, status).bind(4, row.attempts);
+      if (row.error) update_row_.bind_static(5, *row.error); else update_row_.bind_null(5);
+      update_row_.bind(6, wall).bind_static(7, row.submission);
+      bind_opt(update_row_, 8, row.due_at);
+      bind_opt(update_row_, 9, row.dispatched_at);
+      update_row_.bind_static(10, row.worker);
+      update_row_.bind(11, std::int64_t{row.new_payload.has_value()});
+      if (row.new_payload) update_row_.bind_blob_static(12, *row.new_payload); else update_row_.bind_null(12);
+      update_row_.bind(13, std::int64_t{row.new_result.has_value()});
+      if (row.new_result) update_row_.bind_blob_static(14, *row.new_result); else update_row_.bind_null(14);
+      update_row_.bind(15, std::int64_t{row.requeued});
+      update_row_.step();
+      const auto changed = db_.changes();
+      update_row_.reset();
+      if (changed != 1) {
+        ++fx.guard_refused;
+        spdlog::error("internal: the SQL guard refused an update of {}/{} to {} (attempt {})", job, key, status,
+                      row.attempts);
+        return;
+      }
+    }
+    ++fx.updates;
+    ++fx.written[static_cast<std::size_t>(row.status)];
+  }
+
+  void account(const std::string& job, const sink::Row& before, const sink::Row& after, Effects& fx) {
+    auto& delta = fx.count_delta[job];
+    if (before.exists) --delta[static_cast<std::size_t>(before.status)];
+    if (after.exists) ++delta[static_cast<std::size_t>(after.status)];
+    fx.in_transit_delta += static_cast<std::int64_t>(after.in_transit()) - static_cast<std::int64_t>(before.in_transit());
+  }
+
+  void apply_entry(Entry& entry, std::int64_t wall, Effects& fx) {
+    sink::Row row = load_row(entry.job, entry.key);
+    const sink::Row before = row;
+    for (const auto& event : entry.events) {
+      const auto outcome = sink::apply(row, event, policy_, retry_backoff_, wall);
+      switch (outcome) {
+        case sink::Outcome::retry_scheduled: ++fx.retried; break;
+        case sink::Outcome::stale: ++fx.stale; break;
+        case sink::Outcome::bogus: ++fx.bogus; break;
+        case sink::Outcome::duplicate:
+          if (event.kind != sink::EventKind::submit) ++fx.duplicates;
+          break;
+        default: break;
+      }
+      if (event.ack >= 0) count_ack(acks_[static_cast<std::size_t>(event.ack)], outcome);
+    }
+    if (row.changed) write_row(entry.job, entry.key, row, before.exists, wall, fx);
+    account(entry.job, before, row, fx);
+  }
+
+  static void count_ack(wire::Ack& ack, sink::Outcome outcome) {
+    switch (outcome) {
+      case sink::Outcome::accepted: ++ack.accepted; break;
+      case sink::Outcome::duplicate: ++ack.duplicates; break;
+      case sink::Outcome::skipped_completed: ++ack.skipped_completed; break;
+      case sink::Outcome::skipped_failed: ++ack.skipped_failed; break;
+      case sink::Outcome::requeued: ++ack.requeued; break;
+      case sink::Outcome::already_queued: ++ack.already_queued; break;
+      default: ++ack.rejected; break;
+    }
+  }
+
+  void apply_requeue(const RequeueRequest& rq, std::int64_t wall, Effects& fx) {
+    requeue_job_.bind_static(1, rq.job).bind(2, wall);
+    requeue_job_.step();
+    const auto n = db_.changes();
+    requeue_job_.reset();
+    auto& delta = fx.count_delta[rq.job];
+    delta[static_cast<std::size_t>(Status::failed)] -= n;
+    delta[static_cast<std::size_t>(Status::pending)] += n;
+    fx.updates += static_cast<std::uint64_t>(n);
+    fx.acks.push_back(wire::Ack{.client = rq.client, .kind = wire::AckKind::requeue,
+                                .requeued = static_cast<std::uint64_t>(n)});
+    if (n > 0) spdlog::info("requeued {} failed topics of job {}", n, rq.job);
+  }
+
+  struct DueRow {
+    std::string job;
+    std::string key;
+    std::string payload;
+    sink::Row row;
+  };
+
+  std::vector<DueRow> collect(sqlite::Statement& select, std::int64_t wall, std::int64_t limit) {
+    std::vector<DueRow> rows;
+    if (limit <= 0) return rows;
+    select.bind(1, wall).bind(2, limit);
+    while (select.step()) {
+      DueRow d;
+      d.job = std::string(select.column_text(0));
+      d.key = std::string(select.column_text(1));
+      d.payload = std::string(select.column_blob(2));
+      d.row.exists = true;
+      d.row.status = store::parse_status(select.column_text(3)).value_or(Status::pending);
+      d.row.attempts = select.column_int(4);
+      if (!select.is_null(5)) d.row.dispatched_at = select.column_int(5);
+      if (!select.is_null(6)) d.row.error = std::string(select.column_text(6));
+      d.row.submission = std::string(select.column_text(7));
+      d.row.worker = std::string(select.column_text(8));
+      d.row.due_at = wall;
+      rows.push_back(std::move(d));
+    }
+    select.reset();
+    return rows;
+  }
+
+  // The scheduler: expired leases and lost deliveries first (not limited by the window, or a
+  // window full of lost tasks would never drain), then new attempts up to the window.
+  void sweep(std::int64_t wall, Effects& fx) {
+    auto handle_due = [&](std::vector<DueRow>& rows) {
+      for (auto& d : rows) {
+        const sink::Row before = d.row;
+        const auto r = sink::on_due(d.row, policy_, wall);
+        if (!d.row.changed) continue;
+        write_row(d.job, d.key, d.row, true, wall, fx);
+        account(d.job, before, d.row, fx);
+        if (r.lease_expired) ++fx.lease_expired;
+        if (r.redelivery) ++fx.redelivered;
+        if (r.dispatch) {
+          fx.tasks.push_back(wire::Task{std::move(d.job), std::move(d.key), std::move(d.payload),
+                                        static_cast<std::uint32_t>(d.row.attempts)});
+        }
+      }
+    };
+    auto timers = collect(sweep_timers_, wall, kTimerSweepLimit);
+    handle_due(timers);
+    const auto room = cfg_.dispatch_window - (in_transit_ + fx.in_transit_delta);
+    auto ready = collect(sweep_ready_, wall, room);
+    handle_due(ready);
+  }
+
+  void refresh_due_hints() {
+    auto read_min = [](sqlite::Statement& s) {
+      std::int64_t v = kNever;
+      if (s.step() && !s.is_null(0)) v = s.column_int(0);
+      s.reset();
+      return v;
+    };
+    next_timer_due_ = read_min(next_timer_);
+    next_ready_due_ = read_min(next_ready_);
+  }
+
+  void on_committed(Effects& fx, std::int64_t started_us) {
+    const auto elapsed_us = steady_us() - started_us;
+    for (const auto& [job, delta] : fx.count_delta) {
+      auto& c = counts_[job];
+      bool moved = false;
+      for (std::size_t i = 0; i < 4; ++i) {
+        c[i] += delta[i];
+        moved = moved || delta[i] != 0;
+      }
+      if (moved) dirty_jobs_.insert(job);
+    }
+    in_transit_ += fx.in_transit_delta;
+    counters_.updates += fx.updates;
+    counters_.redelivered += fx.redelivered;
+    counters_.retried += fx.retried;
+    counters_.duplicates += fx.duplicates;
+    counters_.stale += fx.stale;
+    counters_.bogus += fx.bogus;
+    counters_.guard_refused += fx.guard_refused;
+    counters_.lease_expired += fx.lease_expired;
+    if (fx.updates > 0) ++counters_.batches;
+    if (new_broker_) broker_instance_ = *std::exchange(new_broker_, std::nullopt);
+
+    // Tasks go out only after their rows are committed: a crash before this line leaves them
+    // "in transit" in the database, and the dispatch timeout sends them again.
+    for (const auto& task : fx.tasks) {
+      zmq::message_t msg(wire::encode(task));
+      if (!push_.send(msg, zmq::send_flags::dontwait)) {
+        // The window keeps this from happening; if it does, the dispatch timeout recovers it.
+        spdlog::warn("broker frontend is full; task {}/{} will be redelivered after the dispatch timeout",
+                     task.job, task.key);
+      }
+    }
+    counters_.dispatched += fx.tasks.size();
+    for (auto& ack : acks_) publish(wire::ack_topic(ack.client), ack);
+    for (auto& ack : fx.acks) publish(wire::ack_topic(ack.client), ack);
+
+    if (fx.updates > 0) {
+      std::string detail;
+      for (std::size_t i = 0; i < 4; ++i) {
+        if (fx.written[i] == 0) continue;
+        if (!detail.empty()) detail += ", ";
+        detail += fmt::format("{} {}", store::kStatusNames[i], fx.written[i]);
+      }
+      spdlog::info("committed {} updates ({}) in {:.1f} ms{}", fx.updates, detail,
+                   static_cast<double>(elapsed_us) / 1000.0,
+                   fx.tasks.empty() ? std::string() : fmt::format("; dispatched {}", fx.tasks.size()));
+    }
+    if (busy_attempt_ > 0) spdlog::info("database available again after {} busy retries", busy_attempt_);
+    busy_attempt_ = 0;
+    retry_at_ms_ = 0;
+
+    index_.clear();
+    entries_.clear();
+    acks_.clear();
+    requeues_.clear();
+    batch_events_ = 0;
+    batch_started_ms_ = -1;
+    refresh_due_hints();
+    publish_dirty(false);
+  }
+
+  // ---- publishing ----------------------------------------------------------------------------
+
+  template <typename T>
+  void publish(const std::string& topic, const T& body) {
+    zmq::message_t head(topic.data(), topic.size());
+    zmq::message_t payload(wire::encode(body));
+    // PUB never blocks; a slow subscriber loses events and recovers them by repeating hello.
+    if (pub_.send(head, zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+      (void)pub_.send(payload, zmq::send_flags::dontwait);
+    }
+  }
+
+  void publish_progress(const std::string& job) {
+    wire::Progress p;
+    p.job = job;
+    if (auto it = counts_.find(job); it != counts_.end()) {
+      p.pending = static_cast<std::uint64_t>(std::max<std::int64_t>(it->second[0], 0));
+      p.running = static_cast<std::uint64_t>(std::max<std::int64_t>(it->second[1], 0));
+      p.completed = static_cast<std::uint64_t>(std::max<std::int64_t>(it->second[2], 0));
+      p.failed = static_cast<std::uint64_t>(std::max<std::int64_t>(it->second[3], 0));
+    }
+    p.batches = counters_.batches;
+    p.updates = counters_.updates;
+    p.busy_retries = counters_.busy_retries;
+    p.retried = counters_.retried;
+    p.redelivered = counters_.redelivered;
+    p.duplicates = counters_.duplicates;
+    p.decode_errors = counters_.decode_errors;
+    p.time_ms = now_ms();
+    publish(wire::progress_topic(job), p);
+    last_published_[job] = steady_ms();
+  }
+
+  void publish_dirty(bool force) {
+    const auto now = steady_ms();
+    for (auto it = dirty_jobs_.begin(); it != dirty_jobs_.end();) {
+      const auto& c = counts_[*it];
+      const bool done = c[0] + c[1] == 0;
+      const auto last = last_published_.count(*it) ? last_published_[*it] : -kProgressIntervalMs;
+      if (force || done || now - last >= kProgressIntervalMs) {
+        publish_progress(*it);
+        it = dirty_jobs_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  void periodic() {
+    publish_dirty(false);
+    const auto now = steady_ms();
+    if (now - stats_window_start_ >= cfg_.stats_interval_ms) {
+      const auto seconds = static_cast<double>(now - stats_window_start_) / 1000.0;
+      const auto updates = counters_.updates - stats_updates_;
+      if (updates > 0 || counters_.decode_errors != stats_decode_errors_) {
+        spdlog::info("rate: {:.0f} updates/s over {:.0f} s; {} batches, {} dispatched, {} redelivered, "
+                     "{} retried, {} busy retries, {} bad messages in total; {} unfinished, {} in transit",
+                     static_cast<double>(updates) / seconds, seconds, counters_.batches, counters_.dispatched,
+                     counters_.redelivered, counters_.retried, counters_.busy_retries, counters_.decode_errors,
+                     unfinished(), in_transit_);
+      }
+      stats_window_start_ = now;
+      stats_updates_ = counters_.updates;
+      stats_decode_errors_ = counters_.decode_errors;
+    }
+  }
+
+  void shutdown() {
+    spdlog::info("stopping: committing {} buffered updates", batch_events_);
+    // Take what is already queued, then commit; bounded even if the database stays busy.
+    drain();
+    const auto give_up = steady_ms() + kShutdownBusyBudgetMs;
+    while (has_batch()) {
+      if (try_commit()) break;
+      if (steady_ms() >= give_up) {
+        spdlog::error("database still busy after {} ms; {} updates not committed (their topics are "
+                      "redelivered when their leases expire)",
+                      kShutdownBusyBudgetMs, batch_events_);
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::max<std::int64_t>(retry_at_ms_ - steady_ms(), 1)));
+    }
+    publish_dirty(true);
+    spdlog::info("sink stopped: {} updates in {} batches, {} busy retries, {} bad messages", counters_.updates,
+                 counters_.batches, counters_.busy_retries, counters_.decode_errors);
+  }
+
+  SinkConfig cfg_;
+  sink::Policy policy_;
+  wire::Limits limits_;
+  std::unique_ptr<zmq::context_t> own_context_;
+  zmq::context_t* context_;
+  sqlite::Database db_;
+  sqlite::Statement select_row_;
+  sqlite::Statement insert_row_;
+  sqlite::Statement update_row_;
+  sqlite::Statement sweep_timers_;
+  sqlite::Statement sweep_ready_;
+  sqlite::Statement next_timer_;
+  sqlite::Statement next_ready_;
+  sqlite::Statement redeliver_in_transit_;
+  sqlite::Statement requeue_job_;
+  sqlite::Statement set_meta_;
+  zmq::socket_t pull_;
+  zmq::socket_t pub_;
+  zmq::socket_t push_;
+  Backoff retry_backoff_;
+  Backoff busy_backoff_;
+
+  // the batch
+  std::unordered_map<std::string, std::size_t> index_;
+  std::vector<Entry> entries_;
+  std::vector<wire::Ack> acks_;
+  std::vector<RequeueRequest> requeues_;
+  std::optional<std::string> new_broker_;
+  std::size_t batch_events_ = 0;
+  std::int64_t batch_started_ms_ = -1;
+
+  // scheduling
+  std::int64_t next_timer_due_ = kNever;
+  std::int64_t next_ready_due_ = kNever;
+  std::int64_t in_transit_ = 0;
+  std::string broker_instance_;
+  unsigned busy_attempt_ = 0;
+  std::int64_t retry_at_ms_ = 0;
+
+  // progress
+  std::map<std::string, Counts> counts_;
+  std::set<std::string> dirty_jobs_;
+  std::unordered_map<std::string, std::int64_t> last_published_;
+
+  SinkCounters counters_;
+  RateLimitedLog bad_messages_;
+  std::int64_t stats_window_start_ = 0;
+  std::uint64_t stats_updates_ = 0;
+  std::uint64_t stats_decode_errors_ = 0;
+};
+
+Sink::Sink(SinkConfig config, zmq::context_t* context) : impl_(std::make_unique<Impl>(std::move(config), context)) {}
+Sink::~Sink() = default;
+void Sink::run(const StopSignal& stop) { impl_->run(stop); }
+SinkCounters Sink::counters() const { return impl_->counters(); }
+std::string Sink::sink_endpoint() const { return impl_->sink_endpoint(); }
+std::string Sink::events_endpoint() const { return impl_->events_endpoint(); }
+
+}  // namespace topicflow

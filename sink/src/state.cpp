@@ -1,0 +1,137 @@
+#include <topicflow/sink_state.hpp>
+
+namespace topicflow::sink {
+namespace {
+
+using store::Status;
+
+void set_running(Row& row, const Event& e, const Policy& p, std::int64_t now) {
+  row.status = Status::running;
+  row.dispatched_at.reset();
+  row.due_at = now + p.lease_ms;
+  row.worker = e.origin;
+  row.changed = true;
+}
+
+void make_pending(Row& row, std::int64_t due) {
+  row.status = Status::pending;
+  row.dispatched_at.reset();
+  row.due_at = due;
+  row.changed = true;
+}
+
+void make_terminal(Row& row, Status status) {
+  row.status = status;
+  row.dispatched_at.reset();
+  row.due_at.reset();
+  row.changed = true;
+}
+
+Outcome apply_submit(Row& row, const Event& e, std::int64_t now) {
+  if (!row.exists) {
+    row.exists = true;
+    row.attempts = 0;
+    row.submission = e.origin;
+    row.new_payload = e.data;
+    row.error.reset();
+    make_pending(row, now);
+    return Outcome::accepted;
+  }
+  switch (row.status) {
+    case Status::completed:
+      return row.submission == e.origin ? Outcome::duplicate : Outcome::skipped_completed;
+    case Status::failed:
+      if (row.submission == e.origin) return Outcome::duplicate;
+      if (!e.requeue_failed) return Outcome::skipped_failed;
+      row.attempts = 0;
+      row.submission = e.origin;
+      row.new_payload = e.data;
+      row.requeued = true;
+      make_pending(row, now);
+      return Outcome::requeued;
+    case Status::pending:
+    case Status::running:
+      return row.submission == e.origin ? Outcome::duplicate : Outcome::already_queued;
+  }
+  return Outcome::bogus;
+}
+
+}  // namespace
+
+Outcome apply(Row& row, const Event& e, const Policy& p, Backoff& backoff, std::int64_t now) {
+  if (e.kind == EventKind::submit) return apply_submit(row, e, now);
+  if (!row.exists) return Outcome::bogus;
+  const auto attempt = static_cast<std::int64_t>(e.attempt);
+  if (attempt > row.attempts || attempt < 1) return Outcome::bogus;
+  if (store::is_terminal(row.status)) {
+    const bool repeat = row.status == Status::completed && e.kind == EventKind::completed;
+    return repeat ? Outcome::duplicate : Outcome::stale;
+  }
+
+  switch (e.kind) {
+    case EventKind::started:
+    case EventKind::heartbeat: {
+      if (attempt < row.attempts) return Outcome::stale;
+      // pending with this attempt: in transit (or started message lost / reordered)
+      const bool repeat = row.status == Status::running && e.kind == EventKind::started;
+      const bool other_worker = repeat && !row.worker.empty() && row.worker != e.origin;
+      set_running(row, e, p, now);
+      return other_worker ? Outcome::duplicate : Outcome::applied;
+    }
+    case EventKind::completed:
+      // A result of a superseded attempt is still a valid result while nothing is terminal.
+      row.new_result = e.data;
+      row.error.reset();
+      row.worker = e.origin;
+      make_terminal(row, Status::completed);
+      return Outcome::applied;
+    case EventKind::failed:
+      if (attempt < row.attempts) return Outcome::stale;  // a newer attempt is on its way
+      row.error = e.data;
+      row.worker = e.origin;
+      if (e.retryable && row.attempts < p.max_attempts) {
+        const auto retry = static_cast<unsigned>(row.attempts - 1);
+        make_pending(row, now + backoff.delay(retry));
+        return Outcome::retry_scheduled;
+      }
+      make_terminal(row, Status::failed);
+      return Outcome::applied;
+    case EventKind::released:
+      if (attempt < row.attempts) return Outcome::stale;
+      make_pending(row, now);
+      return Outcome::applied;
+    case EventKind::submit:
+      break;
+  }
+  return Outcome::bogus;
+}
+
+SweepResult on_due(Row& row, const Policy& p, std::int64_t now) {
+  SweepResult r;
+  if (!row.exists || store::is_terminal(row.status)) return r;
+  if (row.status == Status::running) {
+    r.lease_expired = true;
+    row.error = "lease expired on attempt " + std::to_string(row.attempts) +
+                " (no heartbeat for " + std::to_string(p.lease_ms) + " ms: worker lost or stuck)";
+    if (row.attempts >= p.max_attempts) {
+      make_terminal(row, Status::failed);
+      return r;
+    }
+    row.attempts += 1;
+    r.dispatch = true;
+    r.redelivery = true;
+  } else if (row.dispatched_at) {
+    r.dispatch = true;  // handed to the broker but never started: lost in transit
+    r.redelivery = true;
+  } else {
+    row.attempts += 1;  // a new attempt: first delivery or a retry whose backoff elapsed
+    r.dispatch = true;
+  }
+  row.status = Status::pending;
+  row.dispatched_at = now;
+  row.due_at = now + p.dispatch_timeout_ms;
+  row.changed = true;
+  return r;
+}
+
+}  // namespace topicflow::sink

@@ -1,0 +1,390 @@
+#include <topicflow/clock.hpp>
+#include <topicflow/sink.hpp>
+#include <topicflow/sqlite.hpp>
+#include <topicflow/store.hpp>
+#include <topicflow/wire.hpp>
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <random>
+#include <thread>
+
+namespace topicflow {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path temp_dir() {
+  auto dir = fs::temp_directory_path() / ("topicflow-sink-test-" + std::to_string(::getpid()) + "-" +
+                                          std::to_string(std::random_device{}()));
+  fs::create_directories(dir);
+  return dir;
+}
+
+// A sink on its own thread, with the test playing broker frontend, workers and producer.
+class SinkHarness {
+ public:
+  explicit SinkHarness(SinkConfig cfg = {}) : dir_(temp_dir()) {
+    frontend_.set(zmq::sockopt::linger, 0);
+    frontend_.bind("tcp://127.0.0.1:*");
+    cfg.db = (dir_ / "t.db").string();
+    cfg.endpoints.frontend = frontend_.get(zmq::sockopt::last_endpoint);
+    cfg.endpoints.sink = "tcp://127.0.0.1:*";
+    cfg.endpoints.events = "tcp://127.0.0.1:*";
+    cfg_ = cfg;
+    start();
+  }
+  ~SinkHarness() {
+    stop();
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  void start() {
+    sink_ = std::make_unique<Sink>(cfg_, &ctx_);
+    stop_ = std::make_unique<StopSignal>();
+    push_ = zmq::socket_t(ctx_, zmq::socket_type::push);
+    push_.set(zmq::sockopt::linger, 0);
+    push_.connect(sink_->sink_endpoint());
+    sub_ = zmq::socket_t(ctx_, zmq::socket_type::sub);
+    sub_.set(zmq::sockopt::linger, 0);
+    sub_.set(zmq::sockopt::subscribe, "");
+    sub_.connect(sink_->events_endpoint());
+    thread_ = std::thread([this] { sink_->run(*stop_); });
+    handshake();
+  }
+
+  void stop() {
+    if (!thread_.joinable()) return;
+    stop_->trigger();
+    thread_.join();
+    last_counters_ = sink_->counters();
+    push_.close();
+    sub_.close();
+    sink_.reset();
+  }
+
+  void send(const wire::Message& m) {
+    zmq::message_t msg(wire::encode(m));
+    ASSERT_TRUE(push_.send(msg, zmq::send_flags::none));
+  }
+  void send_raw(std::string_view bytes) {
+    zmq::message_t msg(bytes.data(), bytes.size());
+    ASSERT_TRUE(push_.send(msg, zmq::send_flags::none));
+  }
+
+  // Waits for an event matching `pred` (up to timeout).
+  template <typename T, typename Pred>
+  std::optional<T> wait_event(Pred pred, int timeout_ms = 5000) {
+    const auto deadline = steady_ms() + timeout_ms;
+    while (steady_ms() < deadline) {
+      zmq::pollitem_t item{sub_.handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, std::chrono::milliseconds(50));
+      zmq::message_t topic, body;
+      while (sub_.recv(topic, zmq::recv_flags::dontwait)) {
+        (void)sub_.recv(body, zmq::recv_flags::none);
+        auto m = wire::decode(body.to_string_view());
+        if (auto* t = std::get_if<T>(&m); t != nullptr && pred(*t)) return *t;
+      }
+    }
+    return std::nullopt;
+  }
+
+  std::vector<wire::Task> tasks(std::size_t n, int timeout_ms = 5000) {
+    std::vector<wire::Task> out;
+    const auto deadline = steady_ms() + timeout_ms;
+    while (out.size() < n && steady_ms() < deadline) {
+      zmq::pollitem_t item{frontend_.handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, std::chrono::milliseconds(50));
+      zmq::message_t msg;
+      while (frontend_.recv(msg, zmq::recv_flags::dontwait)) {
+        out.push_back(std::get<wire::Task>(wire::decode(msg.to_string_view())));
+      }
+    }
+    return out;
+  }
+
+  void handshake() {
+    for (int i = 0; i < 100; ++i) {
+      send(wire::Hello{"harness", ""});
+      if (wait_event<wire::Ack>([](const wire::Ack& a) { return a.kind == wire::AckKind::hello; }, 100)) return;
+    }
+    FAIL() << "sink did not answer hello";
+  }
+
+  wire::Progress progress_until(const std::string& job, std::function<bool(const wire::Progress&)> pred,
+                                int timeout_ms = 10000) {
+    const auto deadline = steady_ms() + timeout_ms;
+    wire::Progress last;
+    while (steady_ms() < deadline) {
+      send(wire::Hello{"harness", job});
+      if (auto p = wait_event<wire::Progress>([&](const wire::Progress& x) { return x.job == job; }, 100)) {
+        last = *p;
+        if (pred(last)) return last;
+      }
+    }
+    ADD_FAILURE() << "progress of " << job << " never matched; last: pending=" << last.pending
+                  << " running=" << last.running << " completed=" << last.completed << " failed=" << last.failed;
+    return last;
+  }
+
+  wire::Submit submit(const std::string& job, int n, std::uint32_t seq = 0, const std::string& submission = "s1") {
+    wire::Submit s{job, submission, seq, false, {}};
+    for (int i = 0; i < n; ++i) s.items.push_back({"key-" + std::to_string(i), "payload-" + std::to_string(i)});
+    return s;
+  }
+
+  sqlite::Database db() { return sqlite::Database(cfg_.db, sqlite::OpenMode::read_only); }
+  std::string status_of(const std::string& job, const std::string& key, std::int64_t* attempts = nullptr) {
+    auto d = db();
+    auto s = d.prepare("SELECT status, attempts FROM topics WHERE job = ?1 AND key = ?2");
+    s.bind(1, job).bind(2, key);
+    if (!s.step()) return "missing";
+    if (attempts != nullptr) *attempts = s.column_int(1);
+    return std::string(s.column_text(0));
+  }
+
+  SinkConfig& config() { return cfg_; }
+  SinkCounters counters() const { return last_counters_; }
+
+ private:
+  fs::path dir_;
+  zmq::context_t ctx_{1};
+  zmq::socket_t frontend_{ctx_, zmq::socket_type::pull};
+  zmq::socket_t push_;
+  zmq::socket_t sub_;
+  SinkConfig cfg_;
+  std::unique_ptr<Sink> sink_;
+  std::unique_ptr<StopSignal> stop_;
+  std::thread thread_;
+  SinkCounters last_counters_;
+};
+
+wire::Report report(std::initializer_list<wire::Update> updates) {
+  return wire::Report{"w1", std::vector<wire::Update>(updates)};
+}
+wire::Update upd(wire::UpdateKind kind, const wire::Task& t, std::string data = {}, bool retryable = false) {
+  return wire::Update{kind, t.job, t.key, t.attempt, retryable, std::move(data)};
+}
+
+TEST(Sink, SubmitIsAckedAndDispatched) {
+  SinkHarness h;
+  h.send(h.submit("j", 10));
+  auto ack = h.wait_event<wire::Ack>([](const wire::Ack& a) { return a.kind == wire::AckKind::submit; });
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(ack->accepted, 10u);
+  auto tasks = h.tasks(10);
+  ASSERT_EQ(tasks.size(), 10u);
+  for (const auto& t : tasks) {
+    EXPECT_EQ(t.attempt, 1u) << t.key;
+    EXPECT_EQ(t.payload, "payload-" + t.key.substr(4)) << t.key;
+  }
+}
+
+TEST(Sink, CompletesAJobAndPublishesProgress) {
+  SinkHarness h;
+  h.send(h.submit("j", 50));
+  auto tasks = h.tasks(50);
+  ASSERT_EQ(tasks.size(), 50u);
+  wire::Report r{"w1", {}};
+  for (const auto& t : tasks) {
+    r.updates.push_back(upd(wire::UpdateKind::started, t));
+    r.updates.push_back(upd(wire::UpdateKind::completed, t, "done " + t.key));
+  }
+  h.send(r);
+  auto p = h.progress_until("j", [](const wire::Progress& x) { return x.completed == 50; });
+  EXPECT_EQ(p.pending + p.running + p.failed, 0u);
+  h.stop();
+  auto db = h.db();
+  auto counts = store::read_counts(db, "j");
+  ASSERT_EQ(counts.size(), 1u);
+  EXPECT_EQ(counts[0].count(store::Status::completed), 50u);
+  auto s = db.prepare("SELECT result FROM topics WHERE job='j' AND key='key-7'");
+  ASSERT_TRUE(s.step());
+  EXPECT_EQ(s.column_blob(0), "done key-7");
+}
+
+TEST(Sink, ReorderedMessagesNeverMoveBackwards) {
+  SinkHarness h;
+  h.send(h.submit("j", 1));
+  auto tasks = h.tasks(1);
+  ASSERT_EQ(tasks.size(), 1u);
+  const auto& t = tasks[0];
+  h.send(report({upd(wire::UpdateKind::completed, t, "r")}));
+  h.progress_until("j", [](const wire::Progress& x) { return x.completed == 1; });
+  // late started, heartbeat, failure and a duplicate result, in separate batches
+  h.send(report({upd(wire::UpdateKind::started, t)}));
+  h.send(report({upd(wire::UpdateKind::heartbeat, t)}));
+  h.send(report({upd(wire::UpdateKind::failed, t, "late", true)}));
+  h.send(report({upd(wire::UpdateKind::completed, t, "again")}));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  h.stop();
+  std::int64_t attempts = 0;
+  EXPECT_EQ(h.status_of("j", "key-0", &attempts), "completed");
+  EXPECT_EQ(attempts, 1);
+  EXPECT_EQ(h.counters().duplicates, 1u);
+  EXPECT_GE(h.counters().stale, 3u);
+}
+
+TEST(Sink, ResubmissionSkipsCompleted) {
+  SinkHarness h;
+  h.send(h.submit("j", 3));
+  auto tasks = h.tasks(3);
+  ASSERT_EQ(tasks.size(), 3u);
+  h.send(report({upd(wire::UpdateKind::completed, tasks[0]), upd(wire::UpdateKind::completed, tasks[1])}));
+  h.progress_until("j", [](const wire::Progress& x) { return x.completed == 2; });
+  h.send(h.submit("j", 3, 0, "s2"));
+  auto ack = h.wait_event<wire::Ack>([](const wire::Ack& a) { return a.kind == wire::AckKind::submit && a.client == "s2"; });
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(ack->skipped_completed, 2u);
+  EXPECT_EQ(ack->already_queued, 1u);
+  EXPECT_EQ(ack->accepted, 0u);
+  EXPECT_TRUE(h.tasks(1, 300).empty()) << "nothing is dispatched again";
+}
+
+TEST(Sink, DuplicateKeysEndAsOneRow) {
+  SinkHarness h;
+  wire::Submit s{"j", "s1", 0, false, {{"a", "1"}, {"b", "2"}, {"a", "3"}}};
+  h.send(s);
+  auto ack = h.wait_event<wire::Ack>([](const wire::Ack& a) { return a.kind == wire::AckKind::submit; });
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(ack->accepted, 2u);
+  EXPECT_EQ(ack->duplicates, 1u);
+  EXPECT_EQ(h.tasks(2).size(), 2u);
+}
+
+TEST(Sink, RetryableFailuresAreRetriedThenFailed) {
+  SinkConfig cfg;
+  cfg.max_attempts = 3;
+  cfg.retry_base_ms = 10;
+  cfg.retry_max_ms = 50;
+  SinkHarness h(cfg);
+  h.send(h.submit("j", 1));
+  for (std::uint32_t attempt = 1; attempt <= 3; ++attempt) {
+    auto tasks = h.tasks(1);
+    ASSERT_EQ(tasks.size(), 1u) << "attempt " << attempt;
+    EXPECT_EQ(tasks[0].attempt, attempt);
+    h.send(report({upd(wire::UpdateKind::started, tasks[0]),
+                   upd(wire::UpdateKind::failed, tasks[0], "boom " + std::to_string(attempt), true)}));
+  }
+  h.progress_until("j", [](const wire::Progress& x) { return x.failed == 1; });
+  h.stop();
+  std::int64_t attempts = 0;
+  EXPECT_EQ(h.status_of("j", "key-0", &attempts), "failed");
+  EXPECT_EQ(attempts, 3);
+  EXPECT_EQ(h.counters().retried, 2u);
+}
+
+TEST(Sink, ExpiredLeaseIsRedeliveredWithNextAttempt) {
+  SinkConfig cfg;
+  cfg.lease_ms = 200;
+  SinkHarness h(cfg);
+  h.send(h.submit("j", 1));
+  auto first = h.tasks(1);
+  ASSERT_EQ(first.size(), 1u);
+  h.send(report({upd(wire::UpdateKind::started, first[0])}));
+  // no heartbeat: the lease expires
+  auto second = h.tasks(1, 3000);
+  ASSERT_EQ(second.size(), 1u) << "redelivery after lease expiry";
+  EXPECT_EQ(second[0].attempt, 2u);
+  h.send(report({upd(wire::UpdateKind::completed, second[0])}));
+  h.progress_until("j", [](const wire::Progress& x) { return x.completed == 1; });
+}
+
+TEST(Sink, NewBrokerInstanceRedeliversTasksInTransit) {
+  SinkHarness h;
+  h.send(wire::BrokerHello{"b1"});
+  h.send(h.submit("j", 5));
+  ASSERT_EQ(h.tasks(5).size(), 5u);
+  h.send(wire::BrokerHello{"b1"});
+  EXPECT_TRUE(h.tasks(1, 300).empty()) << "same broker: nothing resent";
+  h.send(wire::BrokerHello{"b2"});
+  auto again = h.tasks(5);
+  EXPECT_EQ(again.size(), 5u) << "a new broker lost its queue: every task in transit is resent";
+  for (const auto& t : again) EXPECT_EQ(t.attempt, 1u);
+}
+
+TEST(Sink, GarbageIsCountedAndDropped) {
+  SinkHarness h;
+  h.send_raw("");
+  h.send_raw("hello world");
+  h.send_raw(std::string("\x93\x01\x63\x00", 4));
+  h.send_raw(std::string("\xdd\xff\xff\xff\xff", 5));
+  h.send(wire::Task{"j", "k", "p", 1});  // valid, but not for the sink
+  h.send(h.submit("j", 2));
+  EXPECT_EQ(h.tasks(2).size(), 2u) << "still serving";
+  h.stop();
+  EXPECT_EQ(h.counters().decode_errors, 5u);
+}
+
+TEST(Sink, RestartResumesUnfinishedTopics) {
+  SinkConfig cfg;
+  cfg.lease_ms = 300;
+  SinkHarness h(cfg);
+  h.send(h.submit("j", 2));
+  auto tasks = h.tasks(2);
+  ASSERT_EQ(tasks.size(), 2u);
+  h.send(report({upd(wire::UpdateKind::started, tasks[0]), upd(wire::UpdateKind::completed, tasks[1])}));
+  h.progress_until("j", [](const wire::Progress& x) { return x.completed == 1 && x.running == 1; });
+  h.stop();
+  h.start();  // same DB: the running topic's lease expires and it is redelivered
+  auto again = h.tasks(1, 3000);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].key, tasks[0].key);
+  EXPECT_EQ(again[0].attempt, 2u);
+}
+
+TEST(Sink, BusyDatabaseDelaysButLosesNothing) {
+  SinkConfig cfg;
+  cfg.busy_base_ms = 5;
+  cfg.busy_max_ms = 50;
+  SinkHarness h(cfg);
+  {
+    sqlite::Database blocker(h.config().db);
+    blocker.exec("BEGIN IMMEDIATE");
+    h.send(h.submit("j", 20));
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    EXPECT_TRUE(h.tasks(1, 100).empty()) << "nothing dispatched while the lock is held";
+    blocker.exec("COMMIT");
+  }
+  EXPECT_EQ(h.tasks(20).size(), 20u);
+  h.stop();
+  EXPECT_GT(h.counters().busy_retries, 0u);
+  auto db = h.db();
+  EXPECT_EQ(store::read_counts(db, "j").at(0).total(), 20u);
+}
+
+TEST(Sink, RequeueFailedGivesFreshAttempts) {
+  SinkConfig cfg;
+  cfg.max_attempts = 1;
+  SinkHarness h(cfg);
+  h.send(h.submit("j", 2));
+  auto tasks = h.tasks(2);
+  ASSERT_EQ(tasks.size(), 2u);
+  h.send(report({upd(wire::UpdateKind::failed, tasks[0], "x", true), upd(wire::UpdateKind::failed, tasks[1], "y", false)}));
+  h.progress_until("j", [](const wire::Progress& x) { return x.failed == 2; });
+  h.send(wire::Requeue{"op", "j"});
+  auto ack = h.wait_event<wire::Ack>([](const wire::Ack& a) { return a.kind == wire::AckKind::requeue; });
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(ack->requeued, 2u);
+  auto again = h.tasks(2);
+  ASSERT_EQ(again.size(), 2u);
+  for (const auto& t : again) EXPECT_EQ(t.attempt, 1u);
+}
+
+TEST(Sink, DispatchWindowBoundsTasksInTransit) {
+  SinkConfig cfg;
+  cfg.dispatch_window = 10;
+  SinkHarness h(cfg);
+  h.send(h.submit("j", 100));
+  auto first = h.tasks(100, 500);
+  EXPECT_EQ(first.size(), 10u);
+  wire::Report r{"w1", {}};
+  for (const auto& t : first) r.updates.push_back(upd(wire::UpdateKind::completed, t));
+  h.send(r);
+  EXPECT_EQ(h.tasks(10).size(), 10u) << "completions free the window";
+}
+
+}  // namespace
+}  // namespace topicflow
