@@ -292,8 +292,8 @@ class Sink::Impl {
     Effects fx;
     try {
       sqlite::Transaction tx(db_);
-      for (auto& entry : entries_) apply_entry(entry, wall, fx);
-      for (const auto& rq : requeues_) apply_requeue(rq, wall, fx);
+      ready_backlog_empty_ = next_ready_due_ == kNever;
+      // First: tasks handed to a broker that has since restarted are lost with its queue.
       if (new_broker_) {
         redeliver_in_transit_.bind(1, wall);
         redeliver_in_transit_.step();
@@ -304,6 +304,8 @@ class Sink::Impl {
         set_meta_.reset();
         if (n > 0) spdlog::warn("broker restarted: {} tasks in transit are redelivered", n);
       }
+      for (auto& entry : entries_) apply_entry(entry, wall, fx);
+      for (const auto& rq : requeues_) apply_requeue(rq, wall, fx);
       sweep(wall, fx);
       tx.commit();
     } catch (const sqlite::BusyError& e) {
@@ -406,6 +408,14 @@ class Sink::Impl {
       }
       if (event.ack >= 0) count_ack(acks_[static_cast<std::size_t>(event.ack)], outcome);
     }
+    // A new topic goes straight out in the same write when the window has room and no older
+    // topic is waiting (FIFO): one row write instead of insert-then-dispatch.
+    if (row.new_payload && row.status == Status::pending && !row.dispatched_at && row.due_at &&
+        *row.due_at <= wall && ready_backlog_empty_ &&
+        cfg_.dispatch_window - (in_transit_ + fx.in_transit_delta) > 0) {
+      sink::on_due(row, policy_, wall);
+      fx.tasks.push_back(wire::Task{entry.job, entry.key, *row.new_payload, static_cast<std::uint32_t>(row.attempts)});
+    }
     if (row.changed) write_row(entry.job, entry.key, row, before.exists, wall, fx);
     account(entry.job, before, row, fx);
   }
@@ -431,6 +441,7 @@ class Sink::Impl {
     delta[static_cast<std::size_t>(Status::failed)] -= n;
     delta[static_cast<std::size_t>(Status::pending)] += n;
     fx.updates += static_cast<std::uint64_t>(n);
+    fx.written[static_cast<std::size_t>(Status::pending)] += static_cast<std::uint64_t>(n);
     fx.acks.push_back(wire::Ack{.client = rq.client, .kind = wire::AckKind::requeue,
                                 .requeued = static_cast<std::uint64_t>(n)});
     if (n > 0) spdlog::info("requeued {} failed topics of job {}", n, rq.job);
@@ -686,6 +697,7 @@ class Sink::Impl {
   std::int64_t next_timer_due_ = kNever;
   std::int64_t next_ready_due_ = kNever;
   std::int64_t in_transit_ = 0;
+  bool ready_backlog_empty_ = true;
   std::string broker_instance_;
   unsigned busy_attempt_ = 0;
   std::int64_t retry_at_ms_ = 0;

@@ -40,8 +40,8 @@ struct Event {
   std::uint32_t attempt = 0;
   bool retryable = false;
   bool requeue_failed = false;  // submit
-  std::string data;             // submit: payload; completed: result; failed: error
-  std::string origin;           // submit: submission id; others: worker id
+  std::string data{};           // submit: payload; completed: result; failed: error
+  std::string origin{};         // submit: submission id; others: worker id
   std::int32_t ack = -1;        // submit: index of the ack it counts toward
 };
 
