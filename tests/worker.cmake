@@ -1,0 +1,3 @@
+# Unit tests of the worker core (worker/): label `unit`.
+topicflow_test(handler_test topicflow::worker_core)
+topicflow_test(worker_test topicflow::worker_core)

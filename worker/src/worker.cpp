@@ -1,0 +1,477 @@
+#include <topicflow/clock.hpp>
+#include <topicflow/log.hpp>
+#include <topicflow/sockets.hpp>
+#include <topicflow/wire.hpp>
+#include <topicflow/worker.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <limits>
+#include <mutex>
+#include <stdexcept>
+#include <sys/eventfd.h>
+#include <thread>
+#include <unistd.h>
+#include <unordered_map>
+#include <vector>
+
+namespace topicflow {
+namespace {
+
+constexpr std::size_t kFlushUpdates = 256;             // a report is sent when this many are queued
+constexpr std::size_t kFlushBytes = 4U << 20;          // ... or this many bytes (sink MAXMSGSIZE is 16 MiB)
+constexpr std::int64_t kRateLogMs = 10000;             // periodic info line
+constexpr std::int64_t kThreadJoinMs = 300;            // after cancelling, how long threads get to return
+constexpr int kSinkLingerMs = 500;                     // final reports get this long to leave at close
+constexpr std::int64_t kMaxIdLength = 200;             // wire allows 256
+
+struct Job {
+  std::uint64_t id = 0;
+  wire::Task task;
+  std::shared_ptr<CancelToken> token;
+};
+
+struct Done {
+  std::uint64_t id = 0;
+  Outcome outcome;
+};
+
+// State shared with the handler threads. Threads hold a shared_ptr, so a thread abandoned at
+// shutdown (a handler that ignores its CancelToken) never touches freed memory.
+struct Pool {
+  std::shared_ptr<Handler> handler;
+  std::mutex mutex;
+  std::condition_variable cv;       // jobs available / closing / a thread exited
+  std::deque<Job> jobs;
+  std::deque<Done> done;
+  bool closing = false;
+  int alive = 0;
+  int wake_fd = -1;                 // eventfd: written once per Done, polled by the main thread
+
+  explicit Pool(std::shared_ptr<Handler> h) : handler(std::move(h)) {
+    wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (wake_fd < 0) throw std::runtime_error(std::string("eventfd: ") + std::strerror(errno));
+  }
+  ~Pool() { ::close(wake_fd); }
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+
+  void wake() const noexcept {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(wake_fd, &one, sizeof one);
+  }
+  void drain_wake() const noexcept {
+    std::uint64_t value = 0;
+    [[maybe_unused]] auto n = ::read(wake_fd, &value, sizeof value);
+  }
+
+  static void thread_main(const std::shared_ptr<Pool>& pool) {
+    for (;;) {
+      Job job;
+      {
+        std::unique_lock lock(pool->mutex);
+        pool->cv.wait(lock, [&] { return pool->closing || !pool->jobs.empty(); });
+        if (pool->jobs.empty()) break;
+        job = std::move(pool->jobs.front());
+        pool->jobs.pop_front();
+      }
+      Done done{job.id, Outcome{}};
+      try {
+        const TaskView view{job.task.job, job.task.key, job.task.payload, job.task.attempt};
+        done.outcome = pool->handler->handle(view, *job.token);
+      } catch (const std::exception& e) {
+        done.outcome = Outcome::failed(std::string("handler threw: ") + e.what(), true);
+      } catch (...) {
+        done.outcome = Outcome::failed("handler threw a non-standard exception", true);
+      }
+      {
+        std::lock_guard lock(pool->mutex);
+        pool->done.push_back(std::move(done));
+      }
+      pool->wake();
+    }
+    {
+      std::lock_guard lock(pool->mutex);
+      --pool->alive;
+    }
+    pool->cv.notify_all();
+  }
+};
+
+struct InFlight {
+  wire::Task task;
+  std::shared_ptr<CancelToken> token;
+  std::int64_t started_ms = 0;
+  bool started_queued = false;  // its `started` is in the pending report, not yet sent
+};
+
+struct Pending {
+  std::uint64_t task_id = 0;
+  wire::Update update;
+};
+
+void bump_max(std::atomic<std::uint64_t>& max, std::uint64_t value) {
+  auto seen = max.load();
+  while (value > seen && !max.compare_exchange_weak(seen, value)) {
+  }
+}
+
+}  // namespace
+
+std::string default_worker_id() {
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') std::strcpy(host, "worker");
+  return std::string(host) + "-" + std::to_string(::getpid());
+}
+
+struct Worker::Impl {
+  WorkerConfig cfg;
+  std::shared_ptr<Handler> handler;
+  std::string id;
+
+  std::atomic<std::uint64_t> received{0}, completed{0}, failed{0}, released{0}, bad_messages{0}, reports{0},
+      updates{0}, coalesced{0}, in_flight_count{0}, max_in_flight{0};
+
+  // Main-thread state of run().
+  std::unordered_map<std::uint64_t, InFlight> in_flight;
+  std::vector<Pending> pending;
+  std::size_t pending_bytes = 0;
+  std::int64_t first_pending_ms = 0;
+  std::uint64_t next_task_id = 1;
+  RateLimitedLog bad_log{1000};
+  std::int64_t stop_at = -1;  // steady ms when the stop was seen, -1 while serving
+
+  std::int64_t hard_deadline(const StopSignal& stop) {
+    if (stop_at < 0 && stop.triggered()) stop_at = steady_ms();
+    if (stop_at < 0) return std::numeric_limits<std::int64_t>::max();
+    return stop_at + cfg.shutdown_grace_ms + kSinkLingerMs;
+  }
+
+  void queue(std::uint64_t task_id, wire::Update update) {
+    if (pending.empty()) first_pending_ms = steady_ms();
+    pending_bytes += update.job.size() + update.key.size() + update.data.size() + 16;
+    pending.push_back(Pending{task_id, std::move(update)});
+  }
+
+  static wire::Update make_update(wire::UpdateKind kind, const wire::Task& task) {
+    wire::Update u;
+    u.kind = kind;
+    u.job = task.job;
+    u.key = task.key;
+    u.attempt = task.attempt;
+    return u;
+  }
+
+  // Drops the queued `started` of a task that is finishing before it was sent.
+  void unqueue_started(std::uint64_t task_id, InFlight& f) {
+    if (!f.started_queued) return;
+    f.started_queued = false;
+    const auto it = std::find_if(pending.begin(), pending.end(), [&](const Pending& p) {
+      return p.task_id == task_id && p.update.kind == wire::UpdateKind::started;
+    });
+    if (it != pending.end()) {
+      pending_bytes -= std::min(pending_bytes, it->update.job.size() + it->update.key.size() + 16);
+      pending.erase(it);
+      coalesced.fetch_add(1);
+    }
+  }
+
+  void flush(zmq::socket_t& sink, const StopSignal& stop) {
+    if (pending.empty()) return;
+    wire::Report report;
+    report.worker = id;
+    report.updates.reserve(pending.size());
+    for (auto& p : pending) {
+      // The task is now reported as started: its result must not try to coalesce any more.
+      if (p.update.kind == wire::UpdateKind::started) {
+        if (auto it = in_flight.find(p.task_id); it != in_flight.end()) it->second.started_queued = false;
+      }
+      report.updates.push_back(std::move(p.update));
+    }
+    const auto n = pending.size();
+    pending.clear();
+    pending_bytes = 0;
+    const auto bytes = wire::encode(report);
+    zmq::message_t msg(bytes.data(), bytes.size());
+    const bool sent = send_blocking(sink, msg, zmq::send_flags::none,
+                                    [&] { return steady_ms() < hard_deadline(stop); });
+    if (sent) {
+      reports.fetch_add(1);
+      updates.fetch_add(n);
+    } else {
+      spdlog::warn("could not send a report of {} updates to the sink before the shutdown deadline", n);
+    }
+  }
+
+  void finish(std::uint64_t task_id, Outcome outcome) {
+    auto it = in_flight.find(task_id);
+    if (it == in_flight.end()) return;  // already released at shutdown
+    auto& f = it->second;
+    const auto elapsed = steady_ms() - f.started_ms;
+    if (outcome.ok() && cfg.max_result_bytes >= 0 &&
+        outcome.data.size() > static_cast<std::size_t>(cfg.max_result_bytes)) {
+      outcome = Outcome::failed("result of " + std::to_string(outcome.data.size()) + " bytes exceeds --max-result-bytes " +
+                                    std::to_string(cfg.max_result_bytes),
+                                false);
+    }
+    if (!outcome.ok() && outcome.data.size() > wire::Limits{}.max_data_bytes) {
+      outcome.data.resize(wire::Limits{}.max_data_bytes);
+    }
+    unqueue_started(task_id, f);
+    auto update = make_update(outcome.ok() ? wire::UpdateKind::completed : wire::UpdateKind::failed, f.task);
+    update.retryable = !outcome.ok() && outcome.retryable;
+    update.data = std::move(outcome.data);
+    if (outcome.ok()) {
+      completed.fetch_add(1);
+      spdlog::debug("{}/{} attempt {}: completed in {} ms ({} bytes)", f.task.job, f.task.key, f.task.attempt,
+                    elapsed, update.data.size());
+    } else {
+      failed.fetch_add(1);
+      spdlog::debug("{}/{} attempt {}: failed in {} ms ({}): {}", f.task.job, f.task.key, f.task.attempt, elapsed,
+                    update.retryable ? "retryable" : "permanent", update.data);
+    }
+    queue(task_id, std::move(update));
+    in_flight.erase(it);
+    in_flight_count.store(in_flight.size());
+  }
+
+  // Per-message firewall: anything but a well-formed task is counted, logged (rate-limited)
+  // and dropped.
+  void receive(zmq::message_t& msg, zmq::socket_t& backend, const std::shared_ptr<Pool>& pool) {
+    bool multipart = msg.more();
+    while (multipart) {  // drain the rest of a multipart message: tasks are one frame
+      zmq::message_t part;
+      if (!backend.recv(part, zmq::recv_flags::dontwait)) break;
+      multipart = part.more();
+    }
+    if (msg.more()) {
+      bad_messages.fetch_add(1);
+      bad_log.warn("dropped a multipart message from the broker (tasks are one frame)");
+      return;
+    }
+    wire::Task task;
+    try {
+      auto decoded = wire::decode(msg.to_string_view());
+      if (auto* t = std::get_if<wire::Task>(&decoded)) {
+        task = std::move(*t);
+      } else {
+        bad_messages.fetch_add(1);
+        bad_log.warn("dropped a '" + std::string(wire::type_name(decoded)) + "' message from the broker (expected a task)");
+        return;
+      }
+    } catch (const std::exception& e) {
+      bad_messages.fetch_add(1);
+      bad_log.warn(std::string("dropped an undecodable message from the broker: ") + e.what());
+      return;
+    }
+    received.fetch_add(1);
+    const auto task_id = next_task_id++;
+    auto token = std::make_shared<CancelToken>(cfg.task_timeout_ms);
+    spdlog::debug("{}/{} attempt {}: started", task.job, task.key, task.attempt);
+    queue(task_id, make_update(wire::UpdateKind::started, task));
+    in_flight.emplace(task_id, InFlight{task, token, steady_ms(), true});
+    in_flight_count.store(in_flight.size());
+    bump_max(max_in_flight, in_flight.size());
+    {
+      std::lock_guard lock(pool->mutex);
+      pool->jobs.push_back(Job{task_id, std::move(task), std::move(token)});
+    }
+    pool->cv.notify_one();
+  }
+
+  void release_all() {
+    for (auto& [task_id, f] : in_flight) {
+      unqueue_started(task_id, f);
+      f.token->cancel();
+      queue(task_id, make_update(wire::UpdateKind::released, f.task));
+      released.fetch_add(1);
+      spdlog::debug("{}/{} attempt {}: released", f.task.job, f.task.key, f.task.attempt);
+    }
+    in_flight.clear();
+    in_flight_count.store(0);
+  }
+
+  void run(const StopSignal& stop);
+};
+
+Worker::Worker(WorkerConfig config, std::unique_ptr<Handler> handler) : impl_(std::make_unique<Impl>()) {
+  auto bad = [](const std::string& why) { throw std::invalid_argument(why); };
+  if (!handler) bad("no handler");
+  if (config.concurrency < 1) bad("--concurrency must be at least 1 (got " + std::to_string(config.concurrency) + ")");
+  if (config.concurrency > 4096) bad("--concurrency must be at most 4096");
+  if (config.lease_ms <= 0) bad("--lease-ms must be positive");
+  if (config.task_timeout_ms < 0) bad("--task-timeout-ms must not be negative (0: no timeout)");
+  if (config.shutdown_grace_ms < 0) bad("--shutdown-grace-ms must not be negative");
+  if (config.flush_ms < 0) bad("--flush-ms must not be negative");
+  if (config.max_result_bytes < 0 ||
+      static_cast<std::uint64_t>(config.max_result_bytes) > wire::Limits{}.max_data_bytes) {
+    bad("--max-result-bytes must be between 0 and " + std::to_string(wire::Limits{}.max_data_bytes));
+  }
+  validate_endpoints(config.endpoints);
+  if (config.id.empty()) config.id = default_worker_id();
+  if (config.id.size() > static_cast<std::size_t>(kMaxIdLength)) bad("--id is longer than 200 bytes");
+  impl_->id = config.id;
+  impl_->cfg = std::move(config);
+  impl_->handler = std::move(handler);
+}
+
+Worker::~Worker() = default;
+
+const std::string& Worker::id() const noexcept { return impl_->id; }
+
+WorkerCounters Worker::counters() const noexcept {
+  const auto& i = *impl_;
+  WorkerCounters c;
+  c.received = i.received.load();
+  c.completed = i.completed.load();
+  c.failed = i.failed.load();
+  c.released = i.released.load();
+  c.bad_messages = i.bad_messages.load();
+  c.reports = i.reports.load();
+  c.updates = i.updates.load();
+  c.coalesced = i.coalesced.load();
+  c.in_flight = i.in_flight_count.load();
+  c.max_in_flight = i.max_in_flight.load();
+  return c;
+}
+
+void Worker::run(const StopSignal& stop) { impl_->run(stop); }
+
+void Worker::Impl::run(const StopSignal& stop) {
+  const auto concurrency = static_cast<std::size_t>(cfg.concurrency);
+  spdlog::info("worker {} starting: backend {}, sink {}, concurrency {}, handler {}", id, cfg.endpoints.backend,
+               cfg.endpoints.sink, cfg.concurrency, handler->describe());
+
+  zmq::context_t ctx(1);
+  SocketOptions pull_options;
+  pull_options.rcvhwm = 1;  // do not hoard: a task waits in the broker until a slot is free
+  auto backend = make_socket(ctx, zmq::socket_type::pull, pull_options);
+  SocketOptions push_options;
+  push_options.linger_ms = kSinkLingerMs;
+  auto sink = make_socket(ctx, zmq::socket_type::push, push_options);
+  connect_socket(backend, "--backend", cfg.endpoints.backend);
+  connect_socket(sink, "--sink", cfg.endpoints.sink);
+
+  auto pool = std::make_shared<Pool>(handler);
+  std::vector<std::thread> threads;
+  threads.reserve(concurrency);
+  {
+    std::lock_guard lock(pool->mutex);
+    pool->alive = cfg.concurrency;
+  }
+  for (std::size_t i = 0; i < concurrency; ++i) threads.emplace_back([pool] { Pool::thread_main(pool); });
+
+  const auto heartbeat_every = std::max<std::int64_t>(1, cfg.lease_ms / 3);
+  auto next_heartbeat = steady_ms() + heartbeat_every;
+  auto next_rate_log = steady_ms() + kRateLogMs;
+  std::uint64_t last_done = 0;
+  std::uint64_t last_failed = 0;
+  auto last_rate_ms = steady_ms();
+  bool stopping = false;
+
+  for (;;) {
+    auto now = steady_ms();
+    if (!stopping && stop.triggered()) {
+      stopping = true;
+      hard_deadline(stop);
+      spdlog::info("stopping: {} tasks in flight, waiting up to {} ms for them", in_flight.size(),
+                   cfg.shutdown_grace_ms);
+    }
+
+    // Outcomes from the handler threads.
+    std::deque<Done> done;
+    {
+      std::lock_guard lock(pool->mutex);
+      done.swap(pool->done);
+    }
+    for (auto& d : done) finish(d.id, std::move(d.outcome));
+
+    if (stopping) {
+      if (in_flight.empty()) break;
+      if (now >= stop_at + cfg.shutdown_grace_ms) {
+        spdlog::info("releasing {} tasks still running after {} ms", in_flight.size(), cfg.shutdown_grace_ms);
+        release_all();
+        break;
+      }
+    }
+
+    if (now >= next_heartbeat) {
+      for (const auto& [task_id, f] : in_flight) {
+        if (!f.started_queued) queue(task_id, make_update(wire::UpdateKind::heartbeat, f.task));
+      }
+      flush(sink, stop);
+      next_heartbeat = now + heartbeat_every;
+    }
+    if (!pending.empty() &&
+        (pending.size() >= kFlushUpdates || pending_bytes >= kFlushBytes || now - first_pending_ms >= cfg.flush_ms)) {
+      flush(sink, stop);
+    }
+    if (now >= next_rate_log) {
+      const auto c = completed.load();
+      const auto f = failed.load();
+      const auto secs = static_cast<double>(std::max<std::int64_t>(1, now - last_rate_ms)) / 1000.0;
+      spdlog::info("{} completed, {} failed in the last {:.0f} s ({:.1f} tasks/s); {} in flight; totals {} completed, "
+                   "{} failed, {} bad messages",
+                   c - last_done, f - last_failed, secs, static_cast<double>(c - last_done + f - last_failed) / secs,
+                   in_flight.size(), c, f, bad_messages.load());
+      last_done = c;
+      last_failed = f;
+      last_rate_ms = now;
+      next_rate_log = now + kRateLogMs;
+    }
+
+    // Sleep until something happens or the next timer.
+    now = steady_ms();
+    auto wake_at = std::min(next_heartbeat, next_rate_log);
+    if (!pending.empty()) wake_at = std::min(wake_at, first_pending_ms + cfg.flush_ms);
+    if (stopping) wake_at = std::min(wake_at, stop_at + cfg.shutdown_grace_ms);
+    const bool want_task = !stopping && in_flight.size() < concurrency;
+    std::vector<zmq::pollitem_t> items;
+    items.push_back({nullptr, pool->wake_fd, ZMQ_POLLIN, 0});
+    if (!stopping) items.push_back({nullptr, stop.fd(), ZMQ_POLLIN, 0});
+    if (want_task) items.push_back({backend.handle(), 0, ZMQ_POLLIN, 0});
+    zmq::poll(items, std::chrono::milliseconds(std::max<std::int64_t>(0, wake_at - now)));
+
+    if (items[0].revents & ZMQ_POLLIN) pool->drain_wake();
+    if (want_task && (items.back().revents & ZMQ_POLLIN)) {
+      while (in_flight.size() < concurrency && !stop.triggered()) {
+        auto msg = try_recv(backend);
+        if (!msg) break;
+        receive(*msg, backend, pool);
+      }
+    }
+  }
+
+  flush(sink, stop);
+
+  // Let the threads go: idle ones exit at once, cancelled handlers should return promptly; one
+  // that ignores its token is detached (it owns a reference to the pool and the handler).
+  {
+    std::unique_lock lock(pool->mutex);
+    pool->closing = true;
+    pool->jobs.clear();
+  }
+  pool->cv.notify_all();
+  bool all_exited = false;
+  {
+    std::unique_lock lock(pool->mutex);
+    all_exited = pool->cv.wait_for(lock, std::chrono::milliseconds(kThreadJoinMs), [&] { return pool->alive == 0; });
+  }
+  for (auto& t : threads) {
+    if (all_exited) {
+      t.join();
+    } else {
+      t.detach();
+    }
+  }
+  if (!all_exited) spdlog::warn("some handlers ignored cancellation; abandoning their threads");
+
+  spdlog::info("worker {} stopped: {} completed, {} failed, {} released, {} bad messages", id, completed.load(),
+               failed.load(), released.load(), bad_messages.load());
+}
+
+}  // namespace topicflow
