@@ -12,6 +12,7 @@
 #include <deque>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <sys/eventfd.h>
 #include <thread>
@@ -102,6 +103,59 @@ struct Pool {
   }
 };
 
+// The handler threads. close() (also run by the destructor, so an exception cannot leave
+// joinable threads behind) lets idle threads exit, gives busy ones kThreadJoinMs to return,
+// and detaches any that do not.
+class PoolThreads {
+ public:
+  PoolThreads(std::shared_ptr<Pool> pool, std::size_t n) : pool_(std::move(pool)) {
+    {
+      std::lock_guard lock(pool_->mutex);
+      pool_->alive = static_cast<int>(n);
+    }
+    threads_.reserve(n);
+    try {
+      for (std::size_t i = 0; i < n; ++i) threads_.emplace_back([p = pool_] { Pool::thread_main(p); });
+    } catch (...) {
+      {
+        std::lock_guard lock(pool_->mutex);
+        pool_->alive -= static_cast<int>(n - threads_.size());
+      }
+      close();
+      throw;
+    }
+  }
+  ~PoolThreads() { close(); }
+  PoolThreads(const PoolThreads&) = delete;
+  PoolThreads& operator=(const PoolThreads&) = delete;
+
+  // True if every thread exited (and was joined); false if some were detached.
+  bool close() noexcept {
+    if (threads_.empty()) return true;
+    bool all_exited = false;
+    {
+      std::unique_lock lock(pool_->mutex);
+      pool_->closing = true;
+      pool_->jobs.clear();
+      pool_->cv.notify_all();
+      all_exited = pool_->cv.wait_for(lock, std::chrono::milliseconds(kThreadJoinMs), [&] { return pool_->alive == 0; });
+    }
+    for (auto& t : threads_) {
+      if (all_exited) {
+        t.join();
+      } else {
+        t.detach();
+      }
+    }
+    threads_.clear();
+    return all_exited;
+  }
+
+ private:
+  std::shared_ptr<Pool> pool_;
+  std::vector<std::thread> threads_;
+};
+
 struct InFlight {
   wire::Task task;
   std::shared_ptr<CancelToken> token;
@@ -113,6 +167,16 @@ struct Pending {
   std::uint64_t task_id = 0;
   wire::Update update;
 };
+
+// zmq::poll that treats a signal (EINTR: SIGTERM arriving) as a wake-up, not an error.
+void poll_items(zmq::pollitem_t* items, std::size_t n, std::int64_t timeout_ms) {
+  try {
+    zmq::poll(items, n, std::chrono::milliseconds(std::max<std::int64_t>(0, timeout_ms)));
+  } catch (const zmq::error_t& e) {
+    if (e.num() != EINTR) throw;
+    for (std::size_t i = 0; i < n; ++i) items[i].revents = 0;
+  }
+}
 
 void bump_max(std::atomic<std::uint64_t>& max, std::uint64_t value) {
   auto seen = max.load();
@@ -197,13 +261,27 @@ struct Worker::Impl {
     pending_bytes = 0;
     const auto bytes = wire::encode(report);
     zmq::message_t msg(bytes.data(), bytes.size());
-    const bool sent = send_blocking(sink, msg, zmq::send_flags::none,
-                                    [&] { return steady_ms() < hard_deadline(stop); });
+    const bool sent = send_report(sink, msg, stop);
     if (sent) {
       reports.fetch_add(1);
       updates.fetch_add(n);
     } else {
       spdlog::warn("could not send a report of {} updates to the sink before the shutdown deadline", n);
+    }
+  }
+
+  // Sends without blocking the loop forever: a full pipe (sink down or slow) is retried until
+  // the shutdown deadline; signals (EINTR) are not errors.
+  bool send_report(zmq::socket_t& sink, zmq::message_t& msg, const StopSignal& stop) {
+    for (;;) {
+      try {
+        if (sink.send(msg, zmq::send_flags::dontwait)) return true;
+      } catch (const zmq::error_t& e) {
+        if (e.num() != EINTR) throw;
+      }
+      if (steady_ms() >= hard_deadline(stop)) return false;
+      zmq::pollitem_t item{sink.handle(), 0, ZMQ_POLLOUT, 0};
+      poll_items(&item, 1, 50);
     }
   }
 
@@ -357,13 +435,14 @@ void Worker::Impl::run(const StopSignal& stop) {
   connect_socket(sink, "--sink", cfg.endpoints.sink);
 
   auto pool = std::make_shared<Pool>(handler);
-  std::vector<std::thread> threads;
-  threads.reserve(concurrency);
-  {
-    std::lock_guard lock(pool->mutex);
-    pool->alive = cfg.concurrency;
-  }
-  for (std::size_t i = 0; i < concurrency; ++i) threads.emplace_back([pool] { Pool::thread_main(pool); });
+  PoolThreads threads(pool, concurrency);
+  // On an exception below, handlers still running are told to stop before the threads go.
+  struct CancelOnUnwind {
+    std::unordered_map<std::uint64_t, InFlight>& tasks;
+    ~CancelOnUnwind() {
+      for (auto& [task_id, f] : tasks) f.token->cancel();
+    }
+  } cancel_on_unwind{in_flight};
 
   const auto heartbeat_every = std::max<std::int64_t>(1, cfg.lease_ms / 3);
   auto next_heartbeat = steady_ms() + heartbeat_every;
@@ -434,12 +513,17 @@ void Worker::Impl::run(const StopSignal& stop) {
     items.push_back({nullptr, pool->wake_fd, ZMQ_POLLIN, 0});
     if (!stopping) items.push_back({nullptr, stop.fd(), ZMQ_POLLIN, 0});
     if (want_task) items.push_back({backend.handle(), 0, ZMQ_POLLIN, 0});
-    zmq::poll(items, std::chrono::milliseconds(std::max<std::int64_t>(0, wake_at - now)));
+    poll_items(items.data(), items.size(), wake_at - now);
 
     if (items[0].revents & ZMQ_POLLIN) pool->drain_wake();
     if (want_task && (items.back().revents & ZMQ_POLLIN)) {
       while (in_flight.size() < concurrency && !stop.triggered()) {
-        auto msg = try_recv(backend);
+        std::optional<zmq::message_t> msg;
+        try {
+          msg = try_recv(backend);
+        } catch (const zmq::error_t& e) {
+          if (e.num() != EINTR) throw;
+        }
         if (!msg) break;
         receive(*msg, backend, pool);
       }
@@ -448,27 +532,7 @@ void Worker::Impl::run(const StopSignal& stop) {
 
   flush(sink, stop);
 
-  // Let the threads go: idle ones exit at once, cancelled handlers should return promptly; one
-  // that ignores its token is detached (it owns a reference to the pool and the handler).
-  {
-    std::unique_lock lock(pool->mutex);
-    pool->closing = true;
-    pool->jobs.clear();
-  }
-  pool->cv.notify_all();
-  bool all_exited = false;
-  {
-    std::unique_lock lock(pool->mutex);
-    all_exited = pool->cv.wait_for(lock, std::chrono::milliseconds(kThreadJoinMs), [&] { return pool->alive == 0; });
-  }
-  for (auto& t : threads) {
-    if (all_exited) {
-      t.join();
-    } else {
-      t.detach();
-    }
-  }
-  if (!all_exited) spdlog::warn("some handlers ignored cancellation; abandoning their threads");
+  if (!threads.close()) spdlog::warn("some handlers ignored cancellation; abandoning their threads");
 
   spdlog::info("worker {} stopped: {} completed, {} failed, {} released, {} bad messages", id, completed.load(),
                failed.load(), released.load(), bad_messages.load());
