@@ -19,7 +19,9 @@ CREATE TABLE IF NOT EXISTS topics (
   job           TEXT    NOT NULL,
   key           TEXT    NOT NULL,
   payload       BLOB,
-  status        TEXT    NOT NULL CHECK (status IN ('pending','running','completed','failed')),
+  -- spelled with OR, not IN: an IN list makes every UPDATE of status build an ephemeral table
+  status        TEXT    NOT NULL CHECK (status = 'pending' OR status = 'running' OR
+                                        status = 'completed' OR status = 'failed'),
   attempts      INTEGER NOT NULL DEFAULT 0,
   result        BLOB,
   error         TEXT,
@@ -31,7 +33,13 @@ CREATE TABLE IF NOT EXISTS topics (
   worker        TEXT,
   PRIMARY KEY (job, key)
 );
-CREATE INDEX IF NOT EXISTS topics_due ON topics(due_at) WHERE due_at IS NOT NULL;
+-- The sink's two timers, as partial indexes so each sweep and each "next due" is an index seek:
+-- in flight (leases of running rows, dispatch timeouts of rows handed to the broker) ...
+CREATE INDEX IF NOT EXISTS topics_timer ON topics(due_at)
+  WHERE status = 'running' OR dispatched_at IS NOT NULL;
+-- ... and ready (new rows, and retries waiting for their backoff).
+CREATE INDEX IF NOT EXISTS topics_ready ON topics(due_at)
+  WHERE status = 'pending' AND dispatched_at IS NULL;
 CREATE TABLE IF NOT EXISTS meta (
   name  TEXT PRIMARY KEY,
   value TEXT NOT NULL
