@@ -89,7 +89,7 @@ struct Encoder {
     pk.pack_uint64(m.skipped_failed);
   }
   void operator()(const Progress& m) const {
-    header(pk, Type::progress, 13);
+    header(pk, Type::progress, 14);
     pack_str(pk, m.job);
     for (std::uint64_t v : {m.pending, m.running, m.completed, m.failed, m.batches, m.updates,
                             m.busy_retries, m.retried, m.redelivered, m.duplicates,
@@ -97,6 +97,7 @@ struct Encoder {
       pk.pack_uint64(v);
     }
     pk.pack_int64(m.time_ms);
+    pk.pack_uint64(m.workers);
   }
 };
 
@@ -297,7 +298,7 @@ Message decode_body(Type type, const msgpack::object& root, const Limits& lim) {
       return m;
     }
     case Type::progress: {
-      Fields f(body, 13, "progress", lim);
+      Fields f(body, 14, "progress", lim);
       Progress m;
       m.job = f.text("job", lim.max_job_bytes, true);
       for (std::uint64_t* v : {&m.pending, &m.running, &m.completed, &m.failed, &m.batches,
@@ -306,6 +307,7 @@ Message decode_body(Type type, const msgpack::object& root, const Limits& lim) {
         *v = f.uint<std::uint64_t>("counter");
       }
       m.time_ms = f.int64("time_ms");
+      m.workers = f.uint<std::uint64_t>("workers");
       return m;
     }
   }

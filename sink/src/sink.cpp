@@ -201,6 +201,7 @@ class Sink::Impl {
   }
 
   void on_message(wire::Report& m) {
+    if (!m.worker.empty()) workers_seen_[m.worker] = steady_ms();
     for (auto& u : m.updates) {
       add_event(u.job, u.key,
                 sink::Event{.kind = to_event_kind(u.kind), .attempt = u.attempt, .retryable = u.retryable,
@@ -575,6 +576,12 @@ class Sink::Impl {
     publish_dirty(false);
   }
 
+  std::uint64_t live_workers() {
+    const auto cutoff = steady_ms() - cfg_.lease_ms;
+    std::erase_if(workers_seen_, [cutoff](const auto& kv) { return kv.second < cutoff; });
+    return workers_seen_.size();
+  }
+
   // ---- publishing ----------------------------------------------------------------------------
 
   template <typename T>
@@ -604,6 +611,7 @@ class Sink::Impl {
     p.duplicates = counters_.duplicates;
     p.decode_errors = counters_.decode_errors;
     p.time_ms = now_ms();
+    p.workers = live_workers();
     publish(wire::progress_topic(job), p);
     last_published_[job] = steady_ms();
   }
@@ -707,6 +715,7 @@ class Sink::Impl {
   std::set<std::string> dirty_jobs_;
   std::unordered_map<std::string, std::int64_t> last_published_;
 
+  std::unordered_map<std::string, std::int64_t> workers_seen_;
   SinkCounters counters_;
   RateLimitedLog bad_messages_;
   std::int64_t stats_window_start_ = 0;

@@ -126,6 +126,7 @@ struct Progress {
   std::uint64_t duplicates = 0;   // deliveries that turned out to be duplicates
   std::uint64_t decode_errors = 0;
   std::int64_t time_ms = 0;       // sink wall clock when published
+  std::uint64_t workers = 0;      // distinct workers heard from within the last lease
   bool operator==(const Progress&) const = default;
 };
 
