@@ -13,6 +13,8 @@ void init_logging(std::string_view role, std::string_view level) {
     throw std::invalid_argument("unknown log level '" + std::string(level) +
                                 "' (trace, debug, info, warn, error, critical, off)");
   }
+  // Replace a logger of the same name (a second init in one process) instead of throwing.
+  spdlog::drop(std::string(role));
   auto logger = spdlog::stderr_color_mt(std::string(role));
   logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %n[%P] %^%l%$: %v");
   logger->set_level(parsed);

@@ -3,6 +3,10 @@
 #include <sqlite3.h>
 
 namespace topicflow::sqlite {
+namespace {
+// SQLite binds NULL for a null pointer, but an empty std::string_view may have one: bind ''.
+const char* non_null(std::string_view s) noexcept { return s.data() != nullptr ? s.data() : ""; }
+}  // namespace
 
 void throw_error(sqlite3* db, int code, std::string_view context) {
   const int primary = code & 0xff;
@@ -68,25 +72,25 @@ Statement& Statement::bind(int index, std::int64_t value) {
 }
 
 Statement& Statement::bind(int index, std::string_view text) {
-  const int rc = sqlite3_bind_text64(stmt_.get(), index, text.data(), text.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
+  const int rc = sqlite3_bind_text64(stmt_.get(), index, non_null(text), text.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
   if (rc != SQLITE_OK) throw_error(db_, rc, "bind");
   return *this;
 }
 
 Statement& Statement::bind_blob(int index, std::string_view bytes) {
-  const int rc = sqlite3_bind_blob64(stmt_.get(), index, bytes.data(), bytes.size(), SQLITE_TRANSIENT);
+  const int rc = sqlite3_bind_blob64(stmt_.get(), index, non_null(bytes), bytes.size(), SQLITE_TRANSIENT);
   if (rc != SQLITE_OK) throw_error(db_, rc, "bind");
   return *this;
 }
 
 Statement& Statement::bind_static(int index, std::string_view text) {
-  const int rc = sqlite3_bind_text64(stmt_.get(), index, text.data(), text.size(), SQLITE_STATIC, SQLITE_UTF8);
+  const int rc = sqlite3_bind_text64(stmt_.get(), index, non_null(text), text.size(), SQLITE_STATIC, SQLITE_UTF8);
   if (rc != SQLITE_OK) throw_error(db_, rc, "bind");
   return *this;
 }
 
 Statement& Statement::bind_blob_static(int index, std::string_view bytes) {
-  const int rc = sqlite3_bind_blob64(stmt_.get(), index, bytes.data(), bytes.size(), SQLITE_STATIC);
+  const int rc = sqlite3_bind_blob64(stmt_.get(), index, non_null(bytes), bytes.size(), SQLITE_STATIC);
   if (rc != SQLITE_OK) throw_error(db_, rc, "bind");
   return *this;
 }

@@ -61,16 +61,19 @@ sqlite::Database open_for_writing(const std::string& path) {
 sqlite::Database open_read_only(const std::string& path) {
   sqlite::Database db(path, sqlite::OpenMode::read_only);
   db.busy_timeout(2000);
+  std::int64_t tables = 0;
   try {
     auto check = db.prepare("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='topics'");
     check.step();
-    if (check.column_int(0) == 0) {
-      throw sqlite::SqliteError(SQLITE_ERROR, "database '" + path + "' has no topics table (not a topicflow database?)");
-    }
+    tables = check.column_int(0);
   } catch (const sqlite::BusyError&) {
     throw;
   } catch (const sqlite::SqliteError& e) {
-    throw sqlite::SqliteError(e.code(), std::string(e.what()));
+    // e.g. "file is not a database": name the file, as for every other open failure.
+    throw sqlite::SqliteError(e.code(), "cannot read database '" + path + "': " + e.what());
+  }
+  if (tables == 0) {
+    throw sqlite::SqliteError(SQLITE_ERROR, "database '" + path + "' has no topics table (not a topicflow database?)");
   }
   return db;
 }
