@@ -9,6 +9,8 @@
 #include <zmq.hpp>
 
 #include <atomic>
+#include <csignal>
+#include <pthread.h>
 #include <functional>
 #include <map>
 #include <sstream>
@@ -120,6 +122,7 @@ class Harness {
   }
 
   tf::Worker& worker() { return *worker_; }
+  std::thread::native_handle_type thread_handle() { return thread_.native_handle(); }
   const std::string& error() const { return error_; }
   std::size_t reports() const { return reports_; }
 
@@ -428,4 +431,48 @@ TEST(Worker, ExecHandlerResultsReachTheSink) {
   }
   EXPECT_EQ(results["k1"], "k1:payload-1") << show(updates);
   EXPECT_EQ(results["k2"], "k2:payload-2") << show(updates);
+}
+
+TEST(Worker, SignalsInterruptingPollAreNotErrors) {
+  // SIGTERM reaches a poll() as EINTR; cppzmq turns that into an exception that must not end run().
+  struct sigaction sa {};
+  sa.sa_handler = [](int) {};
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: poll returns EINTR
+  struct sigaction old {};
+  ASSERT_EQ(::sigaction(SIGUSR1, &sa, &old), 0);
+  Harness h(config(), tf::make_handler("noop"));
+  h.push("before");
+  h.collect_terminal(1);
+  for (int i = 0; i < 5; ++i) {
+    ::pthread_kill(h.thread_handle(), SIGUSR1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  h.push("after");
+  const auto updates = h.collect_terminal(2);
+  EXPECT_EQ(Harness::count(updates, UpdateKind::completed), 2U) << show(updates);
+  h.stop();
+  EXPECT_EQ(h.error(), "") << "run() threw after a signal";
+  ::sigaction(SIGUSR1, &old, nullptr);
+}
+
+TEST(Worker, StopGivesBackTasksBufferedButNotStarted) {
+  // ZeroMQ HWMs do not bound what sits in socket buffers: tasks pushed to a busy worker wait
+  // there. At shutdown the worker must report them released so the sink redelivers them now.
+  auto cfg = config(1);
+  cfg.shutdown_grace_ms = 100;
+  Harness h(cfg, tf::make_handler("sleep:20000"));
+  for (std::uint32_t i = 1; i <= 5; ++i) h.push("t" + std::to_string(i), i);
+  h.collect([](const auto& us) { return Harness::count(us, UpdateKind::started) >= 1; });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // let the rest reach the worker's buffers
+  EXPECT_EQ(h.worker().counters().received, 1U) << "only one slot: only one task may be taken";
+  const auto ms = h.stop();
+  EXPECT_LT(ms, 100 + 1000) << "run() must return within grace + ~1 s";
+  const auto updates = h.collect_terminal(5, 2000);
+  EXPECT_EQ(Harness::count(updates, UpdateKind::released), 5U) << show(updates);
+  EXPECT_EQ(Harness::count(updates, UpdateKind::started), 1U) << show(updates);
+  for (const auto& u : updates) {
+    EXPECT_EQ("t" + std::to_string(u.attempt), u.key) << "attempt of " << tf::wire::to_string(u.kind) << " " << u.key;
+  }
+  EXPECT_EQ(h.worker().counters().released, 5U);
 }

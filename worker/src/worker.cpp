@@ -29,6 +29,9 @@ constexpr std::int64_t kRateLogMs = 10000;             // periodic info line
 constexpr std::int64_t kThreadJoinMs = 300;            // after cancelling, how long threads get to return
 constexpr int kSinkLingerMs = 500;                     // final reports get this long to leave at close
 constexpr std::int64_t kMaxIdLength = 200;             // wire allows 256
+constexpr std::int64_t kDrainMs = 200;                 // shutdown: longest spent giving back buffered tasks
+constexpr std::int64_t kDrainQuietMs = 20;             // ... and the quiet time that ends it early
+constexpr int kBackendRcvbuf = 32 << 10;               // cap TCP receive buffering (no autotuning to MBs)
 
 struct Job {
   std::uint64_t id = 0;
@@ -319,7 +322,7 @@ struct Worker::Impl {
 
   // Per-message firewall: anything but a well-formed task is counted, logged (rate-limited)
   // and dropped.
-  void receive(zmq::message_t& msg, zmq::socket_t& backend, const std::shared_ptr<Pool>& pool) {
+  std::optional<wire::Task> decode_task(zmq::message_t& msg, zmq::socket_t& backend) {
     bool multipart = msg.more();
     while (multipart) {  // drain the rest of a multipart message: tasks are one frame
       zmq::message_t part;
@@ -329,23 +332,24 @@ struct Worker::Impl {
     if (msg.more()) {
       bad_messages.fetch_add(1);
       bad_log.warn("dropped a multipart message from the broker (tasks are one frame)");
-      return;
+      return std::nullopt;
     }
-    wire::Task task;
     try {
       auto decoded = wire::decode(msg.to_string_view());
-      if (auto* t = std::get_if<wire::Task>(&decoded)) {
-        task = std::move(*t);
-      } else {
-        bad_messages.fetch_add(1);
-        bad_log.warn("dropped a '" + std::string(wire::type_name(decoded)) + "' message from the broker (expected a task)");
-        return;
-      }
+      if (auto* t = std::get_if<wire::Task>(&decoded)) return std::move(*t);
+      bad_messages.fetch_add(1);
+      bad_log.warn("dropped a '" + std::string(wire::type_name(decoded)) + "' message from the broker (expected a task)");
     } catch (const std::exception& e) {
       bad_messages.fetch_add(1);
       bad_log.warn(std::string("dropped an undecodable message from the broker: ") + e.what());
-      return;
     }
+    return std::nullopt;
+  }
+
+  void receive(zmq::message_t& msg, zmq::socket_t& backend, const std::shared_ptr<Pool>& pool) {
+    auto decoded = decode_task(msg, backend);
+    if (!decoded) return;
+    auto task = std::move(*decoded);
     received.fetch_add(1);
     const auto task_id = next_task_id++;
     auto token = std::make_shared<CancelToken>(cfg.task_timeout_ms);
@@ -359,6 +363,36 @@ struct Worker::Impl {
       pool->jobs.push_back(Job{task_id, std::move(task), std::move(token)});
     }
     pool->cv.notify_one();
+  }
+
+  // At shutdown: tasks the broker already pushed into this worker's buffers (ZeroMQ pipe and
+  // kernel socket buffers, which HWMs do not bound) would be lost with the socket and wait for
+  // the sink's dispatch timeout. Read what is already here and give it back as `released`, so
+  // the sink redelivers it at once. Bounded in time, since the broker keeps pushing.
+  void release_buffered(zmq::socket_t& backend, zmq::socket_t& sink, const StopSignal& stop) {
+    const auto until = steady_ms() + kDrainMs;
+    std::size_t n = 0;
+    while (steady_ms() < until) {
+      zmq::pollitem_t item{backend.handle(), 0, ZMQ_POLLIN, 0};
+      poll_items(&item, 1, std::min<std::int64_t>(kDrainQuietMs, until - steady_ms()));
+      if ((item.revents & ZMQ_POLLIN) == 0) break;  // quiet: nothing more in transit to us
+      for (;;) {
+        std::optional<zmq::message_t> msg;
+        try {
+          msg = try_recv(backend);
+        } catch (const zmq::error_t& e) {
+          if (e.num() != EINTR) throw;
+        }
+        if (!msg) break;
+        if (auto task = decode_task(*msg, backend)) {
+          queue(0, make_update(wire::UpdateKind::released, *task));
+          released.fetch_add(1);
+          ++n;
+          if (pending.size() >= kFlushUpdates || pending_bytes >= kFlushBytes) flush(sink, stop);
+        }
+      }
+    }
+    if (n > 0) spdlog::info("released {} tasks that were buffered for this worker but not started", n);
   }
 
   void release_all() {
@@ -428,6 +462,7 @@ void Worker::Impl::run(const StopSignal& stop) {
   SocketOptions pull_options;
   pull_options.rcvhwm = 1;  // do not hoard: a task waits in the broker until a slot is free
   auto backend = make_socket(ctx, zmq::socket_type::pull, pull_options);
+  backend.set(zmq::sockopt::rcvbuf, kBackendRcvbuf);
   SocketOptions push_options;
   push_options.linger_ms = kSinkLingerMs;
   auto sink = make_socket(ctx, zmq::socket_type::push, push_options);
@@ -459,6 +494,8 @@ void Worker::Impl::run(const StopSignal& stop) {
       hard_deadline(stop);
       spdlog::info("stopping: {} tasks in flight, waiting up to {} ms for them", in_flight.size(),
                    cfg.shutdown_grace_ms);
+      release_buffered(backend, sink, stop);
+      flush(sink, stop);
     }
 
     // Outcomes from the handler threads.
