@@ -372,10 +372,7 @@ struct Worker::Impl {
   void release_buffered(zmq::socket_t& backend, zmq::socket_t& sink, const StopSignal& stop) {
     const auto until = steady_ms() + kDrainMs;
     std::size_t n = 0;
-    while (steady_ms() < until) {
-      zmq::pollitem_t item{backend.handle(), 0, ZMQ_POLLIN, 0};
-      poll_items(&item, 1, std::min<std::int64_t>(kDrainQuietMs, until - steady_ms()));
-      if ((item.revents & ZMQ_POLLIN) == 0) break;  // quiet: nothing more in transit to us
+    auto take_all = [&] {
       for (;;) {
         std::optional<zmq::message_t> msg;
         try {
@@ -383,15 +380,31 @@ struct Worker::Impl {
         } catch (const zmq::error_t& e) {
           if (e.num() != EINTR) throw;
         }
-        if (!msg) break;
+        if (!msg) return;
         if (auto task = decode_task(*msg, backend)) {
           queue(0, make_update(wire::UpdateKind::released, *task));
           released.fetch_add(1);
           ++n;
-          if (pending.size() >= kFlushUpdates || pending_bytes >= kFlushBytes) flush(sink, stop);
+          // Held until we have left the rotation (below), or the sink could hand them straight
+          // back into this connection; only the frame-size bound forces an early send.
+          if (pending_bytes >= kFlushBytes) flush(sink, stop);
         }
       }
+    };
+    while (steady_ms() < until) {
+      zmq::pollitem_t item{backend.handle(), 0, ZMQ_POLLIN, 0};
+      poll_items(&item, 1, std::min<std::int64_t>(kDrainQuietMs, until - steady_ms()));
+      if ((item.revents & ZMQ_POLLIN) == 0) break;  // quiet: nothing more in transit to us
+      take_all();
     }
+    // Leave the broker's rotation now, so it stops pushing into buffers nobody will read while
+    // the running handlers get their grace.
+    try {
+      backend.disconnect(cfg.endpoints.backend);
+    } catch (const zmq::error_t& e) {
+      spdlog::debug("disconnect {}: {}", cfg.endpoints.backend, e.what());
+    }
+    take_all();
     if (n > 0) spdlog::info("released {} tasks that were buffered for this worker but not started", n);
   }
 
