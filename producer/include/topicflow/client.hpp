@@ -3,6 +3,7 @@
 // Owns a PUSH socket to --sink and a SUB socket on --events. Not thread-safe.
 
 #include <topicflow/config.hpp>
+#include <topicflow/log.hpp>
 #include <topicflow/shutdown.hpp>
 #include <topicflow/wire.hpp>
 
@@ -12,6 +13,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace topicflow {
 
@@ -27,20 +29,36 @@ class SinkClient {
 
   // Sends one message to the sink, blocking while its HWM is full; false if `stop` triggered.
   bool send(const wire::Message& message, const StopSignal& stop);
+  // Same, but gives up after `timeout`: throws std::runtime_error("the sink at <sink> takes no
+  // messages ...") then. The PUSH socket queues only on a live connection (ZMQ_IMMEDIATE), so this
+  // is what a vanished sink looks like.
+  bool send(const wire::Message& message, const StopSignal& stop, std::chrono::milliseconds timeout);
+  // Sends without waiting; false if the message could not be queued (no connection, HWM full).
+  bool try_send(const wire::Message& message);
 
   // Next ack for this client or progress for this job, waiting at most `timeout`.
   std::optional<wire::Message> next_event(std::chrono::milliseconds timeout, const StopSignal& stop);
 
   [[nodiscard]] const std::string& client_id() const noexcept { return client_id_; }
   [[nodiscard]] const std::string& job() const noexcept { return job_; }
+  [[nodiscard]] const Endpoints& endpoints() const noexcept { return endpoints_; }
+  // Events dropped because they did not decode (counted, logged rate-limited).
+  [[nodiscard]] std::uint64_t bad_events() const noexcept { return bad_events_.total(); }
 
  private:
+  // One event off the SUB socket if it is for us; nothing for an event to drop.
+  std::optional<wire::Message> receive_one();
+
   zmq::socket_t push_;
   zmq::socket_t sub_;
   Endpoints endpoints_;
   std::string client_id_;
   std::string job_;
+  RateLimitedLog bad_events_{5000};
 };
+
+// A random id for one run (16 hex digits): the submission id and the Ack channel.
+[[nodiscard]] std::string random_client_id();
 
 // Renders job progress on stderr: a bar redrawn in place on a terminal, or a plain line every
 // `line_interval_ms` otherwise. Shared by `topicflow-producer --wait` and `topicflow run`.
@@ -51,7 +69,26 @@ class ProgressView {
   void update(const wire::Progress& progress);
   void finish(const wire::Progress& progress);  // final redraw and newline
 
+  // "auto", "bar", "lines", "none"; throws std::invalid_argument otherwise.
+  [[nodiscard]] static Mode parse_mode(std::string_view text);
+  // The mode in effect (automatic resolved against isatty(2)).
+  [[nodiscard]] Mode mode() const noexcept { return mode_; }
+  // Topics per second, smoothed; 0 until two updates have been seen.
+  [[nodiscard]] double rate() const noexcept { return rate_; }
+
+  // `[#########.........] 1234/2880  42.8%  1,234/s  ETA 0:03  (failed 3)`
+  [[nodiscard]] static std::string render_bar(const wire::Progress& progress, double rate, int width = 20);
+  // `progress: 1234/2880 completed, 3 failed, 20 running, 1234/s`
+  [[nodiscard]] static std::string render_line(const wire::Progress& progress, double rate);
+  // 1234567 -> "1,234,567"
+  [[nodiscard]] static std::string group_thousands(std::uint64_t value);
+  // seconds -> "0:03", "12:05", "1:02:03"
+  [[nodiscard]] static std::string format_eta(double seconds);
+
  private:
+  void measure(const wire::Progress& progress);
+  void draw(const std::string& text, bool final);
+
   Mode mode_;
   std::int64_t line_interval_ms_;
   std::int64_t started_ms_;
@@ -59,6 +96,8 @@ class ProgressView {
   std::uint64_t last_done_ = 0;
   std::int64_t last_rate_ms_ = 0;
   double rate_ = 0.0;
+  bool measured_ = false;
+  std::size_t drawn_width_ = 0;  // length of the bar on screen, to blank a shorter redraw
 };
 
 // Follows `client.job()` until no topic is pending or running (re-sending hello every second so

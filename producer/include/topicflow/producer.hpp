@@ -1,0 +1,80 @@
+#pragma once
+// The producer role: reads a job's topics, registers them with the sink in acknowledged chunks,
+// and optionally follows the job until every topic is terminal.
+//
+// run() validates the whole input first (nothing is submitted if any line is bad), handshakes
+// with the sink, then streams chunks of wire::Submit keeping at most kWindow of them
+// unacknowledged, so memory stays bounded whatever the input size. Failures at startup (bad
+// input, unreachable sink, acks that never come) throw std::runtime_error / InputError with a
+// one-line reason. Not thread-safe; one run() per Producer.
+
+#include <topicflow/config.hpp>
+#include <topicflow/shutdown.hpp>
+#include <topicflow/wire.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace topicflow {
+
+class SinkClient;
+class InputSource;
+
+struct ProducerConfig {
+  Endpoints endpoints;
+  std::string file;  // path, or "-" for stdin; empty only with requeue_failed (requeue a job)
+  std::string job = "default";
+  std::string format = "auto";  // auto | text | jsonl
+  bool wait = false;
+  bool requeue_failed = false;
+  std::size_t chunk_size = 500;
+  std::int64_t connect_timeout_ms = 10000;
+  std::int64_t ack_timeout_ms = 30000;
+  std::string progress = "auto";  // auto | bar | lines | none
+  int stdin_fd = 0;               // what "-" reads (tests pass a pipe)
+};
+
+// What the sink answered for the whole submission (sums of the chunks' acks).
+struct SubmitTotals {
+  std::uint64_t topics = 0;  // read from the input, duplicates included
+  std::uint64_t chunks = 0;
+  std::uint64_t resent_chunks = 0;
+  std::uint64_t accepted = 0;
+  std::uint64_t duplicates = 0;
+  std::uint64_t skipped_completed = 0;
+  std::uint64_t skipped_failed = 0;
+  std::uint64_t requeued = 0;
+  std::uint64_t already_queued = 0;
+  std::uint64_t rejected = 0;
+};
+
+class Producer {
+ public:
+  // Chunks sent but not yet acknowledged, at most.
+  static constexpr std::size_t kWindow = 8;
+  // A chunk is cut before it grows past this many bytes of keys and payloads (the sink drops
+  // frames over its ZMQ_MAXMSGSIZE, 16 MiB by default).
+  static constexpr std::size_t kMaxChunkBytes = 4u << 20;
+
+  // Throws std::invalid_argument on a bad combination (no file without requeue_failed, chunk
+  // size 0 or above wire::Limits::max_items, bad format/progress, empty job).
+  explicit Producer(ProducerConfig cfg);
+
+  // The process exit status: 0 done (with wait: every topic completed), 1 some topics failed,
+  // 130 interrupted by `stop`. Throws on failure (see above).
+  int run(const StopSignal& stop);
+
+  [[nodiscard]] const SubmitTotals& totals() const noexcept { return totals_; }
+  [[nodiscard]] const ProducerConfig& config() const noexcept { return cfg_; }
+
+ private:
+  bool submit(SinkClient& client, const InputSource& input, const StopSignal& stop);
+  bool requeue(SinkClient& client, const StopSignal& stop);
+  void count(const wire::Ack& ack);
+
+  ProducerConfig cfg_;
+  SubmitTotals totals_;
+};
+
+}  // namespace topicflow
