@@ -1,0 +1,164 @@
+#include <topicflow/broker.hpp>
+
+#include <topicflow/clock.hpp>
+#include <topicflow/log.hpp>
+#include <topicflow/sockets.hpp>
+#include <topicflow/wire.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <chrono>
+#include <random>
+
+namespace topicflow {
+
+Broker::Broker(BrokerConfig config, zmq::context_t* context) : config_(std::move(config)), context_(context) {
+  validate_endpoints(config_.endpoints);
+  if (config_.hwm < 0) throw std::invalid_argument("--hwm must not be negative");
+  if (context_ == nullptr) {
+    own_context_ = std::make_unique<zmq::context_t>(1);
+    context_ = own_context_.get();
+  }
+  SocketOptions stream;
+  stream.sndhwm = config_.hwm;
+  stream.rcvhwm = config_.hwm;
+  frontend_ = make_socket(*context_, zmq::socket_type::pull, stream);
+  backend_ = make_socket(*context_, zmq::socket_type::push, stream);
+  bind_socket(frontend_, "--frontend", config_.endpoints.frontend);
+  bind_socket(backend_, "--backend", config_.endpoints.backend);
+
+  // Hellos are periodic and idempotent: keep only a few queued while the sink is away.
+  SocketOptions hello;
+  hello.sndhwm = 4;
+  hello.rcvhwm = 4;
+  hello_ = make_socket(*context_, zmq::socket_type::push, hello);
+  connect_socket(hello_, "--sink", config_.endpoints.sink);
+
+  instance_ = new_instance_id();
+}
+
+Broker::~Broker() = default;
+
+std::string Broker::new_instance_id() {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::random_device device;
+  std::mt19937_64 rng((static_cast<std::uint64_t>(device()) << 32) ^ device() ^
+                      static_cast<std::uint64_t>(steady_us()));
+  std::uint64_t bits = rng();
+  std::string id(16, '0');
+  for (auto& c : id) {
+    c = kHex[bits & 0xfU];
+    bits >>= 4U;
+  }
+  return id;
+}
+
+std::string Broker::frontend_endpoint() const { return frontend_.get(zmq::sockopt::last_endpoint); }
+std::string Broker::backend_endpoint() const { return backend_.get(zmq::sockopt::last_endpoint); }
+
+BrokerCounters Broker::counters() const noexcept {
+  return BrokerCounters{forwarded_.load(std::memory_order_relaxed), hellos_.load(std::memory_order_relaxed),
+                        hellos_dropped_.load(std::memory_order_relaxed)};
+}
+
+void Broker::send_hello() {
+  const auto bytes = wire::encode(wire::BrokerHello{instance_});
+  zmq::message_t msg(bytes.data(), bytes.size());
+  if (hello_.send(msg, zmq::send_flags::dontwait)) {
+    hellos_.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    hellos_dropped_.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+bool Broker::flush_held() {
+  const std::size_t parts = held_.size();
+  const auto first_flags = parts > 1 ? zmq::send_flags::sndmore : zmq::send_flags::none;
+  if (!backend_.send(held_[0], first_flags | zmq::send_flags::dontwait)) return false;
+  // Once the first frame of a message is queued, ZeroMQ takes the rest of it atomically.
+  for (std::size_t i = 1; i < parts; ++i) {
+    (void)backend_.send(held_[i], i + 1 < parts ? zmq::send_flags::sndmore : zmq::send_flags::none);
+  }
+  held_.clear();
+  forwarded_.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+bool Broker::pump() {
+  for (std::size_t n = 0; n < config_.burst; ++n) {
+    zmq::message_t frame;
+    if (!frontend_.recv(frame, zmq::recv_flags::dontwait)) return true;  // frontend drained
+    bool more = frame.more();
+    held_.push_back(std::move(frame));
+    while (more) {  // the remaining frames of a multipart message are already here
+      zmq::message_t part;
+      (void)frontend_.recv(part, zmq::recv_flags::none);
+      more = part.more();
+      held_.push_back(std::move(part));
+    }
+    if (!flush_held()) return false;
+  }
+  return true;
+}
+
+void Broker::run(const StopSignal& stop) {
+  spdlog::info("broker {} streaming {} -> {} (hwm {}), announcing itself to {}", instance_, frontend_endpoint(),
+               backend_endpoint(), config_.hwm, config_.endpoints.sink);
+  send_hello();
+  auto now = steady_ms();
+  auto next_hello = now + config_.hello_interval_ms;
+  auto next_stats = now + config_.stats_interval_ms;
+  auto stats_since = now;
+  std::uint64_t stats_forwarded = forwarded_.load(std::memory_order_relaxed);
+
+  std::array<zmq::pollitem_t, 3> items{{
+      {nullptr, stop.fd(), ZMQ_POLLIN, 0},
+      {frontend_.handle(), 0, ZMQ_POLLIN, 0},
+      {backend_.handle(), 0, ZMQ_POLLOUT, 0},
+  }};
+  while (!stop.triggered()) {
+    // Read the frontend only while we can hand a message on; otherwise wait for the backend and
+    // let the frontend's HWM push back on whoever sends tasks.
+    const bool holding = !held_.empty();
+    items[1].events = holding ? 0 : ZMQ_POLLIN;
+    items[2].events = holding ? ZMQ_POLLOUT : 0;
+    const auto timeout = std::max<std::int64_t>(0, std::min(next_hello, next_stats) - steady_ms());
+    try {
+      zmq::poll(items.data(), items.size(), std::chrono::milliseconds(timeout));
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) continue;  // a signal: the stop fd tells us whether to leave
+      if (e.num() == ETERM) break;
+      throw;
+    }
+    if ((items[0].revents & ZMQ_POLLIN) != 0) break;
+    if (holding && (items[2].revents & ZMQ_POLLOUT) != 0) {
+      if (flush_held()) (void)pump();
+    } else if (!holding && (items[1].revents & ZMQ_POLLIN) != 0) {
+      (void)pump();
+    }
+
+    now = steady_ms();
+    if (now >= next_hello) {
+      send_hello();
+      next_hello = now + config_.hello_interval_ms;
+    }
+    if (now >= next_stats) {
+      const auto total = forwarded_.load(std::memory_order_relaxed);
+      const auto moved = total - stats_forwarded;
+      const double seconds = static_cast<double>(std::max<std::int64_t>(1, now - stats_since)) / 1000.0;
+      // An idle broker says so only at debug level, so its log stays readable for days.
+      const auto level = moved > 0 || !held_.empty() ? spdlog::level::info : spdlog::level::debug;
+      spdlog::log(level, "forwarded {} messages in {:.1f} s ({:.0f}/s), {} in total{}", moved, seconds,
+                   static_cast<double>(moved) / seconds, total, held_.empty() ? "" : "; waiting for workers");
+      stats_forwarded = total;
+      stats_since = now;
+      next_stats = now + config_.stats_interval_ms;
+    }
+  }
+  const auto c = counters();
+  spdlog::info("broker {} stopping: forwarded {} messages{}", instance_, c.forwarded,
+               held_.empty() ? "" : " (1 in hand dropped; the sink redelivers it)");
+}
+
+}  // namespace topicflow
