@@ -21,6 +21,8 @@ int main(int argc, char** argv) {
   add_flag_option(app, "--busy-base-ms", cfg.busy_base_ms, "first busy-retry backoff cap")->check(CLI::Range(1, 60000));
   add_flag_option(app, "--busy-max-ms", cfg.busy_max_ms, "busy-retry backoff cap")->check(CLI::Range(1, 600000));
   add_flag_option(app, "--stats-interval-ms", cfg.stats_interval_ms, "period of the rate log line")->check(CLI::Range(100, 86400000));
+  add_flag_option(app, "--metrics-port", cfg.metrics_port, "serve Prometheus metrics and /healthz on this port (0: off)")->check(CLI::Range(0, 65535));
+  add_flag_option(app, "--metrics-address", cfg.metrics_address, "address of the metrics endpoint");
   topicflow::add_endpoint_options(app, cfg.endpoints);
   topicflow::add_log_level_option(app, log_level);
   if (auto code = topicflow::parse_command_line(app, argc, argv)) return *code;

@@ -1,5 +1,7 @@
 #include <topicflow/sockets.hpp>
 
+#include <algorithm>
+#include <cerrno>
 #include <stdexcept>
 
 namespace topicflow {
@@ -29,9 +31,24 @@ void connect_socket(zmq::socket_t& socket, std::string_view flag, const std::str
   }
 }
 
+int poll_items(zmq::pollitem_t* items, std::size_t count, std::int64_t timeout_ms) {
+  try {
+    return zmq::poll(items, count, std::chrono::milliseconds(std::max<std::int64_t>(timeout_ms, 0)));
+  } catch (const zmq::error_t& e) {
+    if (e.num() != EINTR) throw;
+    for (std::size_t i = 0; i < count; ++i) items[i].revents = 0;
+    return 0;
+  }
+}
+
 std::optional<zmq::message_t> try_recv(zmq::socket_t& socket) {
   zmq::message_t msg;
-  if (!socket.recv(msg, zmq::recv_flags::dontwait)) return std::nullopt;
+  try {
+    if (!socket.recv(msg, zmq::recv_flags::dontwait)) return std::nullopt;
+  } catch (const zmq::error_t& e) {
+    if (e.num() == EINTR) return std::nullopt;
+    throw;
+  }
   return msg;
 }
 

@@ -1,5 +1,6 @@
 #include <topicflow/clock.hpp>
 #include <topicflow/log.hpp>
+#include <topicflow/metrics.hpp>
 #include <topicflow/sink.hpp>
 #include <topicflow/sink_state.hpp>
 #include <topicflow/sockets.hpp>
@@ -10,6 +11,7 @@
 #include <array>
 #include <limits>
 #include <map>
+#include <mutex>
 #include <thread>
 #include <set>
 #include <unordered_map>
@@ -120,7 +122,16 @@ class Sink::Impl {
                  "dispatch window {}, timeout {} ms",
                  cfg_.batch_max, cfg_.batch_delay_ms, cfg_.lease_ms, cfg_.max_attempts, cfg_.retry_base_ms,
                  cfg_.retry_max_ms, cfg_.dispatch_window, cfg_.dispatch_timeout_ms);
+    publish_snapshot();
+    if (cfg_.metrics_port > 0) start_metrics(cfg_.metrics_port);
   }
+
+  void start_metrics(int port) {
+    metrics_ = std::make_unique<MetricsServer>(
+        cfg_.metrics_address, port, [this] { return render_metrics(); }, [this] { return health(); });
+    spdlog::info("metrics on http://{}:{}/metrics, health on /healthz", cfg_.metrics_address, metrics_->port());
+  }
+  int metrics_port() const { return metrics_ ? metrics_->port() : 0; }
 
   void run(const StopSignal& stop) {
     stats_window_start_ = steady_ms();
@@ -129,7 +140,7 @@ class Sink::Impl {
       std::array<zmq::pollitem_t, 2> items{{{nullptr, stop.fd(), ZMQ_POLLIN, 0},
                                             {pull_.handle(), 0, ZMQ_POLLIN, 0}}};
       const bool can_read = batch_events_ < static_cast<std::size_t>(cfg_.buffer_max);
-      zmq::poll(items.data(), can_read ? 2 : 1, std::chrono::milliseconds(poll_timeout(now)));
+      poll_items(items.data(), can_read ? 2 : 1, poll_timeout(now));
       if (stop.triggered()) break;
       if (can_read) drain();
       maybe_commit();
@@ -321,6 +332,7 @@ class Sink::Impl {
     ++counters_.busy_retries;
     const auto delay = std::max<std::int64_t>(busy_backoff_.delay(std::min(busy_attempt_, 20u)), 1);
     ++busy_attempt_;
+    if (busy_since_ms_ == 0) busy_since_ms_ = steady_ms();
     retry_at_ms_ = steady_ms() + delay;
     spdlog::warn("database busy ({}); keeping {} updates, retry {} in {} ms", e.what(), batch_events_,
                  busy_attempt_, delay);
@@ -534,7 +546,11 @@ class Sink::Impl {
     counters_.bogus += fx.bogus;
     counters_.guard_refused += fx.guard_refused;
     counters_.lease_expired += fx.lease_expired;
-    if (fx.updates > 0) ++counters_.batches;
+    if (fx.updates > 0) {
+      ++counters_.batches;
+      batch_size_.observe(static_cast<double>(fx.updates));
+      commit_seconds_.observe(static_cast<double>(elapsed_us) / 1e6);
+    }
     if (new_broker_) broker_instance_ = *std::exchange(new_broker_, std::nullopt);
 
     // Tasks go out only after their rows are committed: a crash before this line leaves them
@@ -563,6 +579,7 @@ class Sink::Impl {
                    fx.tasks.empty() ? std::string() : fmt::format("; dispatched {}", fx.tasks.size()));
     }
     if (busy_attempt_ > 0) spdlog::info("database available again after {} busy retries", busy_attempt_);
+    busy_since_ms_ = 0;
     busy_attempt_ = 0;
     retry_at_ms_ = 0;
 
@@ -580,6 +597,71 @@ class Sink::Impl {
     const auto cutoff = steady_ms() - cfg_.lease_ms;
     std::erase_if(workers_seen_, [cutoff](const auto& kv) { return kv.second < cutoff; });
     return workers_seen_.size();
+  }
+
+  // ---- metrics -------------------------------------------------------------------------------
+
+  struct Snapshot {
+    SinkCounters counters;
+    std::map<std::string, Counts> counts;
+    std::int64_t in_transit = 0;
+    std::size_t buffered = 0;
+    std::uint64_t workers = 0;
+    std::int64_t busy_since_ms = 0;
+  };
+
+  void publish_snapshot() {
+    Snapshot snap{counters_, counts_, in_transit_, batch_events_, live_workers(), busy_since_ms_};
+    std::lock_guard lock(snapshot_mutex_);
+    snapshot_ = std::move(snap);
+    last_snapshot_ms_ = steady_ms();
+  }
+
+  std::string render_metrics() {
+    Snapshot s;
+    {
+      std::lock_guard lock(snapshot_mutex_);
+      s = snapshot_;
+    }
+    MetricsText m;
+    const auto& c = s.counters;
+    m.counter("sink_messages_received_total", "Messages received on the sink socket.", static_cast<double>(c.messages));
+    m.counter("sink_updates_committed_total", "Row writes committed (status changes).", static_cast<double>(c.updates));
+    m.counter("sink_batches_committed_total", "Transactions committed.", static_cast<double>(c.batches));
+    m.counter("sink_busy_retries_total", "Commits retried because the database was busy.", static_cast<double>(c.busy_retries));
+    m.counter("sink_decode_errors_total", "Bad messages dropped (undecodable or wrong type).", static_cast<double>(c.decode_errors));
+    m.counter("sink_tasks_dispatched_total", "Tasks sent to the broker.", static_cast<double>(c.dispatched));
+    m.counter("sink_tasks_redelivered_total", "Tasks sent again (expired lease, lost in transit).", static_cast<double>(c.redelivered));
+    m.counter("sink_tasks_retried_total", "Retryable failures scheduled for another attempt.", static_cast<double>(c.retried));
+    m.counter("sink_leases_expired_total", "Running tasks whose lease expired.", static_cast<double>(c.lease_expired));
+    m.counter("sink_duplicate_deliveries_total", "Deliveries found to be duplicates.", static_cast<double>(c.duplicates));
+    m.counter("sink_stale_updates_total", "Late updates of superseded attempts or finished topics, ignored.", static_cast<double>(c.stale));
+    m.counter("sink_bogus_updates_total", "Updates for unknown topics or attempts never handed out, ignored.", static_cast<double>(c.bogus));
+    std::vector<std::pair<std::string, double>> samples;
+    std::uint64_t completed = 0, failed = 0;
+    for (const auto& [job, counts] : s.counts) {
+      for (std::size_t i = 0; i < 4; ++i) {
+        samples.emplace_back(fmt::format("job=\"{}\",status=\"{}\"", label_value(job), store::kStatusNames[i]),
+                             static_cast<double>(counts[i]));
+      }
+      completed += static_cast<std::uint64_t>(counts[2]);
+      failed += static_cast<std::uint64_t>(counts[3]);
+    }
+    m.gauge_family("topics", "Topics by job and status.", samples);
+    m.gauge("sink_tasks_in_transit", "Tasks handed to the broker and not yet started.", static_cast<double>(s.in_transit));
+    m.gauge("sink_buffered_updates", "Updates buffered and not yet committed (queue depth).", static_cast<double>(s.buffered));
+    m.gauge("sink_workers", "Workers heard from within one lease.", static_cast<double>(s.workers));
+    batch_size_.render(m, "sink_batch_size", "Row writes per committed transaction.");
+    commit_seconds_.render(m, "sink_commit_seconds", "Time to apply and commit one batch.");
+    return m.str();
+  }
+
+  std::string health() {
+    std::lock_guard lock(snapshot_mutex_);
+    if (snapshot_.busy_since_ms > 0 && steady_ms() - snapshot_.busy_since_ms > 30000) {
+      return fmt::format("database busy for {} s", (steady_ms() - snapshot_.busy_since_ms) / 1000);
+    }
+    return {};
   }
 
   // ---- publishing ----------------------------------------------------------------------------
@@ -634,6 +716,7 @@ class Sink::Impl {
   void periodic() {
     publish_dirty(false);
     const auto now = steady_ms();
+    if (metrics_ && now - last_snapshot_ms_ >= 500) publish_snapshot();
     if (now - stats_window_start_ >= cfg_.stats_interval_ms) {
       const auto seconds = static_cast<double>(now - stats_window_start_) / 1000.0;
       const auto updates = counters_.updates - stats_updates_;
@@ -716,6 +799,13 @@ class Sink::Impl {
   std::unordered_map<std::string, std::int64_t> last_published_;
 
   std::unordered_map<std::string, std::int64_t> workers_seen_;
+  std::int64_t busy_since_ms_ = 0;
+  Histogram batch_size_{{1, 10, 100, 500, 1000, 5000, 10000}};
+  Histogram commit_seconds_{{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0}};
+  std::mutex snapshot_mutex_;
+  Snapshot snapshot_;
+  std::int64_t last_snapshot_ms_ = 0;
+  std::unique_ptr<MetricsServer> metrics_;  // after what it reads: destroyed (stops serving) first
   SinkCounters counters_;
   RateLimitedLog bad_messages_;
   std::int64_t stats_window_start_ = 0;
@@ -729,5 +819,6 @@ void Sink::run(const StopSignal& stop) { impl_->run(stop); }
 SinkCounters Sink::counters() const { return impl_->counters(); }
 std::string Sink::sink_endpoint() const { return impl_->sink_endpoint(); }
 std::string Sink::events_endpoint() const { return impl_->events_endpoint(); }
+int Sink::metrics_port() const { return impl_->metrics_port(); }
 
 }  // namespace topicflow

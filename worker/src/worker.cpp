@@ -171,16 +171,6 @@ struct Pending {
   wire::Update update;
 };
 
-// zmq::poll that treats a signal (EINTR: SIGTERM arriving) as a wake-up, not an error.
-void poll_items(zmq::pollitem_t* items, std::size_t n, std::int64_t timeout_ms) {
-  try {
-    zmq::poll(items, n, std::chrono::milliseconds(std::max<std::int64_t>(0, timeout_ms)));
-  } catch (const zmq::error_t& e) {
-    if (e.num() != EINTR) throw;
-    for (std::size_t i = 0; i < n; ++i) items[i].revents = 0;
-  }
-}
-
 void bump_max(std::atomic<std::uint64_t>& max, std::uint64_t value) {
   auto seen = max.load();
   while (value > seen && !max.compare_exchange_weak(seen, value)) {

@@ -23,6 +23,10 @@ struct SocketOptions {
 void bind_socket(zmq::socket_t& socket, std::string_view flag, const std::string& endpoint);
 void connect_socket(zmq::socket_t& socket, std::string_view flag, const std::string& endpoint);
 
+// zmq::poll that treats EINTR (a signal arrived: the stop pipe will say which) as "nothing
+// ready" instead of throwing; returns the number of ready items.
+int poll_items(zmq::pollitem_t* items, std::size_t count, std::int64_t timeout_ms);
+
 // Receives one message without blocking; nothing when none is queued. ETERM is rethrown.
 [[nodiscard]] std::optional<zmq::message_t> try_recv(zmq::socket_t& socket);
 
@@ -33,7 +37,7 @@ bool send_blocking(zmq::socket_t& socket, zmq::message_t& msg, zmq::send_flags f
     if (socket.send(msg, flags | zmq::send_flags::dontwait)) return true;
     if (!keep_trying()) return false;
     zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLOUT, 0};
-    zmq::poll(&item, 1, std::chrono::milliseconds(poll_ms));
+    poll_items(&item, 1, poll_ms);
   }
 }
 

@@ -33,7 +33,8 @@ struct SinkConfig {
   std::int64_t busy_base_ms = 10;
   std::int64_t busy_max_ms = 2000;
   std::int64_t stats_interval_ms = 10000;
-  int metrics_port = 0;
+  int metrics_port = 0;  // 0: no metrics endpoint
+  std::string metrics_address = "127.0.0.1";
 };
 
 }  // namespace topicflow
@@ -77,6 +78,8 @@ class Sink {
   // Bound addresses (useful with tcp://127.0.0.1:* in tests).
   [[nodiscard]] std::string sink_endpoint() const;
   [[nodiscard]] std::string events_endpoint() const;
+  // Port of the metrics endpoint (0 when disabled).
+  [[nodiscard]] int metrics_port() const;
 
  private:
   class Impl;
