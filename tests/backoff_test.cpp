@@ -37,7 +37,8 @@ TEST(Backoff, DegenerateParameters) {
   EXPECT_EQ(Backoff(100, 50, 1).ceiling(0), 50) << "max below base caps the first retry too";
   EXPECT_EQ(Backoff(-5, -5, 1).ceiling(3), 0) << "negative parameters are treated as 0";
   Backoff zero(0, 0, 1);
-  for (unsigned retry = 0; retry < 10; ++retry) EXPECT_EQ(zero.delay(retry), 0) << "retry " << retry;
+  for (unsigned retry = 0; retry < 10; ++retry)
+    EXPECT_EQ(zero.delay(retry), 0) << "retry " << retry;
 }
 
 TEST(Backoff, HugeMaxDoesNotOverflow) {
@@ -63,10 +64,12 @@ TEST(Backoff, DelayWithExplicitDrawStaysWithinCeiling) {
     EXPECT_EQ(backoff.delay(retry, 1.0), ceiling) << "retry " << retry;
     EXPECT_LE(backoff.delay(retry, 0.9999999), ceiling) << "retry " << retry;
     EXPECT_EQ(backoff.delay(retry, -3.0), 0) << "retry " << retry << ": draws below 0 are clamped";
-    EXPECT_EQ(backoff.delay(retry, 7.0), ceiling) << "retry " << retry << ": draws above 1 are clamped";
+    EXPECT_EQ(backoff.delay(retry, 7.0), ceiling)
+        << "retry " << retry << ": draws above 1 are clamped";
     EXPECT_EQ(backoff.delay(retry, std::numeric_limits<double>::quiet_NaN()), 0)
         << "retry " << retry << ": a NaN draw waits 0, not an undefined cast";
-    EXPECT_EQ(backoff.delay(retry, std::numeric_limits<double>::infinity()), ceiling) << "retry " << retry;
+    EXPECT_EQ(backoff.delay(retry, std::numeric_limits<double>::infinity()), ceiling)
+        << "retry " << retry;
   }
 }
 
@@ -77,7 +80,8 @@ TEST(Backoff, PinnedScheduleWithExplicitDraws) {
   const std::vector<std::int64_t> expected = {50, 50, 300, 100, 875, 500, 62};
   for (unsigned retry = 0; retry < draws.size(); ++retry) {
     EXPECT_EQ(backoff.delay(retry, draws[retry]), expected[retry])
-        << "retry " << retry << " (ceiling " << backoff.ceiling(retry) << ", u " << draws[retry] << ")";
+        << "retry " << retry << " (ceiling " << backoff.ceiling(retry) << ", u " << draws[retry]
+        << ")";
   }
 }
 

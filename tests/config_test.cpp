@@ -158,7 +158,8 @@ TEST(ConfigParse, HelpExitsZeroAndListsTheEnvVar) {
   ASSERT_TRUE(p.code.has_value()) << describe(p);
   EXPECT_EQ(*p.code, 0) << describe(p);
   EXPECT_NE(p.out.find("--x"), std::string::npos) << "help lists the flag: " << describe(p);
-  EXPECT_NE(p.out.find("TOPICFLOW_X"), std::string::npos) << "help shows the env var: " << describe(p);
+  EXPECT_NE(p.out.find("TOPICFLOW_X"), std::string::npos)
+      << "help shows the env var: " << describe(p);
   EXPECT_TRUE(p.err.empty()) << describe(p);
 }
 
@@ -241,7 +242,8 @@ TEST(ConfigEndpoints, DefaultsFlagsAndEnvironment) {
     CLI::App app("test");
     topicflow::Endpoints e;
     add_endpoint_options(app, e);
-    const auto p = parse(app, Argv{"--frontend", "tcp://10.0.0.1:7000", "--events", "inproc://events"});
+    const auto p =
+        parse(app, Argv{"--frontend", "tcp://10.0.0.1:7000", "--events", "inproc://events"});
     EXPECT_FALSE(p.code.has_value()) << describe(p);
     EXPECT_EQ(e.frontend, "tcp://10.0.0.1:7000");
     EXPECT_EQ(e.backend, "tcp://127.0.0.1:5558");
@@ -251,25 +253,28 @@ TEST(ConfigEndpoints, DefaultsFlagsAndEnvironment) {
 }
 
 TEST(ConfigEndpoints, ValidateAccepts) {
-  for (const char* good : {"tcp://127.0.0.1:5557", "tcp://*:5557", "tcp://127.0.0.1:*", "tcp://localhost:0",
-                           "tcp://host.example.com:65535", "tcp://[::1]:5557", "tcp://eth0:1",
-                           "ipc:///tmp/topicflow/sink.sock", "ipc://@abstract", "inproc://sink"}) {
+  for (const char* good :
+       {"tcp://127.0.0.1:5557", "tcp://*:5557", "tcp://127.0.0.1:*", "tcp://localhost:0",
+        "tcp://host.example.com:65535", "tcp://[::1]:5557", "tcp://eth0:1",
+        "ipc:///tmp/topicflow/sink.sock", "ipc://@abstract", "inproc://sink"}) {
     EXPECT_NO_THROW(validate_endpoint("--sink", good)) << good;
   }
 }
 
 TEST(ConfigEndpoints, ValidateRejectsWithAReadableReason) {
-  for (const char* bad : {"", "localhost:5557", "http://127.0.0.1:5557", "tcp://", "tcp://127.0.0.1",
-                          "tcp://:5557", "tcp://127.0.0.1:", "tcp://127.0.0.1:abc", "tcp://127.0.0.1:-1",
-                          "tcp://127.0.0.1:65536", "tcp://127.0.0.1:999999999999", "tcp://127.0.0.1:5557x",
-                          "ipc://", "inproc://", "TCP://127.0.0.1:5557"}) {
+  for (const char* bad :
+       {"", "localhost:5557", "http://127.0.0.1:5557", "tcp://", "tcp://127.0.0.1", "tcp://:5557",
+        "tcp://127.0.0.1:", "tcp://127.0.0.1:abc", "tcp://127.0.0.1:-1", "tcp://127.0.0.1:65536",
+        "tcp://127.0.0.1:999999999999", "tcp://127.0.0.1:5557x", "ipc://", "inproc://",
+        "TCP://127.0.0.1:5557"}) {
     try {
       validate_endpoint("--backend", bad);
       ADD_FAILURE() << "'" << bad << "' was accepted";
     } catch (const std::invalid_argument& e) {
       const std::string what = e.what();
       EXPECT_NE(what.find("--backend"), std::string::npos) << "the reason names the flag: " << what;
-      EXPECT_NE(what.find("'" + std::string(bad) + "'"), std::string::npos) << "and the value: " << what;
+      EXPECT_NE(what.find("'" + std::string(bad) + "'"), std::string::npos)
+          << "and the value: " << what;
       EXPECT_EQ(what.find('\n'), std::string::npos) << "one line: " << what;
     } catch (const std::exception& e) {
       ADD_FAILURE() << "'" << bad << "' threw a non-invalid_argument: " << e.what();

@@ -62,7 +62,8 @@ TEST(RateLimitedLog, LogsAgainAfterTheIntervalWithTheSuppressedCount) {
   EXPECT_EQ(limited.total(), 6U);
   EXPECT_EQ(log.lines(), 2U) << "a second line once the interval passed; log:\n" << log.text();
   EXPECT_NE(log.text().find("4 similar suppressed, 6 in total"), std::string::npos)
-      << "the second line reports what was swallowed; log:\n" << log.text();
+      << "the second line reports what was swallowed; log:\n"
+      << log.text();
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   limited.warn("garbage on --sink");
   EXPECT_EQ(log.lines(), 3U) << "log:\n" << log.text();
@@ -111,7 +112,8 @@ TEST(InitLogging, CanBeCalledAgainForTheSameRole) {
   // A test, or a binary that re-reads its configuration, may initialise logging twice.
   const auto previous = spdlog::default_logger();
   ASSERT_NO_THROW(topicflow::init_logging("log-test-twice", "info"));
-  ASSERT_NO_THROW(topicflow::init_logging("log-test-twice", "debug")) << "second call with the same role";
+  ASSERT_NO_THROW(topicflow::init_logging("log-test-twice", "debug"))
+      << "second call with the same role";
   EXPECT_EQ(spdlog::default_logger()->level(), spdlog::level::debug);
   spdlog::set_default_logger(previous);
 }

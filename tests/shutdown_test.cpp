@@ -8,13 +8,13 @@
 #include <gtest/gtest.h>
 #include <zmq.hpp>
 
-#include <chrono>
-#include <csignal>
 #include <fcntl.h>
 #include <poll.h>
+#include <unistd.h>
+#include <chrono>
+#include <csignal>
 #include <thread>
 #include <vector>
-#include <unistd.h>
 
 using topicflow::install_signal_handlers;
 using topicflow::StopSignal;
@@ -48,7 +48,9 @@ TEST(StopSignal, ManyTriggersNeverBlock) {
   StopSignal stop;
   const auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < 200000; ++i) stop.trigger();
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - start)
+                      .count();
   EXPECT_TRUE(stop.triggered());
   EXPECT_LT(ms, 10000) << "200000 triggers took " << ms << " ms";
 }
@@ -64,7 +66,8 @@ TEST(StopSignal, InstancesAreIndependent) {
 
 TEST(StopSignal, FdIsCloseOnExecAndNonBlocking) {
   StopSignal stop;
-  EXPECT_NE(::fcntl(stop.fd(), F_GETFD) & FD_CLOEXEC, 0) << "children (exec handlers) must not inherit it";
+  EXPECT_NE(::fcntl(stop.fd(), F_GETFD) & FD_CLOEXEC, 0)
+      << "children (exec handlers) must not inherit it";
   EXPECT_NE(::fcntl(stop.fd(), F_GETFL) & O_NONBLOCK, 0);
 }
 
@@ -78,10 +81,13 @@ TEST(StopSignal, WakesAZmqPollFromAnotherThread) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     stop.trigger();
   });
-  std::vector<zmq::pollitem_t> items = {{socket.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, stop.fd(), ZMQ_POLLIN, 0}};
+  std::vector<zmq::pollitem_t> items = {{socket.handle(), 0, ZMQ_POLLIN, 0},
+                                        {nullptr, stop.fd(), ZMQ_POLLIN, 0}};
   const auto start = std::chrono::steady_clock::now();
   const auto ready = zmq::poll(items, std::chrono::milliseconds(10000));
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - start)
+                      .count();
   trigger.join();
   EXPECT_EQ(ready, 1) << "exactly the stop fd is ready, after " << ms << " ms";
   EXPECT_NE(items[1].revents & ZMQ_POLLIN, 0) << "the stop fd woke the poll, after " << ms << " ms";

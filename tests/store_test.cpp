@@ -6,11 +6,11 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <unistd.h>
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <string>
-#include <unistd.h>
 
 namespace sql = topicflow::sqlite;
 namespace store = topicflow::store;
@@ -22,7 +22,8 @@ class TempDir {
  public:
   TempDir() {
     std::string pattern = (fs::temp_directory_path() / "topicflow-store-test-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed for " + pattern);
+    if (::mkdtemp(pattern.data()) == nullptr)
+      throw std::runtime_error("mkdtemp failed for " + pattern);
     path_ = pattern;
   }
   ~TempDir() {
@@ -56,7 +57,11 @@ void insert(sql::Database& db, const Row& row) {
   auto stmt = db.prepare(
       "INSERT INTO topics(job, key, payload, status, attempts, error, updated_at, created_at) "
       "VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?6)");
-  stmt.bind(1, row.job).bind(2, row.key).bind(3, row.status).bind(4, row.attempts).bind(6, row.updated_at);
+  stmt.bind(1, row.job)
+      .bind(2, row.key)
+      .bind(3, row.status)
+      .bind(4, row.attempts)
+      .bind(6, row.updated_at);
   if (row.error) {
     stmt.bind(5, *row.error);
   } else {
@@ -68,7 +73,8 @@ void insert(sql::Database& db, const Row& row) {
 }  // namespace
 
 TEST(StoreStatus, NamesRoundTrip) {
-  for (auto s : {store::Status::pending, store::Status::running, store::Status::completed, store::Status::failed}) {
+  for (auto s : {store::Status::pending, store::Status::running, store::Status::completed,
+                 store::Status::failed}) {
     const auto name = store::to_string(s);
     const auto parsed = store::parse_status(name);
     ASSERT_TRUE(parsed.has_value()) << name;
@@ -114,8 +120,10 @@ TEST(StoreSchema, WalAndSpecColumns) {
   std::vector<std::string> columns;
   auto info = db.prepare("SELECT name FROM pragma_table_info('topics')");
   while (info.step()) columns.emplace_back(info.column_text(0));
-  for (const char* required : {"job", "key", "payload", "status", "attempts", "result", "error", "updated_at"}) {
-    EXPECT_NE(std::find(columns.begin(), columns.end(), required), columns.end()) << "column " << required;
+  for (const char* required :
+       {"job", "key", "payload", "status", "attempts", "result", "error", "updated_at"}) {
+    EXPECT_NE(std::find(columns.begin(), columns.end(), required), columns.end())
+        << "column " << required;
   }
   auto pk = db.prepare("SELECT name FROM pragma_table_info('topics') WHERE pk > 0 ORDER BY pk");
   std::vector<std::string> key;
@@ -133,7 +141,8 @@ TEST(StoreSchema, CheckRejectsABadStatus) {
     EXPECT_EQ(e.code() & 0xff, SQLITE_CONSTRAINT) << "message: " << e.what();
   }
   for (const char* good : {"pending", "running", "completed", "failed"}) {
-    EXPECT_NO_THROW(insert(db, {"job", std::string("k-") + good, good, 0, std::nullopt, 1})) << good;
+    EXPECT_NO_THROW(insert(db, {"job", std::string("k-") + good, good, 0, std::nullopt, 1}))
+        << good;
   }
   EXPECT_THROW(insert(db, {"job", "k-pending", "pending", 0, std::nullopt, 1}), sql::SqliteError)
       << "(job, key) is the primary key";
@@ -168,7 +177,8 @@ TEST(StoreQueries, ReadCountsPerJobAndStatus) {
   ASSERT_EQ(beta.size(), 1U) << "filtered to one job";
   EXPECT_EQ(beta[0].job, "beta");
   EXPECT_EQ(beta[0].total(), 3U);
-  EXPECT_TRUE(store::read_counts(db, std::string("gamma")).empty()) << "an unknown job has no counts";
+  EXPECT_TRUE(store::read_counts(db, std::string("gamma")).empty())
+      << "an unknown job has no counts";
 }
 
 TEST(StoreQueries, RecentErrorsNewestFirst) {
@@ -231,12 +241,16 @@ TEST(StoreOpen, ReadOnlyOfANonTopicflowDatabaseFails) {
 TEST(StoreOpen, ReadOnlyOfAFileThatIsNotADatabaseFails) {
   TempDir dir;
   const auto path = dir.file("notes.txt");
-  { std::ofstream(path) << "these are not the pages you are looking for\n" << std::string(4096, 'x'); }
+  {
+    std::ofstream(path) << "these are not the pages you are looking for\n"
+                        << std::string(4096, 'x');
+  }
   try {
     auto db = store::open_read_only(path);
     FAIL() << "a text file is not a database";
   } catch (const sql::SqliteError& e) {
-    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << "the reason names the file: " << e.what();
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos)
+        << "the reason names the file: " << e.what();
   }
 }
 
@@ -254,7 +268,8 @@ TEST(StoreOpen, ReadOnlyReadsAClosedWalDatabase) {
   ASSERT_EQ(counts.size(), 1U);
   EXPECT_EQ(counts[0].count(store::Status::completed), 1U);
   EXPECT_EQ(counts[0].count(store::Status::failed), 1U);
-  EXPECT_THROW(ro.exec("DELETE FROM topics"), sql::SqliteError) << "the status connection cannot write";
+  EXPECT_THROW(ro.exec("DELETE FROM topics"), sql::SqliteError)
+      << "the status connection cannot write";
 }
 
 TEST(StoreOpen, ReadOnlySeesAWritersCommitsWhileItRuns) {
@@ -267,7 +282,8 @@ TEST(StoreOpen, ReadOnlySeesAWritersCommitsWhileItRuns) {
   {
     sql::Transaction tx(writer);
     insert(writer, {"job", "k2", "pending", 0, std::nullopt, 1});
-    EXPECT_EQ(store::read_counts(ro)[0].total(), 1U) << "uncommitted rows are invisible, and reading is not blocked";
+    EXPECT_EQ(store::read_counts(ro)[0].total(), 1U)
+        << "uncommitted rows are invisible, and reading is not blocked";
     tx.commit();
   }
   EXPECT_EQ(store::read_counts(ro)[0].total(), 2U) << "after the commit";

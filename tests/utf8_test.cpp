@@ -30,7 +30,9 @@ std::string hex(std::string_view bytes) {
 
 std::string encode(std::uint32_t cp) {
   std::string out;
-  const auto byte = [&](std::uint32_t b) { out += static_cast<char>(static_cast<unsigned char>(b)); };
+  const auto byte = [&](std::uint32_t b) {
+    out += static_cast<char>(static_cast<unsigned char>(b));
+  };
   if (cp < 0x80) {
     byte(cp);
   } else if (cp < 0x800) {
@@ -100,17 +102,17 @@ TEST(Utf8, AcceptsWellFormedText) {
       "plain ascii",
       std::string("embedded\0nul", 12),
       "\x7f",
-      "caf\xc3\xa9",                 // é
-      "\xe2\x82\xac",                // €
-      "\xf0\x9f\x98\x80",            // 😀
-      "\xc2\x80",                    // U+0080, the smallest two-byte
-      "\xdf\xbf",                    // U+07FF
-      "\xe0\xa0\x80",                // U+0800, the smallest three-byte
-      "\xed\x9f\xbf",                // U+D7FF, just below the surrogates
-      "\xee\x80\x80",                // U+E000, just above them
-      "\xef\xbf\xbf",                // U+FFFF
-      "\xf0\x90\x80\x80",            // U+10000, the smallest four-byte
-      "\xf4\x8f\xbf\xbf",            // U+10FFFF, the largest code point
+      "caf\xc3\xa9",                       // é
+      "\xe2\x82\xac",                      // €
+      "\xf0\x9f\x98\x80",                  // 😀
+      "\xc2\x80",                          // U+0080, the smallest two-byte
+      "\xdf\xbf",                          // U+07FF
+      "\xe0\xa0\x80",                      // U+0800, the smallest three-byte
+      "\xed\x9f\xbf",                      // U+D7FF, just below the surrogates
+      "\xee\x80\x80",                      // U+E000, just above them
+      "\xef\xbf\xbf",                      // U+FFFF
+      "\xf0\x90\x80\x80",                  // U+10000, the smallest four-byte
+      "\xf4\x8f\xbf\xbf",                  // U+10FFFF, the largest code point
       "\xd0\xba\xd0\xbb\xd1\x8e\xd1\x87",  // ключ
   };
   for (const auto& text : good) {
@@ -121,32 +123,32 @@ TEST(Utf8, AcceptsWellFormedText) {
 
 TEST(Utf8, RejectsMalformedText) {
   const std::vector<std::string> bad = {
-      "\x80",                  // lone continuation byte
-      "\xbf",                  // lone continuation byte
-      "a\x80z",                // continuation byte in the middle of ASCII
-      "\xc0\x80",              // overlong NUL
-      "\xc1\xbf",              // overlong U+007F
-      "\xe0\x80\x80",          // overlong three-byte
-      "\xe0\x9f\xbf",          // overlong U+07FF
-      "\xf0\x80\x80\x80",      // overlong four-byte
-      "\xf0\x8f\xbf\xbf",      // overlong U+FFFF
-      "\xed\xa0\x80",          // U+D800, a high surrogate
-      "\xed\xbf\xbf",          // U+DFFF, a low surrogate
+      "\x80",                      // lone continuation byte
+      "\xbf",                      // lone continuation byte
+      "a\x80z",                    // continuation byte in the middle of ASCII
+      "\xc0\x80",                  // overlong NUL
+      "\xc1\xbf",                  // overlong U+007F
+      "\xe0\x80\x80",              // overlong three-byte
+      "\xe0\x9f\xbf",              // overlong U+07FF
+      "\xf0\x80\x80\x80",          // overlong four-byte
+      "\xf0\x8f\xbf\xbf",          // overlong U+FFFF
+      "\xed\xa0\x80",              // U+D800, a high surrogate
+      "\xed\xbf\xbf",              // U+DFFF, a low surrogate
       "\xed\xa0\xbd\xed\xb8\x80",  // a surrogate pair spelled in UTF-8 (CESU-8)
-      "\xf4\x90\x80\x80",      // U+110000, above the range
-      "\xf5\x80\x80\x80",      // lead byte F5
-      "\xf8\x88\x80\x80\x80",  // five-byte form
+      "\xf4\x90\x80\x80",          // U+110000, above the range
+      "\xf5\x80\x80\x80",          // lead byte F5
+      "\xf8\x88\x80\x80\x80",      // five-byte form
       "\xfc\x84\x80\x80\x80\x80",  // six-byte form
       "\xfe",
       "\xff",
-      "\xc3",                  // truncated two-byte at the end
-      "\xe2\x82",              // truncated three-byte at the end
-      "\xf0\x9f\x98",          // truncated four-byte at the end
-      "\xc3\x28",              // bad continuation
-      "\xe2\x28\xa1",          // bad first continuation
-      "\xe2\x82\x28",          // bad second continuation
-      "\xf0\x9f\x98\x28",      // bad third continuation
-      "ok\xc3",                // valid prefix, truncated tail
+      "\xc3",              // truncated two-byte at the end
+      "\xe2\x82",          // truncated three-byte at the end
+      "\xf0\x9f\x98",      // truncated four-byte at the end
+      "\xc3\x28",          // bad continuation
+      "\xe2\x28\xa1",      // bad first continuation
+      "\xe2\x82\x28",      // bad second continuation
+      "\xf0\x9f\x98\x28",  // bad third continuation
+      "ok\xc3",            // valid prefix, truncated tail
   };
   for (const auto& text : bad) {
     EXPECT_FALSE(valid_utf8(text)) << "bytes: " << hex(text);
@@ -157,8 +159,10 @@ TEST(Utf8, RejectsMalformedText) {
 TEST(Utf8, ReadsOnlyTheGivenRange) {
   // A truncated sequence must not be completed by the bytes after the view.
   const std::string buffer = "x\xe2\x82\xac";
-  EXPECT_FALSE(valid_utf8(std::string_view(buffer).substr(0, 3))) << "view ends inside the euro sign";
-  EXPECT_TRUE(valid_utf8(std::string_view(buffer).substr(0, 4))) << "view holds the whole euro sign";
+  EXPECT_FALSE(valid_utf8(std::string_view(buffer).substr(0, 3)))
+      << "view ends inside the euro sign";
+  EXPECT_TRUE(valid_utf8(std::string_view(buffer).substr(0, 4)))
+      << "view holds the whole euro sign";
   EXPECT_TRUE(valid_utf8(std::string_view(buffer).substr(0, 1))) << "view holds only the x";
 }
 
@@ -193,9 +197,9 @@ TEST(Utf8, AllOneTwoAndThreeByteStringsMatchTheOracle) {
 TEST(Utf8, RandomFourToEightByteStringsMatchTheOracle) {
   std::mt19937_64 rng(12345);
   // Bias towards bytes that form multi-byte sequences, where the interesting cases are.
-  const std::vector<unsigned> interesting = {0x00, 0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF,
-                                             0xC0, 0xC1, 0xC2, 0xDF, 0xE0, 0xED, 0xEF, 0xF0, 0xF4,
-                                             0xF5, 0xFF};
+  const std::vector<unsigned> interesting = {0x00, 0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F,
+                                             0xA0, 0xBF, 0xC0, 0xC1, 0xC2, 0xDF, 0xE0,
+                                             0xED, 0xEF, 0xF0, 0xF4, 0xF5, 0xFF};
   std::uniform_int_distribution<std::size_t> pick(0, interesting.size() - 1);
   std::uniform_int_distribution<unsigned> any(0, 255);
   std::uniform_int_distribution<std::size_t> length(4, 8);

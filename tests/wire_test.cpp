@@ -117,8 +117,8 @@ void expect_decoded_or_rejected(std::string_view bytes, const std::string& conte
   try {
     const auto message = wire::decode(bytes);
     const auto again = wire::decode(wire::encode(message));
-    EXPECT_EQ(again, message) << context << ": re-encoding a decoded frame changed it; frame: "
-                              << hex(bytes);
+    EXPECT_EQ(again, message) << context
+                              << ": re-encoding a decoded frame changed it; frame: " << hex(bytes);
   } catch (const wire::DecodeError&) {
   } catch (const std::exception& e) {
     ADD_FAILURE() << context << ": threw a non-DecodeError exception: " << e.what()
@@ -129,8 +129,9 @@ void expect_decoded_or_rejected(std::string_view bytes, const std::string& conte
 }
 
 // Unpacks a valid frame, lets `edit` change its top-level fields, and packs it again.
-std::string rewrite(const std::string& frame,
-                    const std::function<void(std::vector<msgpack::object>&, msgpack::zone&)>& edit) {
+std::string rewrite(
+    const std::string& frame,
+    const std::function<void(std::vector<msgpack::object>&, msgpack::zone&)>& edit) {
   auto handle = msgpack::unpack(frame.data(), frame.size());
   const auto& root = handle.get();
   std::vector<msgpack::object> fields(root.via.array.ptr, root.via.array.ptr + root.via.array.size);
@@ -240,7 +241,8 @@ TEST(WireRoundTrip, CoversAllEightTypes) {
 
 TEST(WireRoundTrip, SpanOverloadMatchesStringOverload) {
   const auto bytes = wire::encode(wire::Task{"j", "k", "p", 3});
-  const auto via_span = wire::decode(std::as_bytes(std::span<const char>(bytes.data(), bytes.size())));
+  const auto via_span =
+      wire::decode(std::as_bytes(std::span<const char>(bytes.data(), bytes.size())));
   EXPECT_EQ(via_span, wire::decode(bytes));
 }
 
@@ -253,7 +255,8 @@ TEST(WireRoundTrip, FieldsAtTheirLimitsAreAccepted) {
   EXPECT_EQ(wire::decode(wire::encode(task)), task) << "job, key and payload exactly at the limit";
 
   const wire::Message report = wire::Report{
-      "w", {{wire::UpdateKind::failed, job, key, 1, true, std::string(limits.max_data_bytes, 'e')}}};
+      "w",
+      {{wire::UpdateKind::failed, job, key, 1, true, std::string(limits.max_data_bytes, 'e')}}};
   EXPECT_EQ(wire::decode(wire::encode(report)), report) << "data exactly at the limit";
 
   wire::Submit submit{"j", "s", 0, false, {}};
@@ -265,7 +268,8 @@ TEST(WireRoundTrip, FieldsAtTheirLimitsAreAccepted) {
 
 TEST(WireRoundTrip, PayloadAsStrIsAccepted) {
   // Bytes fields take bin or str, so a client in another language may send either.
-  const auto frame = Frame().array(6).uint(1).uint(1).str("j").str("k").str("text payload").uint(2).bytes();
+  const auto frame =
+      Frame().array(6).uint(1).uint(1).str("j").str("k").str("text payload").uint(2).bytes();
   const auto message = wire::decode(frame);
   const auto* task = std::get_if<wire::Task>(&message);
   ASSERT_NE(task, nullptr) << "decoded as " << wire::type_name(message);
@@ -282,10 +286,10 @@ TEST(WireFormat, TaskEncodingIsPinned) {
 
 TEST(WireFormat, NamesAndTopics) {
   const std::vector<std::pair<wire::Message, std::string_view>> cases = {
-      {wire::Task{}, "task"},         {wire::Submit{}, "submit"},
-      {wire::Report{}, "report"},     {wire::Hello{}, "hello"},
-      {wire::Requeue{}, "requeue"},   {wire::BrokerHello{}, "broker_hello"},
-      {wire::Ack{}, "ack"},           {wire::Progress{}, "progress"},
+      {wire::Task{}, "task"},       {wire::Submit{}, "submit"},
+      {wire::Report{}, "report"},   {wire::Hello{}, "hello"},
+      {wire::Requeue{}, "requeue"}, {wire::BrokerHello{}, "broker_hello"},
+      {wire::Ack{}, "ack"},         {wire::Progress{}, "progress"},
   };
   for (const auto& [message, name] : cases) {
     EXPECT_EQ(wire::type_name(message), name) << "variant index " << message.index();
@@ -380,19 +384,22 @@ TEST(WireDecode, WrongVersionThrows) {
   expect_decode_error(Frame().array(4).nil().uint(4).str("c").str("j").bytes(), "version nil");
   // msgpack-c packs an integral double as an integer, so spell the float64 1.0 out.
   const std::string float_one("\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00", 9);
-  expect_decode_error(Frame().array(4).raw(float_one).uint(4).str("c").str("j").bytes(), "version 1.0");
+  expect_decode_error(Frame().array(4).raw(float_one).uint(4).str("c").str("j").bytes(),
+                      "version 1.0");
 }
 
 TEST(WireDecode, UnknownTypeThrows) {
   for (std::uint64_t t : {std::uint64_t{0}, std::uint64_t{9}, std::uint64_t{255},
                           std::uint64_t{256 + 1}, std::numeric_limits<std::uint64_t>::max()}) {
-    const auto what = expect_decode_error(Frame().array(4).uint(1).uint(t).str("c").str("j").bytes(),
-                                          "type " + std::to_string(t));
+    const auto what = expect_decode_error(
+        Frame().array(4).uint(1).uint(t).str("c").str("j").bytes(), "type " + std::to_string(t));
     EXPECT_NE(what.find("type"), std::string::npos) << "type " << t << ", message: " << what;
   }
   expect_decode_error(Frame().array(4).uint(1).sint(-4).str("c").str("j").bytes(), "type -4");
-  expect_decode_error(Frame().array(4).uint(1).str("hello").str("c").str("j").bytes(), "type \"hello\"");
-  expect_decode_error(Frame().array(4).uint(1).boolean(true).str("c").str("j").bytes(), "type true");
+  expect_decode_error(Frame().array(4).uint(1).str("hello").str("c").str("j").bytes(),
+                      "type \"hello\"");
+  expect_decode_error(Frame().array(4).uint(1).boolean(true).str("c").str("j").bytes(),
+                      "type true");
 }
 
 TEST(WireDecode, NonMessageShapesThrow) {
@@ -418,7 +425,8 @@ TEST(WireDecode, ExtraAndMissingFieldsThrow) {
     expect_decode_error(extra_int, sample.name + " with an extra integer field");
     const auto missing = rewrite(frame, [](auto& fields, auto&) { fields.pop_back(); });
     expect_decode_error(missing, sample.name + " without its last field");
-    const auto missing_first = rewrite(frame, [](auto& fields, auto&) { fields.erase(fields.begin() + 2); });
+    const auto missing_first =
+        rewrite(frame, [](auto& fields, auto&) { fields.erase(fields.begin() + 2); });
     expect_decode_error(missing_first, sample.name + " without its first field");
   }
 }
@@ -461,40 +469,65 @@ TEST(WireDecode, SpecificWrongTypesAndRangesThrow) {
 
   // submit: [1, 2, job, submission, seq, requeue_failed, items]
   const auto submit = [] { return Frame().array(7).uint(1).uint(2).str("j").str("s").uint(0); };
-  ASSERT_NO_THROW((void)wire::decode(submit().boolean(false).array(1).array(2).str("k").bin("p").bytes()))
+  ASSERT_NO_THROW(
+      (void)wire::decode(submit().boolean(false).array(1).array(2).str("k").bin("p").bytes()))
       << "control submit must be valid";
   expect_decode_error(submit().uint(1).array(0).bytes(), "submit.requeue_failed 1");
   expect_decode_error(submit().boolean(false).map(0).bytes(), "submit.items map");
   expect_decode_error(submit().boolean(false).array(1).str("k").bytes(), "submit.items[0] str");
   expect_decode_error(submit().boolean(false).array(1).array(3).str("k").bin("p").nil().bytes(),
                       "submit item with 3 fields");
-  expect_decode_error(submit().boolean(false).array(1).array(1).str("k").bytes(), "submit item with 1 field");
-  expect_decode_error(submit().boolean(false).array(1).array(2).bin("k").bin("p").bytes(), "submit item key bin");
-  expect_decode_error(submit().boolean(false).array(2).array(2).str("k").bin("p").array(2).str("k2").uint(1).bytes(),
+  expect_decode_error(submit().boolean(false).array(1).array(1).str("k").bytes(),
+                      "submit item with 1 field");
+  expect_decode_error(submit().boolean(false).array(1).array(2).bin("k").bin("p").bytes(),
+                      "submit item key bin");
+  expect_decode_error(submit()
+                          .boolean(false)
+                          .array(2)
+                          .array(2)
+                          .str("k")
+                          .bin("p")
+                          .array(2)
+                          .str("k2")
+                          .uint(1)
+                          .bytes(),
                       "second submit item payload int");
-  expect_decode_error(Frame().array(7).uint(1).uint(2).str("j").str(std::string(129, 's')).uint(0)
-                          .boolean(false).array(0).bytes(),
+  expect_decode_error(Frame()
+                          .array(7)
+                          .uint(1)
+                          .uint(2)
+                          .str("j")
+                          .str(std::string(129, 's'))
+                          .uint(0)
+                          .boolean(false)
+                          .array(0)
+                          .bytes(),
                       "submission id over 128 bytes");
 
   // report: [1, 3, worker, updates[[kind, job, key, attempt, retryable, data]]]
   const auto report = [] { return Frame().array(4).uint(1).uint(3).str("w").array(1); };
-  ASSERT_NO_THROW((void)wire::decode(report().array(6).uint(3).str("j").str("k").uint(1).boolean(false).bin("").bytes()))
+  ASSERT_NO_THROW((void)wire::decode(
+      report().array(6).uint(3).str("j").str("k").uint(1).boolean(false).bin("").bytes()))
       << "control report must be valid";
-  for (std::uint64_t kind : {std::uint64_t{0}, std::uint64_t{6}, std::uint64_t{255}, std::uint64_t{256}}) {
-    expect_decode_error(report().array(6).uint(kind).str("j").str("k").uint(1).boolean(false).bin("").bytes(),
-                        "update kind " + std::to_string(kind));
+  for (std::uint64_t kind :
+       {std::uint64_t{0}, std::uint64_t{6}, std::uint64_t{255}, std::uint64_t{256}}) {
+    expect_decode_error(
+        report().array(6).uint(kind).str("j").str("k").uint(1).boolean(false).bin("").bytes(),
+        "update kind " + std::to_string(kind));
   }
   expect_decode_error(report().array(6).uint(3).str("j").str("k").uint(1).uint(0).bin("").bytes(),
                       "update retryable 0");
-  expect_decode_error(report().array(6).uint(3).str("j").str("k").uint(1).boolean(false).uint(0).bytes(),
-                      "update data int");
+  expect_decode_error(
+      report().array(6).uint(3).str("j").str("k").uint(1).boolean(false).uint(0).bytes(),
+      "update data int");
   expect_decode_error(report().array(5).uint(3).str("j").str("k").uint(1).boolean(false).bytes(),
                       "update with 5 fields");
   expect_decode_error(report().uint(3).bytes(), "update not an array");
 
   // ack: [1, 7, client, kind, seq, counters...]
   const auto ack = [](std::uint64_t kind) {
-    return rewrite(wire::encode(wire::Ack{.client = "c"}), [&](auto& f, auto&) { f[3] = msgpack::object(kind); });
+    return rewrite(wire::encode(wire::Ack{.client = "c"}),
+                   [&](auto& f, auto&) { f[3] = msgpack::object(kind); });
   };
   ASSERT_NO_THROW((void)wire::decode(ack(1))) << "control ack must be valid";
   expect_decode_error(ack(0), "ack kind 0");
@@ -515,7 +548,8 @@ TEST(WireDecode, SpecificWrongTypesAndRangesThrow) {
   expect_decode_error(with(kTimeMs, msgpack::object(std::numeric_limits<std::uint64_t>::max())),
                       "progress.time_ms 2^64-1");
   msgpack::zone zone;
-  expect_decode_error(with(kTimeMs, msgpack::object(std::string("now"), zone)), "progress.time_ms str");
+  expect_decode_error(with(kTimeMs, msgpack::object(std::string("now"), zone)),
+                      "progress.time_ms str");
   expect_decode_error(with(kPending, msgpack::object(std::int64_t{-1})), "progress.pending -1");
 }
 
@@ -525,7 +559,8 @@ TEST(WireDecode, EmptyKeysAndJobsThrow) {
   expect_decode_error(wire::encode(wire::Submit{"j", "s", 0, false, {{"k", "p"}, {"", "p"}}}),
                       "submit with an empty item key");
   expect_decode_error(wire::encode(wire::Submit{"", "s", 0, false, {}}), "submit with empty job");
-  expect_decode_error(wire::encode(wire::Submit{"j", "", 0, false, {}}), "submit with empty submission");
+  expect_decode_error(wire::encode(wire::Submit{"j", "", 0, false, {}}),
+                      "submit with empty submission");
   expect_decode_error(
       wire::encode(wire::Report{"w", {{wire::UpdateKind::started, "j", "", 1, false, ""}}}),
       "report update with empty key");
@@ -542,27 +577,37 @@ TEST(WireDecode, EmptyKeysAndJobsThrow) {
 TEST(WireDecode, OversizedFieldsThrow) {
   const wire::Limits limits;
   const auto what = expect_decode_error(
-      wire::encode(wire::Task{"j", std::string(limits.max_key_bytes + 1, 'k'), "p", 1}), "key over the limit");
+      wire::encode(wire::Task{"j", std::string(limits.max_key_bytes + 1, 'k'), "p", 1}),
+      "key over the limit");
   EXPECT_NE(what.find("key"), std::string::npos) << "message: " << what;
-  expect_decode_error(wire::encode(wire::Task{std::string(limits.max_job_bytes + 1, 'j'), "k", "p", 1}),
-                      "job over the limit");
-  expect_decode_error(wire::encode(wire::Task{"j", "k", std::string(limits.max_payload_bytes + 1, 'p'), 1}),
-                      "payload over the limit");
   expect_decode_error(
-      wire::encode(wire::Submit{"j", "s", 0, false, {{std::string(limits.max_key_bytes + 1, 'k'), "p"}}}),
-      "submit item key over the limit");
+      wire::encode(wire::Task{std::string(limits.max_job_bytes + 1, 'j'), "k", "p", 1}),
+      "job over the limit");
+  expect_decode_error(
+      wire::encode(wire::Task{"j", "k", std::string(limits.max_payload_bytes + 1, 'p'), 1}),
+      "payload over the limit");
+  expect_decode_error(wire::encode(wire::Submit{
+                          "j", "s", 0, false, {{std::string(limits.max_key_bytes + 1, 'k'), "p"}}}),
+                      "submit item key over the limit");
 
-  const wire::Limits tight{.max_job_bytes = 4, .max_key_bytes = 8, .max_payload_bytes = 16,
-                           .max_data_bytes = 16, .max_items = 2};
-  expect_decode_error(wire::encode(wire::Task{"j", "123456789", "p", 1}), "key 9 > custom 8", tight);
+  const wire::Limits tight{.max_job_bytes = 4,
+                           .max_key_bytes = 8,
+                           .max_payload_bytes = 16,
+                           .max_data_bytes = 16,
+                           .max_items = 2};
+  expect_decode_error(wire::encode(wire::Task{"j", "123456789", "p", 1}), "key 9 > custom 8",
+                      tight);
   EXPECT_NO_THROW((void)wire::decode(wire::encode(wire::Task{"j", "12345678", "p", 1}), tight))
       << "key 8 == custom limit 8";
   expect_decode_error(wire::encode(wire::Task{"jobxx", "k", "p", 1}), "job 5 > custom 4", tight);
-  expect_decode_error(wire::encode(wire::Task{"j", "k", std::string(17, 'p'), 1}), "payload 17 > 16", tight);
-  expect_decode_error(wire::encode(wire::Submit{"j", "s", 0, false, {{"a", ""}, {"b", ""}, {"c", ""}}}),
-                      "3 items > max_items 2", tight);
+  expect_decode_error(wire::encode(wire::Task{"j", "k", std::string(17, 'p'), 1}),
+                      "payload 17 > 16", tight);
   expect_decode_error(
-      wire::encode(wire::Report{"w", {{wire::UpdateKind::failed, "j", "k", 1, true, std::string(17, 'e')}}}),
+      wire::encode(wire::Submit{"j", "s", 0, false, {{"a", ""}, {"b", ""}, {"c", ""}}}),
+      "3 items > max_items 2", tight);
+  expect_decode_error(
+      wire::encode(
+          wire::Report{"w", {{wire::UpdateKind::failed, "j", "k", 1, true, std::string(17, 'e')}}}),
       "error data 17 > 16", tight);
   wire::Report many{"w", {}};
   many.updates.assign(3, wire::Update{wire::UpdateKind::heartbeat, "j", "k", 1, false, ""});
@@ -570,12 +615,15 @@ TEST(WireDecode, OversizedFieldsThrow) {
 }
 
 TEST(WireDecode, InvalidUtf8Throws) {
-  for (const auto& bad : {std::string("\xff"), std::string("ab\xc0\x80"), std::string("\xed\xa0\x80"),
-                                std::string("k\xe2\x82"), std::string("\xf4\x90\x80\x80")}) {
-    const auto what = expect_decode_error(wire::encode(wire::Task{"j", bad, "p", 1}), "key " + hex(bad));
+  for (const auto& bad :
+       {std::string("\xff"), std::string("ab\xc0\x80"), std::string("\xed\xa0\x80"),
+        std::string("k\xe2\x82"), std::string("\xf4\x90\x80\x80")}) {
+    const auto what =
+        expect_decode_error(wire::encode(wire::Task{"j", bad, "p", 1}), "key " + hex(bad));
     EXPECT_NE(what.find("UTF-8"), std::string::npos) << "key " << hex(bad) << ", message: " << what;
     expect_decode_error(wire::encode(wire::Task{bad, "k", "p", 1}), "job " + hex(bad));
-    expect_decode_error(wire::encode(wire::Submit{"j", "s", 0, false, {{bad, "p"}}}), "item key " + hex(bad));
+    expect_decode_error(wire::encode(wire::Submit{"j", "s", 0, false, {{bad, "p"}}}),
+                        "item key " + hex(bad));
   }
   // The payload is bytes, not text: anything goes.
   EXPECT_NO_THROW((void)wire::decode(wire::encode(wire::Task{"j", "k", "\xff\xfe", 1})));
@@ -586,16 +634,32 @@ TEST(WireDecode, HugeLengthHeadersThrowQuicklyWithoutAllocating) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"root array32 of 2^32-1", "\xdd" + max32},
       {"root array32 of 2^32-1 with some elements", "\xdd" + max32 + "\x01\x01\xa1j"},
-      {"submit items array32 of 2^32-1",
-       Frame().array(7).uint(1).uint(2).str("j").str("s").uint(0).boolean(false).raw("\xdd" + max32).bytes()},
+      {"submit items array32 of 2^32-1", Frame()
+                                             .array(7)
+                                             .uint(1)
+                                             .uint(2)
+                                             .str("j")
+                                             .str("s")
+                                             .uint(0)
+                                             .boolean(false)
+                                             .raw("\xdd" + max32)
+                                             .bytes()},
       {"report updates array32 of 2^32-1",
        Frame().array(4).uint(1).uint(3).str("w").raw("\xdd" + max32).bytes()},
-      {"submit items array32 of 50M",
-       Frame().array(7).uint(1).uint(2).str("j").str("s").uint(0).boolean(false).raw(
-           std::string("\xdd\x02\xfa\xf0\x80", 5)).bytes()},
+      {"submit items array32 of 50M", Frame()
+                                          .array(7)
+                                          .uint(1)
+                                          .uint(2)
+                                          .str("j")
+                                          .str("s")
+                                          .uint(0)
+                                          .boolean(false)
+                                          .raw(std::string("\xdd\x02\xfa\xf0\x80", 5))
+                                          .bytes()},
       {"map32 of 2^32-1", "\xdf" + max32},
       {"str32 of 2^32-1", Frame().array(6).uint(1).uint(1).str("j").raw("\xdb" + max32).bytes()},
-      {"bin32 of 2^32-1", Frame().array(6).uint(1).uint(1).str("j").str("k").raw("\xc6" + max32).bytes()},
+      {"bin32 of 2^32-1",
+       Frame().array(6).uint(1).uint(1).str("j").str("k").raw("\xc6" + max32).bytes()},
       {"ext32 of 2^32-1", "\xc9" + max32 + "\x01"},
       {"nested arrays 100000 deep", std::string(100000, '\x91')},
   };
@@ -607,8 +671,8 @@ TEST(WireDecode, HugeLengthHeadersThrowQuicklyWithoutAllocating) {
     const auto peak_after = vm_peak_kib();
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count();
     EXPECT_LT(ms, 1000) << name << ": took " << ms << " ms";
-    EXPECT_LT(peak_after - peak_before, 64 * 1024)
-        << name << ": peak virtual memory grew from " << peak_before << " to " << peak_after << " KiB";
+    EXPECT_LT(peak_after - peak_before, 64 * 1024) << name << ": peak virtual memory grew from "
+                                                   << peak_before << " to " << peak_after << " KiB";
     EXPECT_EQ(what.find("bad_alloc"), std::string::npos) << name << ": " << what;
   }
 }
