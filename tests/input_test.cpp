@@ -24,7 +24,8 @@ class TempDir {
  public:
   TempDir() {
     std::random_device rd;
-    path_ = fs::temp_directory_path() / ("topicflow-input-test-" + std::to_string(rd()) + std::to_string(::getpid()));
+    path_ = fs::temp_directory_path() /
+            ("topicflow-input-test-" + std::to_string(rd()) + std::to_string(::getpid()));
     fs::create_directories(path_);
   }
   ~TempDir() {
@@ -60,8 +61,8 @@ std::string show(const std::vector<tf::Topic>& topics) {
 }
 
 // The InputError message of validating `content` as `name`, or "" when it validated.
-std::string validation_error(const TempDir& dir, const std::string& name, const std::string& content,
-                             std::string_view format = "auto") {
+std::string validation_error(const TempDir& dir, const std::string& name,
+                             const std::string& content, std::string_view format = "auto") {
   const auto file = dir.write(name, content);
   try {
     tf::InputSource input(file, format);
@@ -77,7 +78,8 @@ std::string validation_error(const TempDir& dir, const std::string& name, const 
 TEST(Input, FormatFollowsTheFileNameUnlessForced) {
   EXPECT_EQ(tf::resolve_format("topics.jsonl", "auto"), tf::InputFormat::jsonl);
   EXPECT_EQ(tf::resolve_format("topics.txt", "auto"), tf::InputFormat::text);
-  EXPECT_EQ(tf::resolve_format("topics.json", "auto"), tf::InputFormat::text) << ".json is not JSON Lines";
+  EXPECT_EQ(tf::resolve_format("topics.json", "auto"), tf::InputFormat::text)
+      << ".json is not JSON Lines";
   EXPECT_EQ(tf::resolve_format("-", "auto"), tf::InputFormat::text);
   EXPECT_EQ(tf::resolve_format("topics.txt", "jsonl"), tf::InputFormat::jsonl);
   EXPECT_EQ(tf::resolve_format("topics.jsonl", "text"), tf::InputFormat::text);
@@ -90,8 +92,10 @@ TEST(Input, TextLineIsKeyAndPayload) {
   const auto topics = read_all(input);
   ASSERT_EQ(topics.size(), 3u) << show(topics);
   EXPECT_EQ(topics[0], (tf::Topic{"alpha", "alpha"}));
-  EXPECT_EQ(topics[1], (tf::Topic{"beta gamma", "beta gamma"})) << "inner spaces are part of the key";
-  EXPECT_EQ(topics[2], (tf::Topic{R"({"not": "json"})", R"({"not": "json"})"})) << "a .txt file is never parsed as JSON";
+  EXPECT_EQ(topics[1], (tf::Topic{"beta gamma", "beta gamma"}))
+      << "inner spaces are part of the key";
+  EXPECT_EQ(topics[2], (tf::Topic{R"({"not": "json"})", R"({"not": "json"})"}))
+      << "a .txt file is never parsed as JSON";
 }
 
 TEST(Input, TextSkipsBlankLinesAndStripsCarriageReturns) {
@@ -109,7 +113,9 @@ TEST(Input, TextSkipsBlankLinesAndStripsCarriageReturns) {
 
 TEST(Input, Utf8BomAtTheStartIsSkipped) {
   TempDir dir;
-  tf::InputSource input(dir.write("t.txt", "\xEF\xBB\xBF" "first\nsecond\n"));
+  tf::InputSource input(dir.write("t.txt",
+                                  "\xEF\xBB\xBF"
+                                  "first\nsecond\n"));
   const auto topics = read_all(input);
   ASSERT_EQ(topics.size(), 2u) << show(topics);
   EXPECT_EQ(topics[0].key, "first");
@@ -129,17 +135,19 @@ TEST(Input, JsonlStringPayloadIsItsContent) {
 
 TEST(Input, JsonlNonStringPayloadIsKeptAsCompactJson) {
   TempDir dir;
-  tf::InputSource input(dir.write("t.jsonl", R"({"key":"obj","payload":{ "z": 1, "a": [1, 2, {"b": null}] }})"
-                                             "\n"
-                                             R"({"key":"num","payload":42})"
-                                             "\n"
-                                             R"({"key":"arr","payload":["x", true]})"
-                                             "\n"
-                                             R"({"key":"nul","payload":null})"
-                                             "\n"));
+  tf::InputSource input(dir.write("t.jsonl",
+                                  R"({"key":"obj","payload":{ "z": 1, "a": [1, 2, {"b": null}] }})"
+                                  "\n"
+                                  R"({"key":"num","payload":42})"
+                                  "\n"
+                                  R"({"key":"arr","payload":["x", true]})"
+                                  "\n"
+                                  R"({"key":"nul","payload":null})"
+                                  "\n"));
   const auto topics = read_all(input);
   ASSERT_EQ(topics.size(), 4u) << show(topics);
-  EXPECT_EQ(topics[0].payload, R"({"z":1,"a":[1,2,{"b":null}]})") << "object kept as JSON text, members in input order";
+  EXPECT_EQ(topics[0].payload, R"({"z":1,"a":[1,2,{"b":null}]})")
+      << "object kept as JSON text, members in input order";
   EXPECT_EQ(topics[1].payload, "42");
   EXPECT_EQ(topics[2].payload, R"(["x",true])");
   EXPECT_EQ(topics[3].payload, "null");
@@ -182,20 +190,25 @@ TEST(Input, JsonlShapeErrorsNameTheProblem) {
       {R"({"key":"","payload":"p"})", "empty key"},
   };
   for (const auto& c : cases) {
-    const auto error = validation_error(dir, "shape.jsonl", R"({"key":"ok","payload":"fine"})"
-                                                            "\n" +
-                                                                c.line + "\n");
-    EXPECT_NE(error.find(":2: " + c.reason), std::string::npos) << "line " << c.line << " gave: " << error;
+    const auto error = validation_error(dir, "shape.jsonl",
+                                        R"({"key":"ok","payload":"fine"})"
+                                        "\n" +
+                                            c.line + "\n");
+    EXPECT_NE(error.find(":2: " + c.reason), std::string::npos)
+        << "line " << c.line << " gave: " << error;
   }
 }
 
 TEST(Input, InvalidUtf8IsRejectedInBothFormats) {
   TempDir dir;
   const auto text_error = validation_error(dir, "bad.txt", "good\nbad \xC3\x28 key\n");
-  EXPECT_NE(text_error.find("bad.txt:2: key is not valid UTF-8"), std::string::npos) << "got: " << text_error;
-  const auto json_error = validation_error(dir, "bad.jsonl", "{\"key\":\"k\xED\xA0\x80\",\"payload\":\"p\"}\n");
+  EXPECT_NE(text_error.find("bad.txt:2: key is not valid UTF-8"), std::string::npos)
+      << "got: " << text_error;
+  const auto json_error =
+      validation_error(dir, "bad.jsonl", "{\"key\":\"k\xED\xA0\x80\",\"payload\":\"p\"}\n");
   EXPECT_NE(json_error.find("bad.jsonl:1: "), std::string::npos) << "got: " << json_error;
-  EXPECT_NE(json_error.find("UTF-8"), std::string::npos) << "a surrogate must be named as bad UTF-8, got: " << json_error;
+  EXPECT_NE(json_error.find("UTF-8"), std::string::npos)
+      << "a surrogate must be named as bad UTF-8, got: " << json_error;
 }
 
 TEST(Input, OversizedKeysAndPayloadsAreRejected) {
@@ -204,14 +217,18 @@ TEST(Input, OversizedKeysAndPayloadsAreRejected) {
   const std::string long_key(limits.max_key_bytes + 1, 'k');
   const auto text_error = validation_error(dir, "long.txt", "short\n" + long_key + "\n");
   EXPECT_NE(text_error.find("long.txt:2: "), std::string::npos) << "got: " << text_error;
-  EXPECT_NE(text_error.find(std::to_string(limits.max_key_bytes)), std::string::npos) << "got: " << text_error;
+  EXPECT_NE(text_error.find(std::to_string(limits.max_key_bytes)), std::string::npos)
+      << "got: " << text_error;
 
   const std::string exact_key(limits.max_key_bytes, 'k');
-  EXPECT_EQ(validation_error(dir, "exact.txt", exact_key + "\r\n"), "") << "a key of exactly the limit is fine";
+  EXPECT_EQ(validation_error(dir, "exact.txt", exact_key + "\r\n"), "")
+      << "a key of exactly the limit is fine";
 
   const std::string big_payload(limits.max_payload_bytes + 1, 'p');
-  const auto json_error = validation_error(dir, "big.jsonl", R"({"key":"k","payload":")" + big_payload + "\"}\n");
-  EXPECT_NE(json_error.find("big.jsonl:1: payload is"), std::string::npos) << "got: " << json_error.substr(0, 200);
+  const auto json_error =
+      validation_error(dir, "big.jsonl", R"({"key":"k","payload":")" + big_payload + "\"}\n");
+  EXPECT_NE(json_error.find("big.jsonl:1: payload is"), std::string::npos)
+      << "got: " << json_error.substr(0, 200);
 }
 
 TEST(Input, MissingFileAndDirectoryGiveOneLineErrors) {
@@ -315,14 +332,16 @@ TEST(Input, LongLinesAcrossReadBuffersAreWhole) {
   // 64 KiB read buffer: payloads of 100 KB straddle buffer boundaries.
   std::string content;
   for (int i = 0; i < 5; ++i) {
-    content += R"({"key":"k)" + std::to_string(i) + R"(","payload":")" + std::string(100000, static_cast<char>('a' + i)) + "\"}\n";
+    content += R"({"key":"k)" + std::to_string(i) + R"(","payload":")" +
+               std::string(100000, static_cast<char>('a' + i)) + "\"}\n";
   }
   tf::InputSource input(dir.write("long.jsonl", content));
   const auto topics = read_all(input);
   ASSERT_EQ(topics.size(), 5u);
   for (std::size_t i = 0; i < topics.size(); ++i) {
     EXPECT_EQ(topics[i].key, "k" + std::to_string(i));
-    EXPECT_EQ(topics[i].payload, std::string(100000, static_cast<char>('a' + i))) << "payload " << i;
+    EXPECT_EQ(topics[i].payload, std::string(100000, static_cast<char>('a' + i)))
+        << "payload " << i;
   }
 }
 

@@ -34,7 +34,8 @@ class TempDir {
  public:
   TempDir() {
     std::random_device rd;
-    path_ = fs::temp_directory_path() / ("topicflow-producer-test-" + std::to_string(rd()) + std::to_string(::getpid()));
+    path_ = fs::temp_directory_path() /
+            ("topicflow-producer-test-" + std::to_string(rd()) + std::to_string(::getpid()));
     fs::create_directories(path_);
   }
   ~TempDir() {
@@ -54,7 +55,8 @@ class TempDir {
   fs::path path_;
 };
 
-tf::wire::Progress progress(std::uint64_t pending, std::uint64_t running, std::uint64_t completed, std::uint64_t failed) {
+tf::wire::Progress progress(std::uint64_t pending, std::uint64_t running, std::uint64_t completed,
+                            std::uint64_t failed) {
   tf::wire::Progress p;
   p.job = "";
   p.pending = pending;
@@ -81,7 +83,10 @@ class FakeSink {
     std::vector<tf::wire::Progress> steps;
   };
 
-  explicit FakeSink(Options options) : options_(std::move(options)), pull_(ctx_, zmq::socket_type::pull), pub_(ctx_, zmq::socket_type::pub) {
+  explicit FakeSink(Options options)
+      : options_(std::move(options)),
+        pull_(ctx_, zmq::socket_type::pull),
+        pub_(ctx_, zmq::socket_type::pub) {
     pull_.set(zmq::sockopt::linger, 0);
     pub_.set(zmq::sockopt::linger, 0);
     pull_.bind("tcp://127.0.0.1:*");
@@ -149,7 +154,8 @@ class FakeSink {
     if (auto* hello = std::get_if<tf::wire::Hello>(&message)) {
       ++hellos_;
       if (!options_.answer_hello) return;
-      publish(tf::wire::ack_topic(hello->client), tf::wire::Ack{.client = hello->client, .kind = tf::wire::AckKind::hello});
+      publish(tf::wire::ack_topic(hello->client),
+              tf::wire::Ack{.client = hello->client, .kind = tf::wire::AckKind::hello});
       if (worked_ && !following_) following_ = true;
       if (!hello->job.empty()) {
         job_ = hello->job;
@@ -160,7 +166,8 @@ class FakeSink {
       worked_ = true;
       last_submit_ms_ = tf::steady_ms();
       if (!options_.answer_submit) return;
-      if (options_.lose_first_ack.count(submit->seq) > 0 && lost_.insert(submit->seq).second) return;
+      if (options_.lose_first_ack.count(submit->seq) > 0 && lost_.insert(submit->seq).second)
+        return;
       held_.push_back(*submit);
       max_unacked_ = std::max(max_unacked_, held_.size());
       if (options_.hold_acks_ms == 0) flush_acks();
@@ -168,7 +175,9 @@ class FakeSink {
       requeues_.push_back(*requeue);
       worked_ = true;
       publish(tf::wire::ack_topic(requeue->client),
-              tf::wire::Ack{.client = requeue->client, .kind = tf::wire::AckKind::requeue, .requeued = options_.requeued});
+              tf::wire::Ack{.client = requeue->client,
+                            .kind = tf::wire::AckKind::requeue,
+                            .requeued = options_.requeued});
     }
   }
 
@@ -183,7 +192,8 @@ class FakeSink {
       zmq::pollitem_t item{pull_.handle(), 0, ZMQ_POLLIN, 0};
       zmq::poll(&item, 1, 10ms);
       zmq::message_t msg;
-      while (pull_.recv(msg, zmq::recv_flags::dontwait)) handle(tf::wire::decode(msg.to_string_view()));
+      while (pull_.recv(msg, zmq::recv_flags::dontwait))
+        handle(tf::wire::decode(msg.to_string_view()));
       std::lock_guard lock(mutex_);
       const auto now = tf::steady_ms();
       if (!held_.empty() && now - last_submit_ms_ >= options_.hold_acks_ms) flush_acks();
@@ -295,11 +305,13 @@ TEST(Producer, ChunksCoverEveryKeyOnceInOrder) {
     submissions.insert(submits[i].submission);
   }
   EXPECT_EQ(submissions.size(), 1u) << "one submission id per run";
-  EXPECT_EQ(submits.front().submission.size(), 16u) << "16 hex digits: " << submits.front().submission;
+  EXPECT_EQ(submits.front().submission.size(), 16u)
+      << "16 hex digits: " << submits.front().submission;
 
   const auto keys = submitted_keys(submits);
   ASSERT_EQ(keys.size(), 1234u);
-  for (int i = 0; i < 1234; ++i) ASSERT_EQ(keys[static_cast<std::size_t>(i)], "topic-" + std::to_string(i)) << "at " << i;
+  for (int i = 0; i < 1234; ++i)
+    ASSERT_EQ(keys[static_cast<std::size_t>(i)], "topic-" + std::to_string(i)) << "at " << i;
   EXPECT_EQ(submits[0].items[0].payload, "topic-0") << "a text line is also the payload";
 
   const auto& totals = producer.totals();
@@ -325,7 +337,8 @@ TEST(Producer, DuplicateKeysArePassedToTheSinkWhichCountsThem) {
   const auto result = run_producer(producer);
   ASSERT_EQ(result.status, 0) << "error: " << result.error;
   const auto keys = submitted_keys(sink.submits());
-  EXPECT_EQ(keys, (std::vector<std::string>{"a", "b", "a", "a"})) << "the producer does not dedupe; the sink does";
+  EXPECT_EQ(keys, (std::vector<std::string>{"a", "b", "a", "a"}))
+      << "the producer does not dedupe; the sink does";
   EXPECT_EQ(sink.submits().at(0).items.at(1).payload, R"({"x":1})");
   EXPECT_EQ(producer.totals().accepted, 2u);
   EXPECT_EQ(producer.totals().duplicates, 2u) << "summed from the acks";
@@ -358,7 +371,8 @@ TEST(Producer, MalformedFileSubmitsNothing) {
   tf::Producer producer(cfg);
   const auto result = run_producer(producer);
   EXPECT_NE(result.status, 0);
-  EXPECT_NE(result.error.find("topics.txt:52: key is not valid UTF-8"), std::string::npos) << "error: " << result.error;
+  EXPECT_NE(result.error.find("topics.txt:52: key is not valid UTF-8"), std::string::npos)
+      << "error: " << result.error;
   std::this_thread::sleep_for(100ms);
   EXPECT_TRUE(sink.submits().empty()) << sink.submits().size() << " chunks reached the sink";
   EXPECT_EQ(sink.hellos(), 0) << "validation happens before the sink is contacted";
@@ -369,7 +383,8 @@ TEST(Producer, MissingFileIsAOneLineError) {
   FakeSink sink({});
   tf::Producer producer(config_for(sink, (dir.path() / "absent.txt").string()));
   const auto result = run_producer(producer);
-  EXPECT_NE(result.error.find("absent.txt: cannot open"), std::string::npos) << "error: " << result.error;
+  EXPECT_NE(result.error.find("absent.txt: cannot open"), std::string::npos)
+      << "error: " << result.error;
   EXPECT_EQ(result.error.find('\n'), std::string::npos) << "one line: " << result.error;
   EXPECT_TRUE(sink.submits().empty());
 }
@@ -384,7 +399,8 @@ TEST(Producer, UnreachableSinkFailsWithinTheTimeout) {
   cfg.progress = "none";
   tf::Producer producer(cfg);
   const auto result = run_producer(producer, 10s);
-  EXPECT_NE(result.error.find("cannot reach the sink at " + cfg.endpoints.sink + " / " + cfg.endpoints.events + " within 0.4 s"),
+  EXPECT_NE(result.error.find("cannot reach the sink at " + cfg.endpoints.sink + " / " +
+                              cfg.endpoints.events + " within 0.4 s"),
             std::string::npos)
       << "error: " << result.error;
   EXPECT_GE(result.elapsed_ms, 350) << "gave up too early";
@@ -400,7 +416,8 @@ TEST(Producer, SinkThatNeverAcksHelloIsUnreachable) {
   cfg.connect_timeout_ms = 500;
   tf::Producer producer(cfg);
   const auto result = run_producer(producer, 10s);
-  EXPECT_NE(result.error.find("cannot reach the sink"), std::string::npos) << "error: " << result.error;
+  EXPECT_NE(result.error.find("cannot reach the sink"), std::string::npos)
+      << "error: " << result.error;
   EXPECT_GE(sink.hellos(), 2) << "hello is repeated every 200 ms";
   EXPECT_TRUE(sink.submits().empty());
 }
@@ -418,7 +435,8 @@ TEST(Producer, LostAckIsResentOnce) {
   ASSERT_EQ(result.status, 0) << "error: " << result.error;
   const auto submits = sink.submits();
   EXPECT_EQ(submits.size(), 4u) << "3 chunks, chunk 1 twice";
-  EXPECT_EQ(std::count_if(submits.begin(), submits.end(), [](const auto& s) { return s.seq == 1; }), 2);
+  EXPECT_EQ(std::count_if(submits.begin(), submits.end(), [](const auto& s) { return s.seq == 1; }),
+            2);
   EXPECT_EQ(producer.totals().resent_chunks, 1u);
   EXPECT_EQ(submitted_keys(submits).size(), 30u);
 }
@@ -432,7 +450,8 @@ TEST(Producer, AcksThatNeverComeFailAfterOneResend) {
   cfg.ack_timeout_ms = 250;
   tf::Producer producer(cfg);
   const auto result = run_producer(producer, 10s);
-  EXPECT_NE(result.error.find("did not acknowledge chunk 0"), std::string::npos) << "error: " << result.error;
+  EXPECT_NE(result.error.find("did not acknowledge chunk 0"), std::string::npos)
+      << "error: " << result.error;
   EXPECT_EQ(sink.submits().size(), 2u) << "sent, then resent once";
   EXPECT_GE(result.elapsed_ms, 450) << "two ack timeouts";
 }
@@ -487,7 +506,8 @@ TEST(Producer, BadCombinationsAreRejectedUpFront) {
 TEST(Producer, WaitReturnsZeroWhenEveryTopicCompleted) {
   TempDir dir;
   FakeSink::Options options;
-  options.steps = {progress(10, 0, 0, 0), progress(4, 3, 3, 0), progress(0, 2, 8, 0), progress(0, 0, 10, 0)};
+  options.steps = {progress(10, 0, 0, 0), progress(4, 3, 3, 0), progress(0, 2, 8, 0),
+                   progress(0, 0, 10, 0)};
   FakeSink sink(options);
   auto cfg = config_for(sink, dir.write("topics.txt", numbered_lines(10)));
   cfg.wait = true;
@@ -520,7 +540,8 @@ TEST(Producer, WaitIsInterruptedByStop) {
   tf::StopSignal stop;
   auto future = std::async(std::launch::async, [&] { return producer.run(stop); });
   std::this_thread::sleep_for(500ms);
-  ASSERT_EQ(future.wait_for(0ms), std::future_status::timeout) << "must still be waiting for the job";
+  ASSERT_EQ(future.wait_for(0ms), std::future_status::timeout)
+      << "must still be waiting for the job";
   const auto stopped_at = tf::steady_ms();
   stop.trigger();
   ASSERT_EQ(future.wait_for(3s), std::future_status::ready) << "stop must end the wait promptly";
@@ -556,7 +577,8 @@ TEST(SinkClient, KeepsOnlyItsOwnAcksAndJobDespitePrefixMatches) {
   std::optional<tf::wire::Message> got;
   // PUB drops what it sends before the subscription arrives: repeat until something gets through.
   for (int i = 0; i < 100 && !got; ++i) {
-    send("ack/abcd", tf::wire::encode(tf::wire::Ack{.client = "abcd", .kind = tf::wire::AckKind::submit, .seq = 1}));
+    send("ack/abcd", tf::wire::encode(tf::wire::Ack{
+                         .client = "abcd", .kind = tf::wire::AckKind::submit, .seq = 1}));
     send("progress/job2", tf::wire::encode(other_progress));
     send("ack/abc", "\xC1 not msgpack");
     send("ack/abc", tf::wire::encode(ours));
@@ -609,7 +631,8 @@ TEST(ProgressView, BarShowsCountsPercentRateEtaAndFailures) {
   // 1234/2880 = 42.8%: 8 of 20 cells; (2880 - 1234) / 1234.4 = 1.33 s
   EXPECT_EQ(bar, "[########............] 1234/2880  42.8%  1,234/s  ETA 0:01  (failed 3)") << bar;
   const auto clean = tf::ProgressView::render_bar(progress(0, 0, 10, 0), 0.0);
-  EXPECT_EQ(clean, "[####################] 10/10  100.0%  0/s  ETA -:--") << "no failures, no rate yet: " << clean;
+  EXPECT_EQ(clean, "[####################] 10/10  100.0%  0/s  ETA -:--")
+      << "no failures, no rate yet: " << clean;
   const auto empty = tf::ProgressView::render_bar(progress(0, 0, 0, 0), 0.0);
   EXPECT_EQ(empty.substr(0, 22), "[####################]") << "an empty job is complete: " << empty;
 }
@@ -636,5 +659,6 @@ TEST(ProgressView, ModesParseAndAutomaticResolves) {
   EXPECT_THROW((void)tf::ProgressView::parse_mode("fancy"), std::invalid_argument);
   tf::ProgressView view(tf::ProgressView::Mode::automatic);
   EXPECT_NE(view.mode(), tf::ProgressView::Mode::automatic) << "automatic resolves to bar or lines";
-  EXPECT_EQ(view.mode(), ::isatty(2) != 0 ? tf::ProgressView::Mode::bar : tf::ProgressView::Mode::lines);
+  EXPECT_EQ(view.mode(),
+            ::isatty(2) != 0 ? tf::ProgressView::Mode::bar : tf::ProgressView::Mode::lines);
 }

@@ -24,15 +24,19 @@ constexpr std::int64_t kQuietWarnMs = 10000;
 
 // Waits for input on the sink's events or the stop pipe; a signal (EINTR) just ends the wait.
 void wait_readable(zmq::socket_t& socket, const StopSignal& stop, std::int64_t timeout_ms) {
-  std::array<zmq::pollitem_t, 2> items{{{socket.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, stop.fd(), ZMQ_POLLIN, 0}}};
+  std::array<zmq::pollitem_t, 2> items{
+      {{socket.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, stop.fd(), ZMQ_POLLIN, 0}}};
   try {
-    zmq::poll(items.data(), items.size(), std::chrono::milliseconds(std::max<std::int64_t>(timeout_ms, 0)));
+    zmq::poll(items.data(), items.size(),
+              std::chrono::milliseconds(std::max<std::int64_t>(timeout_ms, 0)));
   } catch (const zmq::error_t& e) {
     if (e.num() != EINTR) throw;
   }
 }
 
-std::string seconds_text(std::int64_t ms) { return fmt::format("{:g} s", static_cast<double>(ms) / 1000.0); }
+std::string seconds_text(std::int64_t ms) {
+  return fmt::format("{:g} s", static_cast<double>(ms) / 1000.0);
+}
 
 }  // namespace
 
@@ -47,7 +51,8 @@ std::string random_client_id() {
 
 // ---- SinkClient ----------------------------------------------------------------------------
 
-SinkClient::SinkClient(zmq::context_t& ctx, const Endpoints& endpoints, std::string client_id, std::string job)
+SinkClient::SinkClient(zmq::context_t& ctx, const Endpoints& endpoints, std::string client_id,
+                       std::string job)
     : push_(make_socket(ctx, zmq::socket_type::push, SocketOptions{})),
       sub_(make_socket(ctx, zmq::socket_type::sub, SocketOptions{})),
       endpoints_(endpoints),
@@ -71,7 +76,8 @@ bool SinkClient::send(const wire::Message& message, const StopSignal& stop) {
   return send(message, stop, std::chrono::milliseconds::max());
 }
 
-bool SinkClient::send(const wire::Message& message, const StopSignal& stop, std::chrono::milliseconds timeout) {
+bool SinkClient::send(const wire::Message& message, const StopSignal& stop,
+                      std::chrono::milliseconds timeout) {
   zmq::message_t msg(wire::encode(message));
   const auto start = steady_ms();
   for (;;) {
@@ -79,10 +85,12 @@ bool SinkClient::send(const wire::Message& message, const StopSignal& stop, std:
     if (stop.triggered()) return false;
     const auto waited = steady_ms() - start;
     if (timeout != std::chrono::milliseconds::max() && waited >= timeout.count()) {
-      throw std::runtime_error("the sink at " + endpoints_.sink + " takes no messages (no connection for " +
-                               seconds_text(waited) + ")");
+      throw std::runtime_error("the sink at " + endpoints_.sink +
+                               " takes no messages (no connection for " + seconds_text(waited) +
+                               ")");
     }
-    std::array<zmq::pollitem_t, 2> items{{{push_.handle(), 0, ZMQ_POLLOUT, 0}, {nullptr, stop.fd(), ZMQ_POLLIN, 0}}};
+    std::array<zmq::pollitem_t, 2> items{
+        {{push_.handle(), 0, ZMQ_POLLOUT, 0}, {nullptr, stop.fd(), ZMQ_POLLIN, 0}}};
     try {
       zmq::poll(items.data(), items.size(), std::chrono::milliseconds(50));
     } catch (const zmq::error_t& e) {
@@ -112,7 +120,8 @@ std::optional<wire::Message> SinkClient::receive_one() {
   try {
     message = wire::decode(body.to_string_view());
   } catch (const wire::DecodeError& e) {
-    bad_events_.warn(fmt::format("dropped an undecodable event on topic '{}': {}", head->to_string_view(), e.what()));
+    bad_events_.warn(fmt::format("dropped an undecodable event on topic '{}': {}",
+                                 head->to_string_view(), e.what()));
     return std::nullopt;
   }
   // Subscriptions are prefixes: "ack/ab" also matches "ack/abc". Keep only what is ours.
@@ -124,11 +133,13 @@ std::optional<wire::Message> SinkClient::receive_one() {
     if (!job_.empty() && progress->job == job_) return message;
     return std::nullopt;
   }
-  bad_events_.warn(fmt::format("dropped an unexpected {} message on --events", wire::type_name(message)));
+  bad_events_.warn(
+      fmt::format("dropped an unexpected {} message on --events", wire::type_name(message)));
   return std::nullopt;
 }
 
-std::optional<wire::Message> SinkClient::next_event(std::chrono::milliseconds timeout, const StopSignal& stop) {
+std::optional<wire::Message> SinkClient::next_event(std::chrono::milliseconds timeout,
+                                                    const StopSignal& stop) {
   const auto deadline = steady_ms() + timeout.count();
   for (;;) {
     if (stop.triggered()) return std::nullopt;
@@ -157,8 +168,8 @@ bool SinkClient::handshake(std::chrono::milliseconds timeout, const StopSignal& 
     if (stop.triggered()) return false;
     const auto now = steady_ms();
     if (now >= deadline) {
-      throw std::runtime_error("cannot reach the sink at " + endpoints_.sink + " / " + endpoints_.events +
-                               " within " + seconds_text(timeout.count()));
+      throw std::runtime_error("cannot reach the sink at " + endpoints_.sink + " / " +
+                               endpoints_.events + " within " + seconds_text(timeout.count()));
     }
     if (now >= next_hello) {
       (void)try_send(hello);  // not connected yet: the next round tries again
@@ -166,7 +177,8 @@ bool SinkClient::handshake(std::chrono::milliseconds timeout, const StopSignal& 
     }
     auto event = next_event(std::chrono::milliseconds(std::min(next_hello, deadline) - now), stop);
     if (!event) continue;
-    if (const auto* ack = std::get_if<wire::Ack>(&*event); ack != nullptr && ack->kind == wire::AckKind::hello) {
+    if (const auto* ack = std::get_if<wire::Ack>(&*event);
+        ack != nullptr && ack->kind == wire::AckKind::hello) {
       spdlog::debug("sink answered hello after {} ms", steady_ms() - start);
       return true;
     }
@@ -175,7 +187,8 @@ bool SinkClient::handshake(std::chrono::milliseconds timeout, const StopSignal& 
 
 // ---- follow_job ----------------------------------------------------------------------------
 
-std::optional<wire::Progress> follow_job(SinkClient& client, ProgressView& view, const StopSignal& stop) {
+std::optional<wire::Progress> follow_job(SinkClient& client, ProgressView& view,
+                                         const StopSignal& stop) {
   const wire::Message hello = wire::Hello{client.client_id(), client.job()};
   std::int64_t next_hello = 0;
   std::int64_t last_progress = steady_ms();
@@ -192,8 +205,8 @@ std::optional<wire::Progress> follow_job(SinkClient& client, ProgressView& view,
     now = steady_ms();
     if (!event) {
       if (now - last_progress >= kQuietWarnMs && now - last_warn >= kQuietWarnMs) {
-        spdlog::warn("no progress from the sink at {} for {} s; still waiting", client.endpoints().events,
-                     (now - last_progress) / 1000);
+        spdlog::warn("no progress from the sink at {} for {} s; still waiting",
+                     client.endpoints().events, (now - last_progress) / 1000);
         last_warn = now;
       }
       continue;
@@ -221,7 +234,8 @@ ProgressView::Mode ProgressView::parse_mode(std::string_view text) {
   if (text == "bar") return Mode::bar;
   if (text == "lines") return Mode::lines;
   if (text == "none") return Mode::none;
-  throw std::invalid_argument("unknown progress mode '" + std::string(text) + "' (auto, bar, lines, none)");
+  throw std::invalid_argument("unknown progress mode '" + std::string(text) +
+                              "' (auto, bar, lines, none)");
 }
 
 void ProgressView::measure(const wire::Progress& p) {
@@ -266,11 +280,11 @@ void ProgressView::update(const wire::Progress& p) {
       if (now - last_draw_ms_ >= 100) draw(render_bar(p, rate_), false);
       break;
     case Mode::lines:
-      if (last_draw_ms_ == 0 || now - last_draw_ms_ >= line_interval_ms_) draw(render_line(p, rate_), false);
+      if (last_draw_ms_ == 0 || now - last_draw_ms_ >= line_interval_ms_)
+        draw(render_line(p, rate_), false);
       break;
     case Mode::automatic:
-    case Mode::none:
-      break;
+    case Mode::none: break;
   }
 }
 
@@ -314,16 +328,18 @@ std::string ProgressView::render_bar(const wire::Progress& p, double rate, int w
   out.append(static_cast<std::size_t>(filled), '#');
   out.append(static_cast<std::size_t>(width - filled), '.');
   const auto rate_units = static_cast<std::uint64_t>(std::llround(std::max(rate, 0.0)));
-  const auto eta = rate > 0.0 ? format_eta(static_cast<double>(total - done) / rate) : std::string("-:--");
-  out += fmt::format("] {}/{}  {:.1f}%  {}/s  ETA {}", done, total, fraction * 100.0, group_thousands(rate_units), eta);
+  const auto eta =
+      rate > 0.0 ? format_eta(static_cast<double>(total - done) / rate) : std::string("-:--");
+  out += fmt::format("] {}/{}  {:.1f}%  {}/s  ETA {}", done, total, fraction * 100.0,
+                     group_thousands(rate_units), eta);
   if (p.failed > 0) out += fmt::format("  (failed {})", p.failed);
   return out;
 }
 
 std::string ProgressView::render_line(const wire::Progress& p, double rate) {
   const auto total = p.pending + p.running + p.completed + p.failed;
-  return fmt::format("progress: {}/{} completed, {} failed, {} running, {}/s", p.completed, total, p.failed,
-                     p.running, std::llround(std::max(rate, 0.0)));
+  return fmt::format("progress: {}/{} completed, {} failed, {} running, {}/s", p.completed, total,
+                     p.failed, p.running, std::llround(std::max(rate, 0.0)));
 }
 
 }  // namespace topicflow

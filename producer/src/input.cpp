@@ -15,7 +15,7 @@
 namespace topicflow {
 namespace {
 
-constexpr std::size_t kReadChunkBytes = 64 * 1024;
+constexpr std::size_t kReadChunkBytes = std::size_t{64} * 1024;
 constexpr std::string_view kBom = "\xEF\xBB\xBF";
 
 std::string errno_text(int err) { return std::strerror(err); }
@@ -35,8 +35,8 @@ void check_key(std::string_view key, const wire::Limits& limits) {
 
 void check_payload(std::string_view payload, const wire::Limits& limits) {
   if (payload.size() > limits.max_payload_bytes) {
-    throw InputError("payload is " + std::to_string(payload.size()) + " bytes, more than the limit of " +
-                     std::to_string(limits.max_payload_bytes));
+    throw InputError("payload is " + std::to_string(payload.size()) +
+                     " bytes, more than the limit of " + std::to_string(limits.max_payload_bytes));
   }
 }
 
@@ -44,7 +44,8 @@ void check_payload(std::string_view payload, const wire::Limits& limits) {
 std::string json_reason(const std::exception& e) {
   std::string_view what = e.what();
   if (what.starts_with("[json.exception.")) {
-    if (auto close = what.find("] "); close != std::string_view::npos) what.remove_prefix(close + 2);
+    if (auto close = what.find("] "); close != std::string_view::npos)
+      what.remove_prefix(close + 2);
   }
   return "invalid JSON: " + std::string(what);
 }
@@ -75,11 +76,14 @@ Topic parse_jsonl(std::string_view line, const wire::Limits& limits) {
 // Copies `from` to an unlinked temp file; returns its descriptor.
 int spool(int from, const std::string& name) {
   const char* dir = std::getenv("TMPDIR");
-  std::string pattern = std::string(dir != nullptr && *dir != '\0' ? dir : "/tmp") + "/topicflow-spool-XXXXXX";
+  std::string pattern =
+      std::string(dir != nullptr && *dir != '\0' ? dir : "/tmp") + "/topicflow-spool-XXXXXX";
   std::vector<char> path(pattern.begin(), pattern.end());
   path.push_back('\0');
   const int fd = ::mkstemp(path.data());
-  if (fd < 0) throw InputError(name + ": cannot create a spool file in " + pattern + ": " + errno_text(errno));
+  if (fd < 0)
+    throw InputError(name + ": cannot create a spool file in " + pattern + ": " +
+                     errno_text(errno));
   // Unlinked at once: the spool disappears with the process, however it ends.
   ::unlink(path.data());
   std::vector<char> buffer(kReadChunkBytes);
@@ -115,10 +119,12 @@ InputFormat resolve_format(std::string_view path, std::string_view format) {
   if (format == "text") return InputFormat::text;
   if (format == "jsonl") return InputFormat::jsonl;
   if (format == "auto") return path.ends_with(".jsonl") ? InputFormat::jsonl : InputFormat::text;
-  throw std::invalid_argument("unknown input format '" + std::string(format) + "' (auto, text, jsonl)");
+  throw std::invalid_argument("unknown input format '" + std::string(format) +
+                              "' (auto, text, jsonl)");
 }
 
-std::optional<Topic> parse_line(std::string_view line, InputFormat format, const wire::Limits& limits) {
+std::optional<Topic> parse_line(std::string_view line, InputFormat format,
+                                const wire::Limits& limits) {
   if (line.ends_with('\r')) line.remove_suffix(1);
   if (blank(line)) return std::nullopt;
   if (format == InputFormat::jsonl) return parse_jsonl(line, limits);
@@ -141,7 +147,8 @@ TopicReader::Fd::~Fd() {
   if (value >= 0) ::close(value);
 }
 
-TopicReader::TopicReader(int fd, std::string display_name, InputFormat format, const wire::Limits& limits)
+TopicReader::TopicReader(int fd, std::string display_name, InputFormat format,
+                         const wire::Limits& limits)
     : fd_(::fcntl(fd, F_DUPFD_CLOEXEC, 0)),
       chunk_(kReadChunkBytes, '\0'),
       name_(std::move(display_name)),
@@ -150,7 +157,8 @@ TopicReader::TopicReader(int fd, std::string display_name, InputFormat format, c
       // A text line is its key; a JSONL line may escape every byte (\u00XX is 6 bytes).
       max_line_bytes_(format == InputFormat::text
                           ? limits.max_key_bytes + kBom.size() + 1
-                          : 6 * (limits.max_key_bytes + limits.max_payload_bytes) + 64 * 1024) {
+                          : 6 * (limits.max_key_bytes + limits.max_payload_bytes) +
+                                std::size_t{64} * 1024) {
   if (fd_.value < 0) throw InputError(name_ + ": cannot read: " + errno_text(errno));
 }
 
@@ -207,7 +215,8 @@ std::optional<Topic> TopicReader::next() {
     ++line_;
     if (status == LineStatus::too_long) {
       fail(format_ == InputFormat::text
-               ? "line is longer than the key limit of " + std::to_string(limits_.max_key_bytes) + " bytes"
+               ? "line is longer than the key limit of " + std::to_string(limits_.max_key_bytes) +
+                     " bytes"
                : "line is longer than " + std::to_string(max_line_bytes_) + " bytes");
     }
     std::string_view line = buffer_;
@@ -222,8 +231,11 @@ std::optional<Topic> TopicReader::next() {
 
 // ---- InputSource ---------------------------------------------------------------------------
 
-InputSource::InputSource(const std::string& path, std::string_view format, int stdin_fd, const wire::Limits& limits)
-    : name_(path == "-" ? "<stdin>" : path), format_(resolve_format(path, format)), limits_(limits) {
+InputSource::InputSource(const std::string& path, std::string_view format, int stdin_fd,
+                         const wire::Limits& limits)
+    : name_(path == "-" ? "<stdin>" : path),
+      format_(resolve_format(path, format)),
+      limits_(limits) {
   if (path.empty()) throw InputError("no input file given");
   if (path == "-") {
     fd_ = spool(stdin_fd, name_);
@@ -269,6 +281,6 @@ InputStats InputSource::validate() const {
   return stats;
 }
 
-TopicReader InputSource::open() const { return TopicReader(fd_, name_, format_, limits_); }
+TopicReader InputSource::open() const { return {fd_, name_, format_, limits_}; }
 
 }  // namespace topicflow

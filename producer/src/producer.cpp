@@ -17,7 +17,9 @@ namespace {
 
 constexpr int kInterrupted = 130;
 
-std::string seconds_text(std::int64_t ms) { return fmt::format("{:g} s", static_cast<double>(ms) / 1000.0); }
+std::string seconds_text(std::int64_t ms) {
+  return fmt::format("{:g} s", static_cast<double>(ms) / 1000.0);
+}
 
 struct InFlight {
   wire::Submit chunk;  // kept for one resend
@@ -30,17 +32,21 @@ struct InFlight {
 Producer::Producer(ProducerConfig cfg) : cfg_(std::move(cfg)) {
   const wire::Limits limits;
   if (cfg_.file.empty() && !cfg_.requeue_failed) {
-    throw std::invalid_argument("an input FILE is required (or --requeue-failed --job J to requeue a job's failed topics)");
+    throw std::invalid_argument(
+        "an input FILE is required (or --requeue-failed --job J to requeue a job's failed topics)");
   }
   if (cfg_.job.empty()) throw std::invalid_argument("--job must not be empty");
   if (cfg_.job.size() > limits.max_job_bytes) {
-    throw std::invalid_argument("--job is longer than " + std::to_string(limits.max_job_bytes) + " bytes");
+    throw std::invalid_argument("--job is longer than " + std::to_string(limits.max_job_bytes) +
+                                " bytes");
   }
   if (!valid_utf8(cfg_.job)) throw std::invalid_argument("--job is not valid UTF-8");
   if (cfg_.chunk_size == 0 || cfg_.chunk_size > limits.max_items) {
-    throw std::invalid_argument("--chunk-size must be between 1 and " + std::to_string(limits.max_items));
+    throw std::invalid_argument("--chunk-size must be between 1 and " +
+                                std::to_string(limits.max_items));
   }
-  if (cfg_.connect_timeout_ms <= 0) throw std::invalid_argument("--connect-timeout-ms must be positive");
+  if (cfg_.connect_timeout_ms <= 0)
+    throw std::invalid_argument("--connect-timeout-ms must be positive");
   if (cfg_.ack_timeout_ms <= 0) throw std::invalid_argument("--ack-timeout-ms must be positive");
   (void)resolve_format(cfg_.file, cfg_.format);
   (void)ProgressView::parse_mode(cfg_.progress);
@@ -53,14 +59,16 @@ int Producer::run(const StopSignal& stop) {
     const auto started = steady_ms();
     input.emplace(cfg_.file, cfg_.format, cfg_.stdin_fd);
     const auto stats = input->validate();
-    spdlog::info("{}: {} topics in {} lines, all valid ({} format, checked in {} ms)", input->name(), stats.topics,
-                 stats.lines, input->format() == InputFormat::jsonl ? "jsonl" : "text", steady_ms() - started);
+    spdlog::info("{}: {} topics in {} lines, all valid ({} format, checked in {} ms)",
+                 input->name(), stats.topics, stats.lines,
+                 input->format() == InputFormat::jsonl ? "jsonl" : "text", steady_ms() - started);
   }
 
   zmq::context_t ctx(1);
   SinkClient client(ctx, cfg_.endpoints, random_client_id(), cfg_.job);
   spdlog::debug("client id {}", client.client_id());
-  if (!client.handshake(std::chrono::milliseconds(cfg_.connect_timeout_ms), stop)) return kInterrupted;
+  if (!client.handshake(std::chrono::milliseconds(cfg_.connect_timeout_ms), stop))
+    return kInterrupted;
 
   if (input) {
     if (!submit(client, *input, stop)) return kInterrupted;
@@ -71,10 +79,15 @@ int Producer::run(const StopSignal& stop) {
 
   ProgressView view(ProgressView::parse_mode(cfg_.progress));
   const auto final_progress = follow_job(client, view, stop);
-  if (!final_progress) return kInterrupted;
-  spdlog::info("job {}: {} completed, {} failed", cfg_.job, final_progress->completed, final_progress->failed);
+  if (!final_progress) {
+    spdlog::info("interrupted; job {} goes on in the sink (`topicflow status` shows it)", cfg_.job);
+    return kInterrupted;
+  }
+  spdlog::info("job {}: {} completed, {} failed", cfg_.job, final_progress->completed,
+               final_progress->failed);
   if (final_progress->failed > 0) {
-    spdlog::error("{} topics failed; see `topicflow status --db ... --job {}`", final_progress->failed, cfg_.job);
+    spdlog::error("{} topics failed; see `topicflow status --db ... --job {}`",
+                  final_progress->failed, cfg_.job);
     return 1;
   }
   return 0;
@@ -131,13 +144,16 @@ bool Producer::submit(SinkClient& client, const InputSource& input, const StopSi
     std::int64_t earliest = in_flight.begin()->second.sent_ms;
     for (const auto& [seq, f] : in_flight) earliest = std::min(earliest, f.sent_ms);
     const auto wait_ms = std::max<std::int64_t>(earliest + cfg_.ack_timeout_ms - steady_ms(), 1);
-    auto event = client.next_event(std::chrono::milliseconds(std::min<std::int64_t>(wait_ms, 1000)), stop);
+    auto event =
+        client.next_event(std::chrono::milliseconds(std::min<std::int64_t>(wait_ms, 1000)), stop);
     if (stop.triggered()) {
-      spdlog::warn("interrupted: {} of {} chunks acknowledged", totals_.chunks - in_flight.size(), totals_.chunks);
+      spdlog::warn("interrupted: {} of {} chunks acknowledged", totals_.chunks - in_flight.size(),
+                   totals_.chunks);
       return false;
     }
     if (event) {
-      if (const auto* ack = std::get_if<wire::Ack>(&*event); ack != nullptr && ack->kind == wire::AckKind::submit) {
+      if (const auto* ack = std::get_if<wire::Ack>(&*event);
+          ack != nullptr && ack->kind == wire::AckKind::submit) {
         // An ack for a chunk already acked (the answer to a resend) is ignored.
         if (auto it = in_flight.find(ack->seq); it != in_flight.end()) {
           count(*ack);
@@ -152,9 +168,11 @@ bool Producer::submit(SinkClient& client, const InputSource& input, const StopSi
         throw std::runtime_error(fmt::format(
             "the sink at {} did not acknowledge chunk {} ({} topics) within {} after a resend; "
             "is it running and is --events {} its PUB address?",
-            cfg_.endpoints.sink, seq, f.chunk.items.size(), seconds_text(cfg_.ack_timeout_ms), cfg_.endpoints.events));
+            cfg_.endpoints.sink, seq, f.chunk.items.size(), seconds_text(cfg_.ack_timeout_ms),
+            cfg_.endpoints.events));
       }
-      spdlog::warn("no acknowledgement for chunk {} within {}; sending it again", seq, seconds_text(cfg_.ack_timeout_ms));
+      spdlog::warn("no acknowledgement for chunk {} within {}; sending it again", seq,
+                   seconds_text(cfg_.ack_timeout_ms));
       if (!client.send(f.chunk, stop, ack_timeout)) return false;
       f.sent_ms = steady_ms();
       f.resent = true;
@@ -164,13 +182,17 @@ bool Producer::submit(SinkClient& client, const InputSource& input, const StopSi
 
   const auto& t = totals_;
   std::string extra;
-  if (t.skipped_failed > 0) extra += fmt::format(", skipped_failed {} (use --requeue-failed to run them again)", t.skipped_failed);
+  if (t.skipped_failed > 0)
+    extra += fmt::format(", skipped_failed {} (use --requeue-failed to run them again)",
+                         t.skipped_failed);
   if (t.rejected > 0) extra += fmt::format(", rejected {}", t.rejected);
-  if (t.resent_chunks > 0) extra += fmt::format(" ({} chunks resent: their topics count as duplicates)", t.resent_chunks);
-  spdlog::info("job {}: read {} topics, {} chunks acknowledged in {} ms: accepted {}, duplicates {}, "
-               "skipped_completed {}, requeued {}, already_queued {}{}",
-               cfg_.job, t.topics, t.chunks, steady_ms() - started, t.accepted, t.duplicates, t.skipped_completed,
-               t.requeued, t.already_queued, extra);
+  if (t.resent_chunks > 0)
+    extra += fmt::format(" ({} chunks resent: their topics count as duplicates)", t.resent_chunks);
+  spdlog::info(
+      "job {}: read {} topics, {} chunks acknowledged in {} ms: accepted {}, duplicates {}, "
+      "skipped_completed {}, requeued {}, already_queued {}{}",
+      cfg_.job, t.topics, t.chunks, steady_ms() - started, t.accepted, t.duplicates,
+      t.skipped_completed, t.requeued, t.already_queued, extra);
   if (t.rejected > 0) spdlog::warn("the sink rejected {} topics", t.rejected);
   return true;
 }
@@ -185,10 +207,12 @@ bool Producer::requeue(SinkClient& client, const StopSignal& stop) {
     const auto left = sent + cfg_.ack_timeout_ms - steady_ms();
     if (left <= 0) {
       if (resent) {
-        throw std::runtime_error("the sink at " + cfg_.endpoints.sink + " did not acknowledge the requeue of job " +
-                                 cfg_.job + " within " + seconds_text(cfg_.ack_timeout_ms) + " after a resend");
+        throw std::runtime_error(
+            "the sink at " + cfg_.endpoints.sink + " did not acknowledge the requeue of job " +
+            cfg_.job + " within " + seconds_text(cfg_.ack_timeout_ms) + " after a resend");
       }
-      spdlog::warn("no acknowledgement for the requeue within {}; sending it again", seconds_text(cfg_.ack_timeout_ms));
+      spdlog::warn("no acknowledgement for the requeue within {}; sending it again",
+                   seconds_text(cfg_.ack_timeout_ms));
       if (!client.send(request, stop, ack_timeout)) return false;
       sent = steady_ms();
       resent = true;
@@ -197,7 +221,8 @@ bool Producer::requeue(SinkClient& client, const StopSignal& stop) {
     auto event = client.next_event(std::chrono::milliseconds(left), stop);
     if (stop.triggered()) return false;
     if (!event) continue;
-    if (const auto* ack = std::get_if<wire::Ack>(&*event); ack != nullptr && ack->kind == wire::AckKind::requeue) {
+    if (const auto* ack = std::get_if<wire::Ack>(&*event);
+        ack != nullptr && ack->kind == wire::AckKind::requeue) {
       count(*ack);
       spdlog::info("job {}: requeued {} failed topics", cfg_.job, ack->requeued);
       return true;

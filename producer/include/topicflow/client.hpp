@@ -20,7 +20,8 @@ namespace topicflow {
 class SinkClient {
  public:
   // client_id: random id of this run (also the submission id); job: the job to follow.
-  SinkClient(zmq::context_t& ctx, const Endpoints& endpoints, std::string client_id, std::string job);
+  SinkClient(zmq::context_t& ctx, const Endpoints& endpoints, std::string client_id,
+             std::string job);
 
   // Sends hello every 200 ms until the sink's ack(kind=hello) arrives. Throws
   // std::runtime_error("cannot reach the sink at <sink> / <events> within N s") on timeout;
@@ -32,12 +33,14 @@ class SinkClient {
   // Same, but gives up after `timeout`: throws std::runtime_error("the sink at <sink> takes no
   // messages ...") then. The PUSH socket queues only on a live connection (ZMQ_IMMEDIATE), so this
   // is what a vanished sink looks like.
-  bool send(const wire::Message& message, const StopSignal& stop, std::chrono::milliseconds timeout);
+  bool send(const wire::Message& message, const StopSignal& stop,
+            std::chrono::milliseconds timeout);
   // Sends without waiting; false if the message could not be queued (no connection, HWM full).
   bool try_send(const wire::Message& message);
 
   // Next ack for this client or progress for this job, waiting at most `timeout`.
-  std::optional<wire::Message> next_event(std::chrono::milliseconds timeout, const StopSignal& stop);
+  std::optional<wire::Message> next_event(std::chrono::milliseconds timeout,
+                                          const StopSignal& stop);
 
   [[nodiscard]] const std::string& client_id() const noexcept { return client_id_; }
   [[nodiscard]] const std::string& job() const noexcept { return job_; }
@@ -77,7 +80,8 @@ class ProgressView {
   [[nodiscard]] double rate() const noexcept { return rate_; }
 
   // `[#########.........] 1234/2880  42.8%  1,234/s  ETA 0:03  (failed 3)`
-  [[nodiscard]] static std::string render_bar(const wire::Progress& progress, double rate, int width = 20);
+  [[nodiscard]] static std::string render_bar(const wire::Progress& progress, double rate,
+                                              int width = 20);
   // `progress: 1234/2880 completed, 3 failed, 20 running, 1234/s`
   [[nodiscard]] static std::string render_line(const wire::Progress& progress, double rate);
   // 1234567 -> "1,234,567"
@@ -102,6 +106,7 @@ class ProgressView {
 
 // Follows `client.job()` until no topic is pending or running (re-sending hello every second so
 // a dropped event cannot stall it). Returns the final progress, or nothing if `stop` triggered.
-std::optional<wire::Progress> follow_job(SinkClient& client, ProgressView& view, const StopSignal& stop);
+std::optional<wire::Progress> follow_job(SinkClient& client, ProgressView& view,
+                                         const StopSignal& stop);
 
 }  // namespace topicflow

@@ -53,7 +53,8 @@ class TopicReader {
  public:
   // `display_name` is what error messages call the file. `fd` is dup'ed and read with pread from
   // offset 0, so several readers of one file are independent.
-  TopicReader(int fd, std::string display_name, InputFormat format, const wire::Limits& limits = {});
+  TopicReader(int fd, std::string display_name, InputFormat format,
+              const wire::Limits& limits = {});
 
   // The next topic, or nothing at the end of the file. Throws InputError "FILE:LINE: reason".
   [[nodiscard]] std::optional<Topic> next();
