@@ -1,0 +1,78 @@
+#pragma once
+// The `topicflow` front door: `topicflow status` (read-only report on a database) and
+// `topicflow run` (starts and supervises a whole local system for one input file).
+//
+// The functions here are the testable core; cli/main.cpp only parses and dispatches. Both
+// commands return the process exit status; startup failures throw std::runtime_error with a
+// one-line reason (main prints it and exits 1).
+
+#include <topicflow/shutdown.hpp>
+
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+#include <iosfwd>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace topicflow::cli {
+
+// ---- status ---------------------------------------------------------------------------------
+
+struct StatusOptions {
+  std::string db = "topicflow.db";
+  std::string job;  // empty: every job
+  bool json = false;
+  int errors = 5;   // most recent errors listed
+};
+
+void add_status_options(CLI::App& app, StatusOptions& options);
+
+// Prints counts per status per job (and totals) and the most recent errors, as text or as one
+// JSON object: {"jobs":[{"job","pending","running","completed","failed","total"}...],
+// "totals":{...}, "errors":[{"job","key","status","attempts","error","updated_at"}...]}.
+// Opens the database read-only; throws std::runtime_error (missing file, not a topicflow DB).
+int status_command(const StatusOptions& options, std::ostream& out);
+
+// ---- run ------------------------------------------------------------------------------------
+
+struct RunOptions {
+  std::string file;
+  std::string db = "topicflow.db";
+  std::string job = "default";
+  int workers = 4;
+  int concurrency = 1;
+  std::string handler = "noop";
+  std::string format = "auto";
+  std::string log_level = "warn";  // for run and its children: quiet, so the bar stays readable
+  std::string progress = "auto";
+  std::int64_t stop_timeout_ms = 10000;  // SIGTERM -> SIGKILL grace per shutdown step
+
+  // Role options given on the command line or in the environment, passed on verbatim
+  // ("--batch-max", "500"); the roles' own defaults apply to the others.
+  std::vector<std::pair<std::string, std::string>> sink_args;
+  std::vector<std::pair<std::string, std::string>> worker_args;
+};
+
+// Declares run's options on `app`. After parsing, call collect_forwarded() to fill the
+// pass-through lists from the options that were actually given.
+class RunCommandLine {
+ public:
+  RunCommandLine(CLI::App& app, RunOptions& options);
+  void collect_forwarded() const;
+
+ private:
+  CLI::App& app_;
+  RunOptions& options_;
+  std::int64_t batch_max_ = 0, batch_delay_ms_ = 0, lease_ms_ = 0, max_attempts_ = 0, retry_base_ms_ = 0,
+               retry_max_ms_ = 0, dispatch_timeout_ms_ = 0, task_timeout_ms_ = 0;
+};
+
+// Runs the whole system on private ipc:// endpoints in a temp dir until every topic of the job is
+// terminal (or `stop` triggers: 130), prints a summary on `out`, and returns 0 only if every topic
+// completed. The binaries are looked up in topicflow_bin_dir().
+int run_command(const RunOptions& options, const StopSignal& stop, std::ostream& out);
+
+}  // namespace topicflow::cli

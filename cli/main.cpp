@@ -1,0 +1,33 @@
+// topicflow: the front door. `topicflow run FILE` runs a whole local system for one file;
+// `topicflow status` reports on a database without writing it.
+#include <topicflow/cli.hpp>
+#include <topicflow/config.hpp>
+#include <topicflow/log.hpp>
+#include <topicflow/shutdown.hpp>
+
+#include <exception>
+#include <iostream>
+
+int main(int argc, char** argv) {
+  using namespace topicflow;
+  cli::RunOptions run;
+  cli::StatusOptions status;
+  CLI::App app{"topicflow: run topics through workers, with SQLite status written by one sink", "topicflow"};
+  app.require_subcommand(1);
+  auto* run_cmd = app.add_subcommand("run", "start a sink, a broker, N workers and a producer for FILE; wait; summarise");
+  const cli::RunCommandLine run_line(*run_cmd, run);
+  auto* status_cmd = app.add_subcommand("status", "counts per status and the most recent errors (read-only)");
+  cli::add_status_options(*status_cmd, status);
+  if (auto code = parse_command_line(app, argc, argv)) return *code;
+  try {
+    if (status_cmd->parsed()) return cli::status_command(status, std::cout);
+    run_line.collect_forwarded();
+    init_logging("run", run.log_level);
+    StopSignal stop;
+    install_signal_handlers(stop);
+    return cli::run_command(run, stop, std::cout);
+  } catch (const std::exception& e) {
+    std::cerr << "topicflow: error: " << e.what() << "\n";
+    return 1;
+  }
+}
