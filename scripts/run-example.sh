@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The README's run command: installs dependencies, builds the release binaries and processes
+# examples/topics.txt with 58 worker processes whose handler sleeps 20-100 ms per topic.
+# Extra arguments go to `topicflow run`, e.g. scripts/run-example.sh --db /tmp/example.db
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+scripts/install-deps.sh
+cmake --preset release
+cmake --build --preset release -j "${TOPICFLOW_JOBS:-2}" --target \
+  topicflow topicflow-broker topicflow-sink topicflow-worker topicflow-producer
+exec build/release/bin/topicflow run --workers 58 --handler sleep:20-100 "$@" examples/topics.txt
