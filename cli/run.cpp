@@ -29,8 +29,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A child that ends this soon after its first start is misconfigured, not unlucky: restarting it
-// would only loop (an unwritable database, a used endpoint), so `run` stops instead.
+// A child that exits (not killed by a signal) this soon after its first start is misconfigured,
+// not unlucky: restarting it would only loop (an unwritable database, a used endpoint), so `run`
+// stops instead.
 constexpr std::int64_t kStartupGraceMs = 1000;
 // A child that ran this long before it died starts its restart backoff from the beginning.
 constexpr std::int64_t kHealthyRunMs = 30000;
@@ -126,7 +127,7 @@ class Supervisor {
       if (!status->signaled() && status->code == 2) {
         return std::make_pair(c.name + " (pid " + std::to_string(pid) + ") rejected its options", 2);
       }
-      if (c.restarts == 0 && now - c.first_started_ms < kStartupGraceMs) {
+      if (!status->signaled() && c.restarts == 0 && now - c.first_started_ms < kStartupGraceMs) {
         return std::make_pair(c.name + " (pid " + std::to_string(pid) + ") exited with " + status->describe() +
                                   " at startup",
                               1);

@@ -1,0 +1,11 @@
+# End-to-end tests: the real binaries as separate processes (label `e2e`; `ctest -LE e2e` runs
+# the fast suite alone). tests/support/system.hpp is shared with the fault tests.
+add_executable(e2e_test ${CMAKE_CURRENT_LIST_DIR}/e2e_test.cpp)
+target_link_libraries(e2e_test PRIVATE GTest::gtest_main topicflow::common SQLite::SQLite3
+  nlohmann_json::nlohmann_json topicflow_warnings)
+target_include_directories(e2e_test PRIVATE ${CMAKE_CURRENT_LIST_DIR})
+target_compile_definitions(e2e_test PRIVATE
+  TOPICFLOW_BIN_DIR="${CMAKE_BINARY_DIR}/bin"
+  TOPICFLOW_EXAMPLES_DIR="${topicflow_SOURCE_DIR}/examples")
+add_dependencies(e2e_test topicflow topicflow-broker topicflow-sink topicflow-worker topicflow-producer)
+gtest_discover_tests(e2e_test PROPERTIES LABELS e2e TIMEOUT 300 DISCOVERY_TIMEOUT 60)

@@ -1,0 +1,301 @@
+// End-to-end tests: the real binaries as separate processes on private ipc:// endpoints. Every
+// test asserts the database's final state, read with SQLite after the sink has stopped.
+#include "support/system.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <gtest/gtest.h>
+
+#include <zmq.hpp>
+
+#include <chrono>
+#include <string>
+#include <thread>
+
+namespace topicflow::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+const std::string kTopics = std::string(TOPICFLOW_EXAMPLES_DIR) + "/topics.txt";
+
+std::string numbered_topics(int n, const std::string& prefix = "topic") {
+  std::string text;
+  for (int i = 1; i <= n; ++i) text += prefix + " " + std::to_string(i) + "\n";
+  return text;
+}
+
+// Exactly one line on stderr, e.g. "topicflow: error: ...".
+void expect_one_line(const CommandResult& r) {
+  EXPECT_EQ(lines_of(r.err).size(), 1U) << "expected a one-line error; " << r.describe();
+}
+
+class EndToEnd : public ::testing::Test {
+ protected:
+  System sys_;
+};
+
+TEST_F(EndToEnd, RunCompletesEveryTopic) {
+  const auto r = sys_.run({bin("topicflow"), "run", "--db", sys_.db(), "--handler", "sleep:1-5", "--workers", "4",
+                           "--concurrency", "2", "--progress", "none", kTopics});
+  ASSERT_EQ(r.status.shell_code(), 0) << r.describe();
+  DbReader db(sys_.db());
+  const auto counts = db.counts("default");
+  EXPECT_EQ(counts.size(), 1U) << "only completed rows expected; " << r.describe();
+  EXPECT_EQ(counts.count("completed") ? counts.at("completed") : 0, 288) << r.describe();
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM topics WHERE status = 'completed' AND attempts >= 1 AND error IS NULL"), 288);
+  EXPECT_NE(r.out.find("288 completed"), std::string::npos) << "summary: " << r.out;
+}
+
+TEST_F(EndToEnd, ResubmissionLeavesCompletedRowsAlone) {
+  sys_.start_all(2, {}, {"--handler", "sleep:1-3", "--concurrency", "4"});
+  const auto producer = [&] {
+    return sys_.run({bin("topicflow-producer"), kTopics, "--wait", "--progress", "none", "--log-level", "info",
+                     "--frontend", sys_.endpoint("frontend"), "--backend", sys_.endpoint("backend"), "--sink",
+                     sys_.endpoint("sink"), "--events", sys_.endpoint("events")});
+  };
+  const auto first = producer();
+  ASSERT_EQ(first.status.shell_code(), 0) << first.describe();
+
+  // Wait until all 288 are committed (read-only reader beside the running sink, WAL), then snapshot.
+  std::map<std::string, Row> before;
+  for (int i = 0; i < 100; ++i) {
+    DbReader db(sys_.db());
+    if (db.scalar("SELECT count(*) FROM topics WHERE status = 'completed'") == 288) {
+      before = db.rows("default");
+      break;
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_EQ(before.size(), 288U) << "the first submission never completed; sink log:\n" << sys_.log("sink");
+
+  const auto second = producer();
+  ASSERT_EQ(second.status.shell_code(), 0) << second.describe();
+  EXPECT_NE(second.err.find("skipped_completed 288"), std::string::npos) << second.describe();
+  std::this_thread::sleep_for(300ms);  // anything the resubmission caused would be committed by now
+  sys_.stop_all();
+
+  DbReader db(sys_.db());
+  const auto after = db.rows("default");
+  ASSERT_EQ(after.size(), 288U);
+  int changed = 0;
+  for (const auto& [key, row] : before) {
+    if (after.at(key) != row) {
+      ++changed;
+      ADD_FAILURE() << "row '" << key << "' changed: attempts " << row.attempts << " -> " << after.at(key).attempts
+                    << ", updated_at " << row.updated_at << " -> " << after.at(key).updated_at << ", status "
+                    << row.status << " -> " << after.at(key).status;
+      if (changed > 5) break;
+    }
+  }
+}
+
+TEST_F(EndToEnd, FailingHandlerEndsFailedWithTheErrorKept) {
+  const auto file = sys_.write_file("topics.txt", numbered_topics(40));
+  const auto r = sys_.run({bin("topicflow"), "run", "--db", sys_.db(), "--handler", "fail:1", "--max-attempts", "2",
+                           "--retry-base-ms", "10", "--retry-max-ms", "50", "--workers", "2", "--progress", "none",
+                           file});
+  EXPECT_EQ(r.status.shell_code(), 1) << "some topics failed: run must exit 1; " << r.describe();
+  DbReader db(sys_.db());
+  const auto rows = db.rows("default");
+  ASSERT_EQ(rows.size(), 40U) << r.describe();
+  for (const auto& [key, row] : rows) {
+    EXPECT_EQ(row.status, "failed") << key;
+    EXPECT_EQ(row.attempts, 2) << key;
+    ASSERT_TRUE(row.error.has_value()) << key << ": the last error must be kept";
+    EXPECT_NE(row.error->find("fail"), std::string::npos) << key << ": " << *row.error;
+  }
+}
+
+TEST_F(EndToEnd, StatusJsonMatchesTheDatabase) {
+  const auto file = sys_.write_file("mixed.txt", numbered_topics(60));
+  const auto r = sys_.run({bin("topicflow"), "run", "--db", sys_.db(), "--job", "mixed", "--handler", "fail:0.5",
+                           "--max-attempts", "1", "--workers", "2", "--progress", "none", file});
+  ASSERT_FALSE(r.timed_out) << r.describe();
+  const auto other = sys_.write_file("other.txt", numbered_topics(7, "other"));
+  ASSERT_EQ(sys_.run({bin("topicflow"), "run", "--db", sys_.db(), "--job", "other", "--progress", "none", other})
+                .status.shell_code(),
+            0);
+
+  const auto bytes_before = read_text(sys_.db());
+  const auto s = sys_.run({bin("topicflow"), "status", "--db", sys_.db(), "--json", "--errors", "5"});
+  ASSERT_EQ(s.status.shell_code(), 0) << s.describe();
+  EXPECT_EQ(read_text(sys_.db()), bytes_before) << "status must never write the database";
+  const auto doc = nlohmann::json::parse(s.out);
+
+  DbReader db(sys_.db());
+  ASSERT_EQ(doc.at("jobs").size(), 2U) << s.out;
+  for (const auto& job : doc.at("jobs")) {
+    const auto name = job.at("job").get<std::string>();
+    const auto counts = db.counts(name);
+    std::int64_t total = 0;
+    for (const char* status : {"pending", "running", "completed", "failed"}) {
+      const auto expected = counts.count(status) ? counts.at(status) : 0;
+      EXPECT_EQ(job.at(status).get<std::int64_t>(), expected) << name << " " << status << ": " << s.out;
+      total += expected;
+    }
+    EXPECT_EQ(job.at("total").get<std::int64_t>(), total) << name;
+  }
+  const auto failed = db.scalar("SELECT count(*) FROM topics WHERE error IS NOT NULL");
+  ASSERT_GT(failed, 0) << "fail:0.5 over 60 topics should fail some";
+  ASSERT_EQ(static_cast<std::int64_t>(doc.at("errors").size()), std::min<std::int64_t>(failed, 5)) << s.out;
+  const auto newest = db.scalar("SELECT max(updated_at) FROM topics WHERE error IS NOT NULL");
+  EXPECT_EQ(doc.at("errors").at(0).at("updated_at").get<std::int64_t>(), newest) << "errors are newest first";
+  const auto rows = db.rows("mixed");
+  for (const auto& e : doc.at("errors")) {
+    const auto key = e.at("key").get<std::string>();
+    ASSERT_TRUE(rows.count(key)) << key;
+    const auto& row = rows.at(key);
+    EXPECT_EQ(e.at("status").get<std::string>(), row.status) << key;
+    EXPECT_EQ(e.at("attempts").get<std::int64_t>(), row.attempts) << key;
+    EXPECT_EQ(e.at("error").get<std::string>(), row.error.value_or("")) << key;
+    EXPECT_EQ(e.at("updated_at").get<std::int64_t>(), row.updated_at) << key;
+  }
+}
+
+TEST_F(EndToEnd, StatusOfAMissingDatabaseIsAOneLineError) {
+  const auto r = sys_.run({bin("topicflow"), "status", "--db", (sys_.dir() / "missing.db").string()});
+  EXPECT_EQ(r.status.shell_code(), 1) << r.describe();
+  expect_one_line(r);
+  EXPECT_FALSE(std::filesystem::exists(sys_.dir() / "missing.db")) << "status must not create the database";
+}
+
+TEST_F(EndToEnd, BadFlagExitsTwoWithOneLine) {
+  for (const char* binary : {"topicflow", "topicflow-broker", "topicflow-sink", "topicflow-worker", "topicflow-producer"}) {
+    std::vector<std::string> argv{bin(binary)};
+    if (std::string(binary) == "topicflow") argv.push_back("run");
+    argv.push_back("--no-such-flag");
+    const auto r = sys_.run(argv, 30s);
+    EXPECT_EQ(r.status.shell_code(), 2) << binary << ": " << r.describe();
+    expect_one_line(r);
+  }
+  const auto r = sys_.run({bin("topicflow"), "run", "--workers", "zero", kTopics}, 30s);
+  EXPECT_EQ(r.status.shell_code(), 2) << r.describe();
+  expect_one_line(r);
+}
+
+TEST_F(EndToEnd, UnwritableDatabasePathIsAOneLineError) {
+  const auto r = sys_.run({bin("topicflow"), "run", "--db", "/proc/nope/x.db", "--progress", "none", kTopics}, 60s);
+  EXPECT_NE(r.status.shell_code(), 0) << r.describe();
+  EXPECT_FALSE(r.timed_out) << r.describe();
+  expect_one_line(r);
+  EXPECT_NE(r.err.find("/proc/nope/x.db"), std::string::npos) << r.describe();
+
+  std::vector<std::string> argv{bin("topicflow-sink"), "--db", "/proc/nope/x.db", "--log-level", "info"};
+  for (auto& a : sys_.endpoint_args()) argv.push_back(a);
+  const auto sink = sys_.run(argv, 30s);
+  EXPECT_NE(sink.status.shell_code(), 0) << sink.describe();
+  EXPECT_FALSE(sink.timed_out) << sink.describe();
+  expect_one_line(sink);
+}
+
+TEST_F(EndToEnd, MalformedJsonLinesLeaveNoRows) {
+  const auto file = sys_.write_file("input.jsonl",
+                                    "{\"key\": \"a\", \"payload\": \"first\"}\n"
+                                    "{\"key\": \"b\", \"payload\": {\"nested\": true}}\n"
+                                    "{\"key\": \"c\", \"payload\": \n"
+                                    "{\"key\": \"d\", \"payload\": \"last\"}\n");
+  const auto r = sys_.run({bin("topicflow"), "run", "--db", sys_.db(), "--job", "broken", "--progress", "none", file}, 60s);
+  EXPECT_NE(r.status.shell_code(), 0) << r.describe();
+  EXPECT_FALSE(r.timed_out) << r.describe();
+  EXPECT_NE(r.err.find("input.jsonl:3"), std::string::npos) << "the error should name the line; " << r.describe();
+  if (std::filesystem::exists(sys_.db())) {
+    DbReader db(sys_.db());
+    EXPECT_EQ(db.scalar("SELECT count(*) FROM topics WHERE job = 'broken'"), 0) << r.describe();
+  }
+}
+
+TEST_F(EndToEnd, EndpointInUseIsAOneLineError) {
+  zmq::context_t ctx(1);
+  zmq::socket_t holder(ctx, zmq::socket_type::pull);
+  holder.set(zmq::sockopt::linger, 0);
+  holder.bind("tcp://127.0.0.1:*");
+  const auto used = holder.get(zmq::sockopt::last_endpoint);
+
+  const auto broker = sys_.run({bin("topicflow-broker"), "--frontend", used, "--backend", "tcp://127.0.0.1:*",
+                                "--sink", sys_.endpoint("sink"), "--log-level", "info"},
+                               30s);
+  EXPECT_EQ(broker.status.shell_code(), 1) << broker.describe();
+  expect_one_line(broker);
+  EXPECT_NE(broker.err.find("in use"), std::string::npos) << broker.describe();
+
+  const auto sink = sys_.run({bin("topicflow-sink"), "--db", sys_.db(), "--sink", used, "--events", "tcp://127.0.0.1:*",
+                              "--frontend", sys_.endpoint("frontend"), "--log-level", "info"},
+                             30s);
+  EXPECT_NE(sink.status.shell_code(), 0) << sink.describe();
+  expect_one_line(sink);
+  EXPECT_NE(sink.err.find("in use"), std::string::npos) << sink.describe();
+}
+
+TEST_F(EndToEnd, RunRestartsAKilledWorker) {
+  const auto file = sys_.write_file("topics.txt", numbered_topics(60));
+  SpawnOptions options;
+  options.stdout_path = (sys_.dir() / "run.out").string();
+  options.stderr_path = (sys_.dir() / "run.err").string();
+  options.die_with_parent = true;
+  ChildProcess run({bin("topicflow"), "run", "--db", sys_.db(), "--handler", "sleep:20-40", "--workers", "2",
+                    "--lease-ms", "1000", "--dispatch-timeout-ms", "2000", "--progress", "none", "--log-level", "warn",
+                    file},
+                   options);
+  // Find a worker among run's children and SIGKILL it mid-run.
+  pid_t victim = -1;
+  for (int i = 0; i < 100 && victim < 0; ++i) {
+    std::this_thread::sleep_for(50ms);
+    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+      const auto stat = read_text(entry.path() / "stat");
+      if (stat.find("(topicflow-worke)") == std::string::npos) continue;
+      const auto after = stat.substr(stat.rfind(')') + 2);
+      std::istringstream fields(after);
+      std::string state;
+      pid_t ppid = 0;
+      fields >> state >> ppid;
+      if (ppid == run.pid()) {
+        victim = std::stoi(entry.path().filename().string());
+        break;
+      }
+    }
+  }
+  ASSERT_GT(victim, 0) << "no worker of run found";
+  std::this_thread::sleep_for(1500ms);  // past run's startup checks: this is a crash mid-run
+  ::kill(victim, SIGKILL);
+  // Tasks the dead worker held come back within a lease (started) or a dispatch timeout (queued).
+  const auto status = run.wait_for(60s);
+  ASSERT_TRUE(status.has_value()) << "run did not finish within 60 s";
+  const auto err = read_text(sys_.dir() / "run.err");
+  EXPECT_EQ(status->shell_code(), 0) << err << read_text(sys_.dir() / "run.out");
+  EXPECT_NE(err.find("(pid " + std::to_string(victim) + ") exited with signal 9"), std::string::npos) << err;
+  DbReader db(sys_.db());
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM topics WHERE status = 'completed'"), 60) << err;
+}
+
+TEST_F(EndToEnd, RunStopsEverythingOnSigint) {
+  const auto file = sys_.write_file("topics.txt", numbered_topics(200));
+  SpawnOptions options;
+  options.stdout_path = (sys_.dir() / "run.out").string();
+  options.stderr_path = (sys_.dir() / "run.err").string();
+  options.die_with_parent = true;
+  ChildProcess run({bin("topicflow"), "run", "--db", sys_.db(), "--handler", "sleep:100-200", "--workers", "2",
+                    "--progress", "none", file},
+                   options);
+  // Wait until work is under way (rows registered), then interrupt.
+  for (int i = 0; i < 100; ++i) {
+    std::this_thread::sleep_for(100ms);
+    if (std::filesystem::exists(sys_.db()) &&
+        DbReader(sys_.db()).scalar("SELECT count(*) FROM topics WHERE status = 'completed'") > 0) {
+      break;
+    }
+  }
+  const auto start = std::chrono::steady_clock::now();
+  run.terminate(SIGINT);
+  const auto status = run.wait_for(30s);
+  ASSERT_TRUE(status.has_value()) << "run ignored SIGINT";
+  EXPECT_EQ(status->shell_code(), 130) << read_text(sys_.dir() / "run.err");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 15s);
+  DbReader db(sys_.db());
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM topics"), 200) << "every topic was registered before the interrupt";
+  EXPECT_GT(db.scalar("SELECT count(*) FROM topics WHERE status = 'completed'"), 0);
+  EXPECT_LT(db.scalar("SELECT count(*) FROM topics WHERE status = 'completed'"), 200) << "interrupted before the end";
+}
+
+}  // namespace
+}  // namespace topicflow::testing

@@ -1,0 +1,261 @@
+#pragma once
+// Helpers for tests that start the real binaries as separate processes (e2e, fault tests): a
+// private temp dir with ipc:// endpoints and a database path, role processes started from the
+// build's bin dir with their stderr in <dir>/<name>.log, commands run to completion with their
+// output captured, and direct SQLite reads of the final state.
+//
+// Needs TOPICFLOW_BIN_DIR (compile definition: "${CMAKE_BINARY_DIR}/bin"). Not thread-safe.
+
+#include <topicflow/process.hpp>
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <array>
+#include <chrono>
+#include <csignal>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <list>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#ifndef TOPICFLOW_BIN_DIR
+#error "define TOPICFLOW_BIN_DIR to the directory of the topicflow binaries"
+#endif
+
+namespace topicflow::testing {
+
+inline std::string bin(const std::string& name) { return std::string(TOPICFLOW_BIN_DIR) + "/" + name; }
+
+inline std::string read_text(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+inline std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+// What a finished command left behind.
+struct CommandResult {
+  ExitStatus status;
+  bool timed_out = false;
+  std::string out;
+  std::string err;
+  [[nodiscard]] std::string describe() const {
+    return (timed_out ? std::string("TIMED OUT, ") : std::string()) + status.describe() + "\n--- stdout:\n" + out +
+           "--- stderr:\n" + err;
+  }
+};
+
+// A row of the topics table, as the tests compare it.
+struct Row {
+  std::string status;
+  std::int64_t attempts = 0;
+  std::optional<std::string> error;
+  std::int64_t updated_at = 0;
+  bool operator==(const Row&) const = default;
+};
+
+// Read-only access to a database file, straight through the SQLite C API.
+class DbReader {
+ public:
+  explicit DbReader(const std::string& path) {
+    if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+      std::string why = db_ != nullptr ? sqlite3_errmsg(db_) : "out of memory";
+      sqlite3_close(db_);
+      throw std::runtime_error("cannot open " + path + ": " + why);
+    }
+    sqlite3_busy_timeout(db_, 5000);
+  }
+  ~DbReader() { sqlite3_close(db_); }
+  DbReader(const DbReader&) = delete;
+  DbReader& operator=(const DbReader&) = delete;
+
+  // The first column of the first row as an integer (0 if no row).
+  std::int64_t scalar(const std::string& sql) {
+    Stmt stmt(db_, sql);
+    return sqlite3_step(stmt.s) == SQLITE_ROW ? sqlite3_column_int64(stmt.s, 0) : 0;
+  }
+
+  std::map<std::string, std::int64_t> counts(const std::string& job) {
+    Stmt stmt(db_, "SELECT status, count(*) FROM topics WHERE job = ?1 GROUP BY status");
+    sqlite3_bind_text(stmt.s, 1, job.c_str(), -1, SQLITE_TRANSIENT);
+    std::map<std::string, std::int64_t> out;
+    while (sqlite3_step(stmt.s) == SQLITE_ROW) out[text(stmt.s, 0)] = sqlite3_column_int64(stmt.s, 1);
+    return out;
+  }
+
+  std::map<std::string, Row> rows(const std::string& job) {
+    Stmt stmt(db_, "SELECT key, status, attempts, error, updated_at FROM topics WHERE job = ?1");
+    sqlite3_bind_text(stmt.s, 1, job.c_str(), -1, SQLITE_TRANSIENT);
+    std::map<std::string, Row> out;
+    while (sqlite3_step(stmt.s) == SQLITE_ROW) {
+      Row row;
+      row.status = text(stmt.s, 1);
+      row.attempts = sqlite3_column_int64(stmt.s, 2);
+      if (sqlite3_column_type(stmt.s, 3) != SQLITE_NULL) row.error = text(stmt.s, 3);
+      row.updated_at = sqlite3_column_int64(stmt.s, 4);
+      out[text(stmt.s, 0)] = row;
+    }
+    return out;
+  }
+
+ private:
+  struct Stmt {
+    sqlite3_stmt* s = nullptr;
+    Stmt(sqlite3* db, const std::string& sql) {
+      if (sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr) != SQLITE_OK) {
+        throw std::runtime_error("prepare '" + sql + "': " + sqlite3_errmsg(db));
+      }
+    }
+    ~Stmt() { sqlite3_finalize(s); }
+    Stmt(const Stmt&) = delete;
+    Stmt& operator=(const Stmt&) = delete;
+  };
+  static std::string text(sqlite3_stmt* s, int column) {
+    const auto* p = sqlite3_column_text(s, column);
+    return p != nullptr ? std::string(reinterpret_cast<const char*>(p), static_cast<std::size_t>(sqlite3_column_bytes(s, column)))
+                        : std::string();
+  }
+  sqlite3* db_ = nullptr;
+};
+
+// A private system: temp dir, four ipc:// endpoints, a database path, and the processes started.
+class System {
+ public:
+  System() {
+    std::string pattern = "/tmp/topicflow-e2e-XXXXXX";
+    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    dir_ = pattern;
+    db_ = (dir_ / "topicflow.db").string();
+  }
+  ~System() {
+    for (auto& [name, process] : roles_) process.stop(SIGKILL, std::chrono::milliseconds(0));
+    std::error_code ec;
+    if (!::testing::Test::HasFailure()) std::filesystem::remove_all(dir_, ec);
+  }
+  System(const System&) = delete;
+  System& operator=(const System&) = delete;
+
+  [[nodiscard]] const std::filesystem::path& dir() const noexcept { return dir_; }
+  [[nodiscard]] const std::string& db() const noexcept { return db_; }
+  [[nodiscard]] std::string endpoint(const std::string& name) const { return "ipc://" + (dir_ / name).string(); }
+
+  // --frontend ... --events ... for a role of this system.
+  [[nodiscard]] std::vector<std::string> endpoint_args() const {
+    return {"--frontend", endpoint("frontend"), "--backend", endpoint("backend"),
+            "--sink",     endpoint("sink"),     "--events",  endpoint("events")};
+  }
+
+  // Starts `binary` (e.g. "topicflow-sink") with the endpoints, --log-level, and `args`; stderr and
+  // stdout go to <dir>/<name>.log.
+  ChildProcess& start(const std::string& name, const std::string& binary, std::vector<std::string> args,
+                      const std::string& log_level = "info") {
+    std::vector<std::string> argv{bin(binary)};
+    for (auto& a : endpoint_args()) argv.push_back(a);
+    argv.insert(argv.end(), {"--log-level", log_level});
+    for (auto& a : args) argv.push_back(std::move(a));
+    SpawnOptions options;
+    options.stdout_path = (dir_ / (name + ".log")).string();
+    options.stderr_path = options.stdout_path;
+    options.stdin_null = true;
+    options.die_with_parent = true;
+    roles_.emplace_back(name, ChildProcess(argv, options));
+    return roles_.back().second;
+  }
+
+  // sink (on db()), broker, and `workers` workers with `worker_args`.
+  void start_all(int workers, std::vector<std::string> sink_args = {}, std::vector<std::string> worker_args = {}) {
+    sink_args.insert(sink_args.begin(), {"--db", db_});
+    start("sink", "topicflow-sink", sink_args);
+    start("broker", "topicflow-broker", {});
+    for (int i = 1; i <= workers; ++i) start("worker" + std::to_string(i), "topicflow-worker", worker_args);
+  }
+
+  ChildProcess& role(const std::string& name) {
+    for (auto& [n, p] : roles_) {
+      if (n == name) return p;
+    }
+    throw std::out_of_range("no role " + name);
+  }
+
+  // SIGTERM to every role in the order they are named, each awaited (the sink last commits).
+  void stop(const std::vector<std::string>& names, std::chrono::milliseconds grace = std::chrono::seconds(15)) {
+    for (const auto& name : names) {
+      auto status = role(name).stop(SIGTERM, grace);
+      EXPECT_FALSE(status.signaled() && status.signal == SIGKILL)
+          << name << " needed SIGKILL to stop; its log:\n" << log(name);
+    }
+  }
+  // Workers first, then the broker, then the sink.
+  void stop_all() {
+    std::vector<std::string> order;
+    for (auto& [name, p] : roles_) {
+      if (name.rfind("worker", 0) == 0) order.push_back(name);
+    }
+    for (auto& [name, p] : roles_) {
+      if (name != "sink" && name.rfind("worker", 0) != 0) order.push_back(name);
+    }
+    for (auto& [name, p] : roles_) {
+      if (name == "sink") order.push_back(name);
+    }
+    stop(order);
+  }
+
+  [[nodiscard]] std::string log(const std::string& name) const { return read_text(dir_ / (name + ".log")); }
+
+  // Runs a command to completion (killing it after `timeout`), capturing stdout and stderr.
+  CommandResult run(const std::vector<std::string>& argv, std::chrono::milliseconds timeout = std::chrono::seconds(120),
+                    const std::vector<std::pair<std::string, std::string>>& env = {}) {
+    const auto n = std::to_string(++commands_);
+    const auto out = dir_ / ("cmd" + n + ".out");
+    const auto err = dir_ / ("cmd" + n + ".err");
+    SpawnOptions options;
+    options.stdout_path = out.string();
+    options.stderr_path = err.string();
+    options.stdin_null = true;
+    options.die_with_parent = true;
+    options.new_process_group = true;
+    options.env = env;
+    CommandResult result;
+    ChildProcess child(argv, options);
+    if (auto status = child.wait_for(timeout)) {
+      result.status = *status;
+    } else {
+      result.timed_out = true;
+      result.status = child.stop(SIGTERM, std::chrono::seconds(10));
+    }
+    result.out = read_text(out);
+    result.err = read_text(err);
+    return result;
+  }
+
+  // Writes `text` to <dir>/<name> and returns its path.
+  std::string write_file(const std::string& name, const std::string& text) {
+    const auto path = dir_ / name;
+    std::ofstream(path, std::ios::binary) << text;
+    return path.string();
+  }
+
+ private:
+  std::filesystem::path dir_;
+  std::string db_;
+  std::list<std::pair<std::string, ChildProcess>> roles_;  // stable references
+  int commands_ = 0;
+};
+
+}  // namespace topicflow::testing
