@@ -1,0 +1,255 @@
+// Fault tests: kill, block and poison the real processes mid-run, then assert the database's
+// final state. Label `fault`. Every wait is bounded.
+
+#include "support/cluster.hpp"
+
+#include <topicflow/wire.hpp>
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <zmq.hpp>
+
+#include <map>
+
+namespace topicflow::testing {
+namespace {
+
+using store::Status;
+constexpr int kRunTimeoutMs = 60000;
+
+// Fast timers so faults are recovered in seconds, not minutes.
+std::vector<std::string> sink_args(std::vector<std::string> extra = {}) {
+  std::vector<std::string> args{"--lease-ms", "1500", "--dispatch-timeout-ms", "4000", "--retry-base-ms", "20",
+                                "--retry-max-ms", "200", "--batch-delay-ms", "10"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+std::vector<std::string> worker_args(const std::string& handler, int concurrency = 2) {
+  return {"--handler", handler, "--concurrency", std::to_string(concurrency), "--lease-ms", "1500",
+          "--shutdown-grace-ms", "500"};
+}
+
+bool all_completed(const store::JobCounts& c, std::uint64_t n) { return c.count(Status::completed) == n && c.total() == n; }
+bool all_terminal(const store::JobCounts& c, std::uint64_t n) {
+  return c.total() == n && c.count(Status::completed) + c.count(Status::failed) == n;
+}
+
+std::map<std::string, std::int64_t> completed_attempts(Cluster& cluster) {
+  std::map<std::string, std::int64_t> out;
+  auto db = cluster.open_db();
+  auto s = db.prepare("SELECT key, attempts FROM topics WHERE status = 'completed'");
+  while (s.step()) out[std::string(s.column_text(0))] = s.column_int(1);
+  return out;
+}
+
+TEST(Fault, KillTwoOfEightWorkersWhileTheyHoldTasks) {
+  Cluster c("kill-workers");
+  const int n = 400;
+  c.start_broker();
+  c.start_sink(sink_args());
+  c.start_workers(8, worker_args("sleep:20-60", 2));
+  const auto file = c.write_topics("topics.txt", n);
+  c.start_producer(file);
+  ASSERT_TRUE(c.wait_counts([](const auto& x) { return x.count(Status::completed) >= 80; }, kRunTimeoutMs))
+      << Cluster::describe(c.counts());
+  c.workers()[0].terminate(SIGKILL);
+  c.workers()[5].terminate(SIGKILL);
+  EXPECT_TRUE(c.wait_counts([&](const auto& x) { return all_completed(x, n); }, kRunTimeoutMs))
+      << "after killing 2 of 8 workers: " << Cluster::describe(c.counts());
+}
+
+TEST(Fault, KillTheBrokerMidRunAndRestartIt) {
+  Cluster c("kill-broker");
+  const int n = 400;
+  c.start_broker();
+  c.start_sink(sink_args());
+  c.start_workers(4, worker_args("sleep:10-40", 2));
+  c.start_producer(c.write_topics("topics.txt", n));
+  ASSERT_TRUE(c.wait_counts([](const auto& x) { return x.count(Status::completed) >= 60; }, kRunTimeoutMs))
+      << Cluster::describe(c.counts());
+  c.broker().terminate(SIGKILL);
+  c.broker().wait_for(std::chrono::seconds(5));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  c.start_broker();
+  EXPECT_TRUE(c.wait_counts([&](const auto& x) { return all_terminal(x, n); }, kRunTimeoutMs))
+      << "after restarting the broker: " << Cluster::describe(c.counts());
+  EXPECT_TRUE(all_completed(c.counts(), n)) << Cluster::describe(c.counts());
+}
+
+TEST(Fault, KillTheSinkMidRunAndRestartItOnTheSameDatabase) {
+  Cluster c("kill-sink");
+  const int n = 500;
+  c.start_broker();
+  c.start_sink(sink_args());
+  c.start_workers(4, worker_args("sleep:10-40", 2));
+  auto& producer = c.start_producer(c.write_topics("topics.txt", n));
+  const auto producer_exit = producer.wait_for(std::chrono::seconds(30));
+  ASSERT_TRUE(producer_exit && producer_exit->success()) << "the producer registers everything first";
+  ASSERT_TRUE(c.wait_counts([](const auto& x) { return x.count(Status::completed) >= 100; }, kRunTimeoutMs))
+      << Cluster::describe(c.counts());
+  c.sink().terminate(SIGKILL);
+  c.sink().wait_for(std::chrono::seconds(5));
+  const auto before = completed_attempts(c);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  c.start_sink(sink_args());
+  EXPECT_TRUE(c.wait_counts([&](const auto& x) { return all_terminal(x, n); }, kRunTimeoutMs))
+      << "after restarting the sink: " << Cluster::describe(c.counts());
+  const auto after = completed_attempts(c);
+  for (const auto& [key, attempts] : before) {
+    auto it = after.find(key);
+    ASSERT_NE(it, after.end()) << key << " was completed before the crash and regressed";
+    EXPECT_EQ(it->second, attempts) << key << " was run again after it completed";
+  }
+  c.sink().stop(SIGTERM, std::chrono::seconds(10));
+  auto db = c.open_db();
+  auto check = db.prepare("PRAGMA integrity_check");
+  ASSERT_TRUE(check.step());
+  EXPECT_EQ(check.column_text(0), "ok");
+}
+
+TEST(Fault, AnotherConnectionHoldsTheWriteLockForThreeSeconds) {
+  Cluster c("busy");
+  const int n = 300;
+  c.start_broker();
+  c.start_sink(sink_args({"--busy-max-ms", "200"}));
+  c.start_workers(4, worker_args("sleep:10-30", 4));
+  c.start_producer(c.write_topics("topics.txt", n));
+  ASSERT_TRUE(c.wait_counts([](const auto& x) { return x.count(Status::completed) >= 30; }, kRunTimeoutMs))
+      << Cluster::describe(c.counts());
+  std::uint64_t completed_during_lock = 0;
+  {
+    sqlite::Database blocker(c.db(), sqlite::OpenMode::read_write);
+    blocker.exec("BEGIN IMMEDIATE");  // an operator's sqlite3 shell, a backup...
+    const auto at_start = c.counts().count(Status::completed);
+    std::this_thread::sleep_for(std::chrono::seconds(3));
+    completed_during_lock = c.counts().count(Status::completed) - at_start;
+    blocker.exec("COMMIT");
+  }
+  EXPECT_EQ(completed_during_lock, 0u) << "nothing can be committed while the lock is held";
+  EXPECT_TRUE(c.wait_counts([&](const auto& x) { return all_completed(x, n); }, kRunTimeoutMs))
+      << "after the lock was released: " << Cluster::describe(c.counts());
+  EXPECT_NE(c.log("sink").find("database busy"), std::string::npos) << "the sink logs its busy retries";
+}
+
+// Garbage on every bound socket: valid ZeroMQ peers sending junk frames, and raw bytes that are
+// not even ZMTP. The run must complete.
+TEST(Fault, GarbageOnEveryBoundSocket) {
+  Cluster c("garbage");
+  const int n = 200;
+  c.start_broker();
+  c.start_sink(sink_args());
+  c.start_workers(2, worker_args("sleep:5-20", 4));
+  const auto d = c.dir().string();
+
+  zmq::context_t ctx(1);
+  std::mt19937 rng(7);
+  std::vector<std::string> junk{"", "hello", std::string("\x93\x01\x03", 3), std::string("\xdd\xff\xff\xff\xff", 5),
+                                std::string(1 << 20, 'x'), wire::encode(wire::Task{"j", "k", "p", 1}),
+                                std::string("\x94\x01\x02\xa1\xff\xa0", 6)};
+  for (int i = 0; i < 20; ++i) {
+    std::string bytes(static_cast<std::size_t>(rng() % 200), '\0');
+    for (auto& ch : bytes) ch = static_cast<char>(rng() & 0xff);
+    junk.push_back(bytes);
+  }
+  for (const char* name : {"fe", "sink"}) {
+    zmq::socket_t push(ctx, zmq::socket_type::push);
+    push.set(zmq::sockopt::linger, 1000);
+    push.connect("ipc://" + d + "/" + name);
+    for (const auto& j : junk) {
+      zmq::message_t m(j.data(), j.size());
+      (void)push.send(m, zmq::send_flags::none);
+    }
+  }
+  // raw bytes (not ZMTP) on every bound socket
+  for (const char* name : {"fe", "be", "sink", "ev"}) {
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    const auto path = d + "/" + name;
+    std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path.c_str());
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+      for (const auto& j : junk) {
+        if (::send(fd, j.data(), j.size(), MSG_NOSIGNAL) < 0) break;  // the peer may hang up
+      }
+    }
+    ::close(fd);
+  }
+  c.start_producer(c.write_topics("topics.txt", n));
+  EXPECT_TRUE(c.wait_counts([&](const auto& x) { return all_completed(x, n); }, kRunTimeoutMs))
+      << "after garbage: " << Cluster::describe(c.counts());
+  EXPECT_TRUE(c.broker().running()) << "the broker survived";
+  EXPECT_TRUE(c.sink().running()) << "the sink survived";
+  for (auto& w : c.workers()) EXPECT_TRUE(w.running()) << "worker " << w.pid() << " survived";
+  EXPECT_NE(c.log("sink").find("dropped"), std::string::npos) << "the sink counted and logged the drops";
+}
+
+TEST(Fault, RetryPolicyWithFailPointThreeAndFiveAttempts) {
+  Cluster c("retries");
+  const int n = 300;
+  c.start_broker();
+  c.start_sink(sink_args({"--max-attempts", "5"}));
+  c.start_workers(4, worker_args("fail:0.3", 4));
+  c.start_producer(c.write_topics("topics.txt", n));
+  ASSERT_TRUE(c.wait_counts([&](const auto& x) { return all_terminal(x, n); }, kRunTimeoutMs))
+      << Cluster::describe(c.counts());
+  auto db = c.open_db();
+  auto s = db.prepare("SELECT key, status, attempts, error FROM topics");
+  int retried = 0;
+  while (s.step()) {
+    const auto key = std::string(s.column_text(0));
+    const auto status = s.column_text(1);
+    const auto attempts = s.column_int(2);
+    EXPECT_GE(attempts, 1) << key;
+    EXPECT_LE(attempts, 5) << key;
+    if (attempts > 1) ++retried;
+    if (status == "failed") {
+      EXPECT_EQ(attempts, 5) << key << " failed before using its attempts";
+      EXPECT_NE(s.column_text(3).find("simulated failure"), std::string::npos) << key << ": " << s.column_text(3);
+    } else {
+      EXPECT_EQ(status, "completed") << key;
+      EXPECT_TRUE(s.is_null(3)) << key << " completed but keeps an error";
+    }
+  }
+  // P(at least one retry) = 0.3 per topic: about 90 of 300; far from 0 and from 300.
+  EXPECT_GT(retried, 40);
+  EXPECT_LT(retried, 160);
+}
+
+TEST(Fault, SigtermMakesTheSinkCommitItsPendingBatch) {
+  Cluster c("sigterm-sink");
+  c.start_broker();
+  // a batch that would wait a minute: only the shutdown commit can write it
+  c.start_sink(sink_args({"--batch-delay-ms", "60000", "--batch-max", "1000000"}));
+  auto& producer = c.start_producer(c.write_topics("topics.txt", 50), {"--ack-timeout-ms", "60000"});
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  EXPECT_EQ(c.counts().total(), 0u) << "nothing committed yet";
+  const auto started = steady_ms();
+  const auto status = c.sink().stop(SIGTERM, std::chrono::seconds(10));
+  EXPECT_TRUE(status.success()) << status.describe();
+  EXPECT_LT(steady_ms() - started, 3000) << "bounded shutdown";
+  EXPECT_EQ(c.counts().total(), 50u) << "the pending batch was committed on SIGTERM";
+  producer.terminate(SIGKILL);
+}
+
+TEST(Fault, SigtermToAWorkerReleasesItsTasks) {
+  Cluster c("sigterm-worker");
+  const int n = 100;
+  c.start_broker();
+  c.start_sink(sink_args({"--lease-ms", "60000"}));  // only a release can bring tasks back quickly
+  c.start_workers(1, worker_args("sleep:2000-3000", 4));
+  c.start_producer(c.write_topics("topics.txt", n));
+  ASSERT_TRUE(c.wait_counts([](const auto& x) { return x.count(Status::running) >= 4; }, 20000))
+      << Cluster::describe(c.counts());
+  const auto status = c.workers()[0].stop(SIGTERM, std::chrono::seconds(10));
+  EXPECT_TRUE(status.success()) << status.describe();
+  EXPECT_TRUE(c.wait_counts([](const auto& x) { return x.count(Status::running) == 0; }, 5000))
+      << "released tasks are pending again at once: " << Cluster::describe(c.counts());
+  c.start_workers(2, worker_args("noop", 4));
+  EXPECT_TRUE(c.wait_counts([&](const auto& x) { return all_completed(x, n); }, kRunTimeoutMs))
+      << Cluster::describe(c.counts());
+}
+
+}  // namespace
+}  // namespace topicflow::testing
