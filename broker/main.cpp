@@ -11,8 +11,11 @@ int main(int argc, char** argv) {
   std::string log_level = "info";
   CLI::App app{"Streams tasks from the frontend (PULL) to the workers (PUSH).", "topicflow-broker"};
   topicflow::add_endpoint_options(app, config.endpoints);
-  topicflow::add_flag_option(app, "--hwm", config.hwm, "high-water mark of the frontend and backend sockets")
+  topicflow::add_flag_option(app, "--hwm", config.hwm, "tasks queued in the broker's frontend")
       ->check(CLI::Range(0, 10000000));
+  topicflow::add_flag_option(app, "--backend-hwm", config.backend_hwm,
+                             "tasks queued per worker connection (small: no hoarding)")
+      ->check(CLI::Range(1, 1000000));
   topicflow::add_log_level_option(app, log_level);
   if (auto code = topicflow::parse_command_line(app, argc, argv)) return *code;
   try {

@@ -13,7 +13,8 @@
 
 namespace topicflow {
 
-Broker::Broker(BrokerConfig config, zmq::context_t* context) : config_(std::move(config)), context_(context) {
+Broker::Broker(BrokerConfig config, zmq::context_t* context)
+    : config_(std::move(config)), context_(context) {
   validate_endpoints(config_.endpoints);
   if (config_.hwm < 0) throw std::invalid_argument("--hwm must not be negative");
   if (context_ == nullptr) {
@@ -24,7 +25,10 @@ Broker::Broker(BrokerConfig config, zmq::context_t* context) : config_(std::move
   stream.sndhwm = config_.hwm;
   stream.rcvhwm = config_.hwm;
   frontend_ = make_socket(*context_, zmq::socket_type::pull, stream);
-  backend_ = make_socket(*context_, zmq::socket_type::push, stream);
+  SocketOptions backend = stream;
+  backend.sndhwm = std::max(config_.backend_hwm, 1);
+  backend_ = make_socket(*context_, zmq::socket_type::push, backend);
+  if (config_.backend_sndbuf > 0) backend_.set(zmq::sockopt::sndbuf, config_.backend_sndbuf);
   bind_socket(frontend_, "--frontend", config_.endpoints.frontend);
   bind_socket(backend_, "--backend", config_.endpoints.backend);
 
@@ -58,7 +62,8 @@ std::string Broker::frontend_endpoint() const { return frontend_.get(zmq::sockop
 std::string Broker::backend_endpoint() const { return backend_.get(zmq::sockopt::last_endpoint); }
 
 BrokerCounters Broker::counters() const noexcept {
-  return BrokerCounters{forwarded_.load(std::memory_order_relaxed), hellos_.load(std::memory_order_relaxed),
+  return BrokerCounters{forwarded_.load(std::memory_order_relaxed),
+                        hellos_.load(std::memory_order_relaxed),
                         hellos_dropped_.load(std::memory_order_relaxed)};
 }
 
@@ -103,8 +108,8 @@ bool Broker::pump() {
 }
 
 void Broker::run(const StopSignal& stop) {
-  spdlog::info("broker {} streaming {} -> {} (hwm {}), announcing itself to {}", instance_, frontend_endpoint(),
-               backend_endpoint(), config_.hwm, config_.endpoints.sink);
+  spdlog::info("broker {} streaming {} -> {} (hwm {}), announcing itself to {}", instance_,
+               frontend_endpoint(), backend_endpoint(), config_.hwm, config_.endpoints.sink);
   send_hello();
   auto now = steady_ms();
   auto next_hello = now + config_.hello_interval_ms;
@@ -146,11 +151,13 @@ void Broker::run(const StopSignal& stop) {
     if (now >= next_stats) {
       const auto total = forwarded_.load(std::memory_order_relaxed);
       const auto moved = total - stats_forwarded;
-      const double seconds = static_cast<double>(std::max<std::int64_t>(1, now - stats_since)) / 1000.0;
+      const double seconds =
+          static_cast<double>(std::max<std::int64_t>(1, now - stats_since)) / 1000.0;
       // An idle broker says so only at debug level, so its log stays readable for days.
       const auto level = moved > 0 || !held_.empty() ? spdlog::level::info : spdlog::level::debug;
-      spdlog::log(level, "forwarded {} messages in {:.1f} s ({:.0f}/s), {} in total{}", moved, seconds,
-                   static_cast<double>(moved) / seconds, total, held_.empty() ? "" : "; waiting for workers");
+      spdlog::log(level, "forwarded {} messages in {:.1f} s ({:.0f}/s), {} in total{}", moved,
+                  seconds, static_cast<double>(moved) / seconds, total,
+                  held_.empty() ? "" : "; waiting for workers");
       stats_forwarded = total;
       stats_since = now;
       next_stats = now + config_.stats_interval_ms;

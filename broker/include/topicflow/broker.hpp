@@ -26,15 +26,20 @@ namespace topicflow {
 
 struct BrokerConfig {
   Endpoints endpoints;
-  int hwm = 1000;                        // send and receive HWM of frontend and backend
-  std::int64_t hello_interval_ms = 1000;  // wire::BrokerHello period
+  int hwm = 1000;                          // queue of the frontend (tasks waiting for a worker)
+  // Per worker connection: tiny, so tasks wait in the broker (where any free worker can take
+  // them) instead of in one busy worker's pipe. ZeroMQ HWMs do not cover the kernel's socket
+  // buffers, hence the small send buffer too.
+  int backend_hwm = 1;
+  int backend_sndbuf = 16384;
+  std::int64_t hello_interval_ms = 1000;   // wire::BrokerHello period
   std::int64_t stats_interval_ms = 10000;  // rate line period
-  std::size_t burst = 1024;              // messages moved per wake-up before polling again
+  std::size_t burst = 1024;                // messages moved per wake-up before polling again
 };
 
 struct BrokerCounters {
-  std::uint64_t forwarded = 0;  // messages sent to the backend
-  std::uint64_t hellos = 0;     // BrokerHello messages queued to the sink
+  std::uint64_t forwarded = 0;       // messages sent to the backend
+  std::uint64_t hellos = 0;          // BrokerHello messages queued to the sink
   std::uint64_t hellos_dropped = 0;  // not queued: the sink was not keeping up (or not there)
 };
 
