@@ -12,11 +12,14 @@ int main(int argc, char** argv) {
   using namespace topicflow;
   cli::RunOptions run;
   cli::StatusOptions status;
-  CLI::App app{"topicflow: run topics through workers, with SQLite status written by one sink", "topicflow"};
+  CLI::App app{"topicflow: run topics through workers, with SQLite status written by one sink",
+               "topicflow"};
   app.require_subcommand(1);
-  auto* run_cmd = app.add_subcommand("run", "start a sink, a broker, N workers and a producer for FILE; wait; summarise");
+  auto* run_cmd = app.add_subcommand(
+      "run", "start a sink, a broker, N workers and a producer for FILE; wait; summarise");
   const cli::RunCommandLine run_line(*run_cmd, run);
-  auto* status_cmd = app.add_subcommand("status", "counts per status and the most recent errors (read-only)");
+  auto* status_cmd =
+      app.add_subcommand("status", "counts per status and the most recent errors (read-only)");
   cli::add_status_options(*status_cmd, status);
   if (auto code = parse_command_line(app, argc, argv)) return *code;
   try {

@@ -11,6 +11,7 @@
 
 #include <zmq.hpp>
 
+#include <unistd.h>
 #include <array>
 #include <cerrno>
 #include <csignal>
@@ -22,7 +23,6 @@
 #include <ostream>
 #include <sstream>
 #include <stdexcept>
-#include <unistd.h>
 
 namespace topicflow::cli {
 namespace {
@@ -52,7 +52,8 @@ class TempDir {
     if (base.size() > 60) base = "/tmp";
     std::string pattern = base + "/topicflow-run-XXXXXX";
     if (::mkdtemp(pattern.data()) == nullptr) {
-      throw std::runtime_error("cannot create a temporary directory in " + base + ": " + std::strerror(errno));
+      throw std::runtime_error("cannot create a temporary directory in " + base + ": " +
+                               std::strerror(errno));
     }
     path_ = pattern;
   }
@@ -94,8 +95,9 @@ class Supervisor {
 
   void start(Child& c) {
     SpawnOptions options;
-    options.new_process_group = true;  // a terminal's Ctrl-C reaches `run` only; it stops them in order
-    options.die_with_parent = true;    // and nothing outlives a `run` killed with SIGKILL
+    options.new_process_group =
+        true;  // a terminal's Ctrl-C reaches `run` only; it stops them in order
+    options.die_with_parent = true;  // and nothing outlives a `run` killed with SIGKILL
     options.stdin_null = c.name != "producer";
     c.process = ChildProcess(c.argv, options);
     c.started_ms = steady_ms();
@@ -125,16 +127,18 @@ class Supervisor {
       if (!status) continue;
       const auto pid = c.process.pid();
       if (!status->signaled() && status->code == 2) {
-        return std::make_pair(c.name + " (pid " + std::to_string(pid) + ") rejected its options", 2);
+        return std::make_pair(c.name + " (pid " + std::to_string(pid) + ") rejected its options",
+                              2);
       }
       if (!status->signaled() && c.restarts == 0 && now - c.first_started_ms < kStartupGraceMs) {
-        return std::make_pair(c.name + " (pid " + std::to_string(pid) + ") exited with " + status->describe() +
-                                  " at startup",
+        return std::make_pair(c.name + " (pid " + std::to_string(pid) + ") exited with " +
+                                  status->describe() + " at startup",
                               1);
       }
       if (now - c.started_ms >= kHealthyRunMs) c.crashes = 0;
       const auto delay = std::max<std::int64_t>(50, c.backoff.delay(c.crashes++));
-      spdlog::warn("{} (pid {}) exited with {}; restarting in {} ms", c.name, pid, status->describe(), delay);
+      spdlog::warn("{} (pid {}) exited with {}; restarting in {} ms", c.name, pid,
+                   status->describe(), delay);
       c.restart_at = now + delay;
     }
     return std::nullopt;
@@ -146,9 +150,11 @@ class Supervisor {
     const auto deadline = std::chrono::steady_clock::now() + grace;
     for (auto* c : group) {
       if (!c->process.running()) continue;
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
       if (c->process.wait_for(std::max(left, std::chrono::milliseconds(0)))) continue;
-      spdlog::warn("{} (pid {}) did not stop within {} ms; killing it", c->name, c->process.pid(), grace.count());
+      spdlog::warn("{} (pid {}) did not stop within {} ms; killing it", c->name, c->process.pid(),
+                   grace.count());
       c->process.stop(SIGKILL, std::chrono::milliseconds(2000));
     }
     for (auto* c : group) c->restart_at.reset();
@@ -178,24 +184,28 @@ void check_db_path(const std::string& db) {
   auto dir = path.parent_path();
   if (dir.empty()) dir = ".";
   if (::access(dir.c_str(), W_OK | X_OK) != 0) {
-    throw std::runtime_error("cannot use --db '" + db + "': " + dir.string() + ": " + std::strerror(errno));
+    throw std::runtime_error("cannot use --db '" + db + "': " + dir.string() + ": " +
+                             std::strerror(errno));
   }
 }
 
 std::string find_binary(const std::string& dir, const std::string& name) {
   auto path = dir + "/" + name;
   if (::access(path.c_str(), X_OK) != 0) {
-    throw std::runtime_error("cannot find " + name + " in " + dir + " (set TOPICFLOW_BIN_DIR to the directory of the topicflow binaries)");
+    throw std::runtime_error("cannot find " + name + " in " + dir +
+                             " (set TOPICFLOW_BIN_DIR to the directory of the topicflow binaries)");
   }
   return path;
 }
 
-std::vector<std::string> role_argv(const std::string& binary, const Endpoints& e, const std::string& log_level) {
-  return {binary, "--frontend", e.frontend, "--backend", e.backend, "--sink", e.sink, "--events", e.events,
-          "--log-level", log_level};
+std::vector<std::string> role_argv(const std::string& binary, const Endpoints& e,
+                                   const std::string& log_level) {
+  return {binary, "--frontend", e.frontend, "--backend",   e.backend, "--sink",
+          e.sink, "--events",   e.events,   "--log-level", log_level};
 }
 
-void append(std::vector<std::string>& argv, const std::vector<std::pair<std::string, std::string>>& args) {
+void append(std::vector<std::string>& argv,
+            const std::vector<std::pair<std::string, std::string>>& args) {
   for (const auto& [flag, value] : args) {
     argv.push_back(flag);
     argv.push_back(value);
@@ -213,39 +223,53 @@ std::string format_rate(double value) {
 }  // namespace
 
 RunCommandLine::RunCommandLine(CLI::App& app, RunOptions& o) : app_(app), options_(o) {
-  app.add_option("FILE", o.file, "topics: text (one per line) or JSON Lines (.jsonl: key + payload); - for stdin")
+  app.add_option("FILE", o.file,
+                 "topics: text (one per line) or JSON Lines (.jsonl: key + payload); - for stdin")
       ->required()
       ->check(CLI::Validator(
           [](std::string& value) -> std::string {
-            if (value == "-" || (fs::is_regular_file(value) && ::access(value.c_str(), R_OK) == 0)) return {};
+            if (value == "-" || (fs::is_regular_file(value) && ::access(value.c_str(), R_OK) == 0))
+              return {};
             return "cannot read '" + value + "'";
           },
           "FILE"));
   add_flag_option(app, "--db", o.db, "SQLite database (created if missing)");
   add_flag_option(app, "--job", o.job, "job name");
   add_flag_option(app, "--workers", o.workers, "worker processes")->check(CLI::Range(1, 1024));
-  add_flag_option(app, "--concurrency", o.concurrency, "handlers running at once per worker")->check(CLI::Range(1, 10000));
-  add_flag_option(app, "--handler", o.handler, "noop | sleep:MIN-MAX | fail:P | sleep:MIN-MAX,fail:P | exec:COMMAND");
+  add_flag_option(app, "--concurrency", o.concurrency, "handlers running at once per worker")
+      ->check(CLI::Range(1, 10000));
+  add_flag_option(app, "--handler", o.handler,
+                  "noop | sleep:MIN-MAX | fail:P | sleep:MIN-MAX,fail:P | exec:COMMAND");
   add_flag_option(app, "--format", o.format, "input format (auto: .jsonl files are JSON Lines)")
       ->check(CLI::IsMember({"auto", "text", "jsonl"}));
   add_flag_option(app, "--progress", o.progress, "bar, lines, none, or auto (a bar on a terminal)")
       ->check(CLI::IsMember({"auto", "bar", "lines", "none"}));
-  add_flag_option(app, "--stop-timeout-ms", o.stop_timeout_ms, "at shutdown, SIGKILL a child still running after this")
+  add_flag_option(app, "--stop-timeout-ms", o.stop_timeout_ms,
+                  "at shutdown, SIGKILL a child still running after this")
       ->check(CLI::Range(0, 3600000));
   add_log_level_option(app, o.log_level);
 
   // Passed on to the roles only when given, so the roles' own defaults stay the defaults.
-  auto pass = [&](const std::string& flag, std::int64_t& value, const std::string& help, std::int64_t min, std::int64_t max) {
-    app.add_option(flag, value, help + " (default: the role's)")->envname(env_name(flag))->check(CLI::Range(min, max))->group("Passed to the roles");
+  auto pass = [&](const std::string& flag, std::int64_t& value, const std::string& help,
+                  std::int64_t min, std::int64_t max) {
+    app.add_option(flag, value, help + " (default: the role's)")
+        ->envname(env_name(flag))
+        ->check(CLI::Range(min, max))
+        ->group("Passed to the roles");
   };
   pass("--batch-max", batch_max_, "sink: commit when this many updates are buffered", 1, 1000000);
-  pass("--batch-delay-ms", batch_delay_ms_, "sink: commit at most this long after the first buffered update", 0, 60000);
-  pass("--lease-ms", lease_ms_, "sink, worker: a running task without heartbeat for this long is redelivered", 100, 86400000);
+  pass("--batch-delay-ms", batch_delay_ms_,
+       "sink: commit at most this long after the first buffered update", 0, 60000);
+  pass("--lease-ms", lease_ms_,
+       "sink, worker: a running task without heartbeat for this long is redelivered", 100,
+       86400000);
   pass("--max-attempts", max_attempts_, "sink: deliveries per topic before it is failed", 1, 1000);
   pass("--retry-base-ms", retry_base_ms_, "sink: first retry backoff cap", 0, 86400000);
   pass("--retry-max-ms", retry_max_ms_, "sink: retry backoff cap", 0, 86400000);
-  pass("--dispatch-timeout-ms", dispatch_timeout_ms_, "sink: a dispatched task not started within this is sent again", 100, 86400000);
-  pass("--task-timeout-ms", task_timeout_ms_, "worker: per-task timeout, a retryable failure (0: none)", 0, 86400000);
+  pass("--dispatch-timeout-ms", dispatch_timeout_ms_,
+       "sink: a dispatched task not started within this is sent again", 100, 86400000);
+  pass("--task-timeout-ms", task_timeout_ms_,
+       "worker: per-task timeout, a retryable failure (0: none)", 0, 86400000);
 }
 
 void RunCommandLine::collect_forwarded() const {
@@ -254,12 +278,13 @@ void RunCommandLine::collect_forwarded() const {
   auto& worker = options_.worker_args;
   sink.clear();
   worker.clear();
-  const std::array<std::pair<const char*, std::int64_t>, 6> sink_only{{{"--batch-max", batch_max_},
-                                                                       {"--batch-delay-ms", batch_delay_ms_},
-                                                                       {"--max-attempts", max_attempts_},
-                                                                       {"--retry-base-ms", retry_base_ms_},
-                                                                       {"--retry-max-ms", retry_max_ms_},
-                                                                       {"--dispatch-timeout-ms", dispatch_timeout_ms_}}};
+  const std::array<std::pair<const char*, std::int64_t>, 6> sink_only{
+      {{"--batch-max", batch_max_},
+       {"--batch-delay-ms", batch_delay_ms_},
+       {"--max-attempts", max_attempts_},
+       {"--retry-base-ms", retry_base_ms_},
+       {"--retry-max-ms", retry_max_ms_},
+       {"--dispatch-timeout-ms", dispatch_timeout_ms_}}};
   for (const auto& [flag, value] : sink_only) {
     if (given(flag)) sink.emplace_back(flag, std::to_string(value));
   }
@@ -267,7 +292,8 @@ void RunCommandLine::collect_forwarded() const {
     sink.emplace_back("--lease-ms", std::to_string(lease_ms_));
     worker.emplace_back("--lease-ms", std::to_string(lease_ms_));
   }
-  if (given("--task-timeout-ms")) worker.emplace_back("--task-timeout-ms", std::to_string(task_timeout_ms_));
+  if (given("--task-timeout-ms"))
+    worker.emplace_back("--task-timeout-ms", std::to_string(task_timeout_ms_));
 }
 
 int run_command(const RunOptions& o, const StopSignal& stop, std::ostream& out) {
@@ -296,7 +322,8 @@ int run_command(const RunOptions& o, const StopSignal& stop, std::ostream& out) 
   std::vector<Child*> workers;
   for (int i = 1; i <= o.workers; ++i) {
     auto argv = role_argv(worker_bin, endpoints, o.log_level);
-    argv.insert(argv.end(), {"--concurrency", std::to_string(o.concurrency), "--handler", o.handler});
+    argv.insert(argv.end(),
+                {"--concurrency", std::to_string(o.concurrency), "--handler", o.handler});
     append(argv, o.worker_args);
     workers.push_back(&sup.add("worker " + std::to_string(i), std::move(argv), true));
   }
@@ -336,7 +363,9 @@ int run_command(const RunOptions& o, const StopSignal& stop, std::ostream& out) 
         if (!ready) break;
       } catch (const std::runtime_error&) {
         if (steady_ms() > ready_deadline) {
-          fatal = std::make_pair("the sink did not answer within " + std::to_string(kSinkReadyTimeoutMs / 1000) + " s", 1);
+          fatal = std::make_pair(
+              "the sink did not answer within " + std::to_string(kSinkReadyTimeoutMs / 1000) + " s",
+              1);
         }
       }
     }
@@ -365,7 +394,8 @@ int run_command(const RunOptions& o, const StopSignal& stop, std::ostream& out) 
         fatal = std::make_pair(std::string(e.what()), 1);
       }
     }
-    std::optional<std::int64_t> producer_done_ms;  // sink wall clock: later progress is final-capable
+    std::optional<std::int64_t>
+        producer_done_ms;  // sink wall clock: later progress is final-capable
     std::int64_t next_hello = 0;
     const wire::Message hello = wire::Hello{client.client_id(), o.job};
     while (ready && !fatal && !interrupted) {
@@ -377,8 +407,8 @@ int run_command(const RunOptions& o, const StopSignal& stop, std::ostream& out) 
       if (!producer_done_ms) {
         if (auto status = producer.process.poll_exit()) {
           if (!status->success()) {
-            fatal = std::make_pair("producer (pid " + std::to_string(producer.process.pid()) + ") exited with " +
-                                       status->describe(),
+            fatal = std::make_pair("producer (pid " + std::to_string(producer.process.pid()) +
+                                       ") exited with " + status->describe(),
                                    status->shell_code());
             break;
           }
@@ -397,12 +427,14 @@ int run_command(const RunOptions& o, const StopSignal& stop, std::ostream& out) 
       const auto* p = event ? std::get_if<wire::Progress>(&*event) : nullptr;
       if (p == nullptr) continue;
       last = *p;
-      if (producer_done_ms && p->time_ms >= *producer_done_ms && p->pending == 0 && p->running == 0) {
+      if (producer_done_ms && p->time_ms >= *producer_done_ms && p->pending == 0 &&
+          p->running == 0) {
         view.finish(*p);
         finished = true;
         break;
       }
-      if (p->pending + p->running + p->completed + p->failed > 0) view.update(*p);  // not "0/0" before the first chunk
+      if (p->pending + p->running + p->completed + p->failed > 0)
+        view.update(*p);  // not "0/0" before the first chunk
     }
     if (!finished && last && progress_mode != ProgressView::Mode::none) view.finish(*last);
   }
@@ -445,18 +477,22 @@ int run_command(const RunOptions& o, const StopSignal& stop, std::ostream& out) 
 
   const double seconds = static_cast<double>(std::max<std::int64_t>(wall_ms, 1)) / 1000.0;
   if (counts) {
-    const auto done = counts->count(store::Status::completed) + counts->count(store::Status::failed);
+    const auto done =
+        counts->count(store::Status::completed) + counts->count(store::Status::failed);
     const auto before = baseline ? baseline->completed + baseline->failed : 0;
     const auto done_now = done >= before ? done - before : 0;
     out << "job " << o.job << ": " << counts->count(store::Status::completed) << " completed, "
-        << counts->count(store::Status::failed) << " failed, " << counts->count(store::Status::pending) << " pending, "
+        << counts->count(store::Status::failed) << " failed, "
+        << counts->count(store::Status::pending) << " pending, "
         << counts->count(store::Status::running) << " running (" << counts->total() << " topics)\n";
-    out << "wall time " << format_rate(seconds) << " s, " << done_now << " topics finished in this run ("
-        << format_rate(static_cast<double>(done_now) / seconds) << " topics/s)\n";
+    out << "wall time " << format_rate(seconds) << " s, " << done_now
+        << " topics finished in this run (" << format_rate(static_cast<double>(done_now) / seconds)
+        << " topics/s)\n";
   }
   if (last) {
-    out << "sink: " << last->batches << " batches committed, " << last->busy_retries << " busy retries, "
-        << last->redelivered << " redelivered, " << last->retried << " retried\n";
+    out << "sink: " << last->batches << " batches committed, " << last->busy_retries
+        << " busy retries, " << last->redelivered << " redelivered, " << last->retried
+        << " retried\n";
   }
   if (restarts > 0) out << "restarts: " << restarted << "\n";
   out.flush();

@@ -36,28 +36,32 @@ class EndToEnd : public ::testing::Test {
 };
 
 TEST_F(EndToEnd, RunCompletesEveryTopic) {
-  const auto r = sys_.run({bin("topicflow"), "run", "--db", sys_.db(), "--handler", "sleep:1-5", "--workers", "4",
-                           "--concurrency", "2", "--progress", "none", kTopics});
+  const auto r = sys_.run({bin("topicflow"), "run", "--db", sys_.db(), "--handler", "sleep:1-5",
+                           "--workers", "4", "--concurrency", "2", "--progress", "none", kTopics});
   ASSERT_EQ(r.status.shell_code(), 0) << r.describe();
   DbReader db(sys_.db());
   const auto counts = db.counts("default");
   EXPECT_EQ(counts.size(), 1U) << "only completed rows expected; " << r.describe();
-  EXPECT_EQ(counts.count("completed") ? counts.at("completed") : 0, 288) << r.describe();
-  EXPECT_EQ(db.scalar("SELECT count(*) FROM topics WHERE status = 'completed' AND attempts >= 1 AND error IS NULL"), 288);
+  EXPECT_EQ(counts.contains("completed") ? counts.at("completed") : 0, 288) << r.describe();
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM topics WHERE status = 'completed' AND attempts >= 1 "
+                      "AND error IS NULL"),
+            288);
   EXPECT_NE(r.out.find("288 completed"), std::string::npos) << "summary: " << r.out;
 }
 
 TEST_F(EndToEnd, ResubmissionLeavesCompletedRowsAlone) {
   sys_.start_all(2, {}, {"--handler", "sleep:1-3", "--concurrency", "4"});
   const auto producer = [&] {
-    return sys_.run({bin("topicflow-producer"), kTopics, "--wait", "--progress", "none", "--log-level", "info",
-                     "--frontend", sys_.endpoint("frontend"), "--backend", sys_.endpoint("backend"), "--sink",
-                     sys_.endpoint("sink"), "--events", sys_.endpoint("events")});
+    return sys_.run({bin("topicflow-producer"), kTopics, "--wait", "--progress", "none",
+                     "--log-level", "info", "--frontend", sys_.endpoint("frontend"), "--backend",
+                     sys_.endpoint("backend"), "--sink", sys_.endpoint("sink"), "--events",
+                     sys_.endpoint("events")});
   };
   const auto first = producer();
   ASSERT_EQ(first.status.shell_code(), 0) << first.describe();
 
-  // Wait until all 288 are committed (read-only reader beside the running sink, WAL), then snapshot.
+  // Wait until all 288 are committed (read-only reader beside the running sink, WAL), then
+  // snapshot.
   std::map<std::string, Row> before;
   for (int i = 0; i < 100; ++i) {
     DbReader db(sys_.db());
@@ -67,7 +71,8 @@ TEST_F(EndToEnd, ResubmissionLeavesCompletedRowsAlone) {
     }
     std::this_thread::sleep_for(100ms);
   }
-  ASSERT_EQ(before.size(), 288U) << "the first submission never completed; sink log:\n" << sys_.log("sink");
+  ASSERT_EQ(before.size(), 288U) << "the first submission never completed; sink log:\n"
+                                 << sys_.log("sink");
 
   const auto second = producer();
   ASSERT_EQ(second.status.shell_code(), 0) << second.describe();
@@ -82,9 +87,10 @@ TEST_F(EndToEnd, ResubmissionLeavesCompletedRowsAlone) {
   for (const auto& [key, row] : before) {
     if (after.at(key) != row) {
       ++changed;
-      ADD_FAILURE() << "row '" << key << "' changed: attempts " << row.attempts << " -> " << after.at(key).attempts
-                    << ", updated_at " << row.updated_at << " -> " << after.at(key).updated_at << ", status "
-                    << row.status << " -> " << after.at(key).status;
+      ADD_FAILURE() << "row '" << key << "' changed: attempts " << row.attempts << " -> "
+                    << after.at(key).attempts << ", updated_at " << row.updated_at << " -> "
+                    << after.at(key).updated_at << ", status " << row.status << " -> "
+                    << after.at(key).status;
       if (changed > 5) break;
     }
   }
@@ -92,9 +98,9 @@ TEST_F(EndToEnd, ResubmissionLeavesCompletedRowsAlone) {
 
 TEST_F(EndToEnd, FailingHandlerEndsFailedWithTheErrorKept) {
   const auto file = sys_.write_file("topics.txt", numbered_topics(40));
-  const auto r = sys_.run({bin("topicflow"), "run", "--db", sys_.db(), "--handler", "fail:1", "--max-attempts", "2",
-                           "--retry-base-ms", "10", "--retry-max-ms", "50", "--workers", "2", "--progress", "none",
-                           file});
+  const auto r = sys_.run({bin("topicflow"), "run", "--db", sys_.db(), "--handler", "fail:1",
+                           "--max-attempts", "2", "--retry-base-ms", "10", "--retry-max-ms", "50",
+                           "--workers", "2", "--progress", "none", file});
   EXPECT_EQ(r.status.shell_code(), 1) << "some topics failed: run must exit 1; " << r.describe();
   DbReader db(sys_.db());
   const auto rows = db.rows("default");
@@ -109,16 +115,19 @@ TEST_F(EndToEnd, FailingHandlerEndsFailedWithTheErrorKept) {
 
 TEST_F(EndToEnd, StatusJsonMatchesTheDatabase) {
   const auto file = sys_.write_file("mixed.txt", numbered_topics(60));
-  const auto r = sys_.run({bin("topicflow"), "run", "--db", sys_.db(), "--job", "mixed", "--handler", "fail:0.5",
-                           "--max-attempts", "1", "--workers", "2", "--progress", "none", file});
+  const auto r =
+      sys_.run({bin("topicflow"), "run", "--db", sys_.db(), "--job", "mixed", "--handler",
+                "fail:0.5", "--max-attempts", "1", "--workers", "2", "--progress", "none", file});
   ASSERT_FALSE(r.timed_out) << r.describe();
   const auto other = sys_.write_file("other.txt", numbered_topics(7, "other"));
-  ASSERT_EQ(sys_.run({bin("topicflow"), "run", "--db", sys_.db(), "--job", "other", "--progress", "none", other})
+  ASSERT_EQ(sys_.run({bin("topicflow"), "run", "--db", sys_.db(), "--job", "other", "--progress",
+                      "none", other})
                 .status.shell_code(),
             0);
 
   const auto bytes_before = read_text(sys_.db());
-  const auto s = sys_.run({bin("topicflow"), "status", "--db", sys_.db(), "--json", "--errors", "5"});
+  const auto s =
+      sys_.run({bin("topicflow"), "status", "--db", sys_.db(), "--json", "--errors", "5"});
   ASSERT_EQ(s.status.shell_code(), 0) << s.describe();
   EXPECT_EQ(read_text(sys_.db()), bytes_before) << "status must never write the database";
   const auto doc = nlohmann::json::parse(s.out);
@@ -130,21 +139,24 @@ TEST_F(EndToEnd, StatusJsonMatchesTheDatabase) {
     const auto counts = db.counts(name);
     std::int64_t total = 0;
     for (const char* status : {"pending", "running", "completed", "failed"}) {
-      const auto expected = counts.count(status) ? counts.at(status) : 0;
-      EXPECT_EQ(job.at(status).get<std::int64_t>(), expected) << name << " " << status << ": " << s.out;
+      const auto expected = counts.contains(status) ? counts.at(status) : 0;
+      EXPECT_EQ(job.at(status).get<std::int64_t>(), expected)
+          << name << " " << status << ": " << s.out;
       total += expected;
     }
     EXPECT_EQ(job.at("total").get<std::int64_t>(), total) << name;
   }
   const auto failed = db.scalar("SELECT count(*) FROM topics WHERE error IS NOT NULL");
   ASSERT_GT(failed, 0) << "fail:0.5 over 60 topics should fail some";
-  ASSERT_EQ(static_cast<std::int64_t>(doc.at("errors").size()), std::min<std::int64_t>(failed, 5)) << s.out;
+  ASSERT_EQ(static_cast<std::int64_t>(doc.at("errors").size()), std::min<std::int64_t>(failed, 5))
+      << s.out;
   const auto newest = db.scalar("SELECT max(updated_at) FROM topics WHERE error IS NOT NULL");
-  EXPECT_EQ(doc.at("errors").at(0).at("updated_at").get<std::int64_t>(), newest) << "errors are newest first";
+  EXPECT_EQ(doc.at("errors").at(0).at("updated_at").get<std::int64_t>(), newest)
+      << "errors are newest first";
   const auto rows = db.rows("mixed");
   for (const auto& e : doc.at("errors")) {
     const auto key = e.at("key").get<std::string>();
-    ASSERT_TRUE(rows.count(key)) << key;
+    ASSERT_TRUE(rows.contains(key)) << key;
     const auto& row = rows.at(key);
     EXPECT_EQ(e.at("status").get<std::string>(), row.status) << key;
     EXPECT_EQ(e.at("attempts").get<std::int64_t>(), row.attempts) << key;
@@ -154,17 +166,20 @@ TEST_F(EndToEnd, StatusJsonMatchesTheDatabase) {
 }
 
 TEST_F(EndToEnd, StatusOfAMissingDatabaseIsAOneLineError) {
-  const auto r = sys_.run({bin("topicflow"), "status", "--db", (sys_.dir() / "missing.db").string()});
+  const auto r =
+      sys_.run({bin("topicflow"), "status", "--db", (sys_.dir() / "missing.db").string()});
   EXPECT_EQ(r.status.shell_code(), 1) << r.describe();
   expect_one_line(r);
-  EXPECT_FALSE(std::filesystem::exists(sys_.dir() / "missing.db")) << "status must not create the database";
+  EXPECT_FALSE(std::filesystem::exists(sys_.dir() / "missing.db"))
+      << "status must not create the database";
 }
 
 TEST_F(EndToEnd, BadFlagExitsTwoWithOneLine) {
-  for (const char* binary : {"topicflow", "topicflow-broker", "topicflow-sink", "topicflow-worker", "topicflow-producer"}) {
+  for (const char* binary : {"topicflow", "topicflow-broker", "topicflow-sink", "topicflow-worker",
+                             "topicflow-producer"}) {
     std::vector<std::string> argv{bin(binary)};
-    if (std::string(binary) == "topicflow") argv.push_back("run");
-    argv.push_back("--no-such-flag");
+    if (std::string(binary) == "topicflow") argv.emplace_back("run");
+    argv.emplace_back("--no-such-flag");
     const auto r = sys_.run(argv, 30s);
     EXPECT_EQ(r.status.shell_code(), 2) << binary << ": " << r.describe();
     expect_one_line(r);
@@ -175,13 +190,15 @@ TEST_F(EndToEnd, BadFlagExitsTwoWithOneLine) {
 }
 
 TEST_F(EndToEnd, UnwritableDatabasePathIsAOneLineError) {
-  const auto r = sys_.run({bin("topicflow"), "run", "--db", "/proc/nope/x.db", "--progress", "none", kTopics}, 60s);
+  const auto r = sys_.run(
+      {bin("topicflow"), "run", "--db", "/proc/nope/x.db", "--progress", "none", kTopics}, 60s);
   EXPECT_NE(r.status.shell_code(), 0) << r.describe();
   EXPECT_FALSE(r.timed_out) << r.describe();
   expect_one_line(r);
   EXPECT_NE(r.err.find("/proc/nope/x.db"), std::string::npos) << r.describe();
 
-  std::vector<std::string> argv{bin("topicflow-sink"), "--db", "/proc/nope/x.db", "--log-level", "info"};
+  std::vector<std::string> argv{bin("topicflow-sink"), "--db", "/proc/nope/x.db", "--log-level",
+                                "info"};
   for (auto& a : sys_.endpoint_args()) argv.push_back(a);
   const auto sink = sys_.run(argv, 30s);
   EXPECT_NE(sink.status.shell_code(), 0) << sink.describe();
@@ -195,10 +212,13 @@ TEST_F(EndToEnd, MalformedJsonLinesLeaveNoRows) {
                                     "{\"key\": \"b\", \"payload\": {\"nested\": true}}\n"
                                     "{\"key\": \"c\", \"payload\": \n"
                                     "{\"key\": \"d\", \"payload\": \"last\"}\n");
-  const auto r = sys_.run({bin("topicflow"), "run", "--db", sys_.db(), "--job", "broken", "--progress", "none", file}, 60s);
+  const auto r = sys_.run(
+      {bin("topicflow"), "run", "--db", sys_.db(), "--job", "broken", "--progress", "none", file},
+      60s);
   EXPECT_NE(r.status.shell_code(), 0) << r.describe();
   EXPECT_FALSE(r.timed_out) << r.describe();
-  EXPECT_NE(r.err.find("input.jsonl:3"), std::string::npos) << "the error should name the line; " << r.describe();
+  EXPECT_NE(r.err.find("input.jsonl:3"), std::string::npos)
+      << "the error should name the line; " << r.describe();
   if (std::filesystem::exists(sys_.db())) {
     DbReader db(sys_.db());
     EXPECT_EQ(db.scalar("SELECT count(*) FROM topics WHERE job = 'broken'"), 0) << r.describe();
@@ -212,16 +232,18 @@ TEST_F(EndToEnd, EndpointInUseIsAOneLineError) {
   holder.bind("tcp://127.0.0.1:*");
   const auto used = holder.get(zmq::sockopt::last_endpoint);
 
-  const auto broker = sys_.run({bin("topicflow-broker"), "--frontend", used, "--backend", "tcp://127.0.0.1:*",
-                                "--sink", sys_.endpoint("sink"), "--log-level", "info"},
-                               30s);
+  const auto broker =
+      sys_.run({bin("topicflow-broker"), "--frontend", used, "--backend", "tcp://127.0.0.1:*",
+                "--sink", sys_.endpoint("sink"), "--log-level", "info"},
+               30s);
   EXPECT_EQ(broker.status.shell_code(), 1) << broker.describe();
   expect_one_line(broker);
   EXPECT_NE(broker.err.find("in use"), std::string::npos) << broker.describe();
 
-  const auto sink = sys_.run({bin("topicflow-sink"), "--db", sys_.db(), "--sink", used, "--events", "tcp://127.0.0.1:*",
-                              "--frontend", sys_.endpoint("frontend"), "--log-level", "info"},
-                             30s);
+  const auto sink = sys_.run(
+      {bin("topicflow-sink"), "--db", sys_.db(), "--sink", used, "--events", "tcp://127.0.0.1:*",
+       "--frontend", sys_.endpoint("frontend"), "--log-level", "info"},
+      30s);
   EXPECT_NE(sink.status.shell_code(), 0) << sink.describe();
   expect_one_line(sink);
   EXPECT_NE(sink.err.find("in use"), std::string::npos) << sink.describe();
@@ -233,9 +255,9 @@ TEST_F(EndToEnd, RunRestartsAKilledWorker) {
   options.stdout_path = (sys_.dir() / "run.out").string();
   options.stderr_path = (sys_.dir() / "run.err").string();
   options.die_with_parent = true;
-  ChildProcess run({bin("topicflow"), "run", "--db", sys_.db(), "--handler", "sleep:20-40", "--workers", "2",
-                    "--lease-ms", "1000", "--dispatch-timeout-ms", "2000", "--progress", "none", "--log-level", "warn",
-                    file},
+  ChildProcess run({bin("topicflow"), "run", "--db", sys_.db(), "--handler", "sleep:20-40",
+                    "--workers", "2", "--lease-ms", "1000", "--dispatch-timeout-ms", "2000",
+                    "--progress", "none", "--log-level", "warn", file},
                    options);
   // Find a worker among run's children and SIGKILL it mid-run.
   pid_t victim = -1;
@@ -263,7 +285,9 @@ TEST_F(EndToEnd, RunRestartsAKilledWorker) {
   ASSERT_TRUE(status.has_value()) << "run did not finish within 60 s";
   const auto err = read_text(sys_.dir() / "run.err");
   EXPECT_EQ(status->shell_code(), 0) << err << read_text(sys_.dir() / "run.out");
-  EXPECT_NE(err.find("(pid " + std::to_string(victim) + ") exited with signal 9"), std::string::npos) << err;
+  EXPECT_NE(err.find("(pid " + std::to_string(victim) + ") exited with signal 9"),
+            std::string::npos)
+      << err;
   DbReader db(sys_.db());
   EXPECT_EQ(db.scalar("SELECT count(*) FROM topics WHERE status = 'completed'"), 60) << err;
 }
@@ -274,8 +298,8 @@ TEST_F(EndToEnd, RunStopsEverythingOnSigint) {
   options.stdout_path = (sys_.dir() / "run.out").string();
   options.stderr_path = (sys_.dir() / "run.err").string();
   options.die_with_parent = true;
-  ChildProcess run({bin("topicflow"), "run", "--db", sys_.db(), "--handler", "sleep:100-200", "--workers", "2",
-                    "--progress", "none", file},
+  ChildProcess run({bin("topicflow"), "run", "--db", sys_.db(), "--handler", "sleep:100-200",
+                    "--workers", "2", "--progress", "none", file},
                    options);
   // Wait until work is under way (rows registered), then interrupt.
   for (int i = 0; i < 100; ++i) {
@@ -292,9 +316,11 @@ TEST_F(EndToEnd, RunStopsEverythingOnSigint) {
   EXPECT_EQ(status->shell_code(), 130) << read_text(sys_.dir() / "run.err");
   EXPECT_LT(std::chrono::steady_clock::now() - start, 15s);
   DbReader db(sys_.db());
-  EXPECT_EQ(db.scalar("SELECT count(*) FROM topics"), 200) << "every topic was registered before the interrupt";
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM topics"), 200)
+      << "every topic was registered before the interrupt";
   EXPECT_GT(db.scalar("SELECT count(*) FROM topics WHERE status = 'completed'"), 0);
-  EXPECT_LT(db.scalar("SELECT count(*) FROM topics WHERE status = 'completed'"), 200) << "interrupted before the end";
+  EXPECT_LT(db.scalar("SELECT count(*) FROM topics WHERE status = 'completed'"), 200)
+      << "interrupted before the end";
 }
 
 }  // namespace

@@ -70,7 +70,8 @@ TEST_F(ProcessTest, PassesEnvironmentAndRedirectsOutput) {
   options.env = {{"TOPICFLOW_PROCESS_TEST", "forty-two"}, {"HOME", "/nowhere"}};
   options.stdout_path = out;
   options.stderr_path = out;
-  ChildProcess child({"/bin/sh", "-c", "echo \"$TOPICFLOW_PROCESS_TEST $HOME\"; echo oops >&2"}, options);
+  ChildProcess child({"/bin/sh", "-c", "echo \"$TOPICFLOW_PROCESS_TEST $HOME\"; echo oops >&2"},
+                     options);
   auto status = child.wait_for(5s);
   ASSERT_TRUE(status && status->success()) << (status ? status->describe() : "still running");
   EXPECT_EQ(read_file(out), "forty-two /nowhere\noops\n");

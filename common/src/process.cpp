@@ -1,18 +1,19 @@
 #include <topicflow/process.hpp>
 
-#include <cerrno>
-#include <csignal>
-#include <cstdlib>
-#include <cstring>
 #include <fcntl.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
 #include <system_error>
 #include <thread>
-#include <unistd.h>
 
-extern char** environ;  // NOLINT(readability-redundant-declaration): POSIX, not declared by <unistd.h> in C++
+extern char**
+    environ;  // NOLINT(readability-redundant-declaration): POSIX, not declared by <unistd.h> in C++
 
 namespace topicflow {
 namespace {
@@ -63,7 +64,8 @@ std::string resolve(const std::string& name) {
 std::string ExitStatus::describe() const {
   if (signal != 0) {
     const char* name = ::strsignal(signal);
-    return "signal " + std::to_string(signal) + (name != nullptr ? std::string(" (") + name + ")" : std::string());
+    return "signal " + std::to_string(signal) +
+           (name != nullptr ? std::string(" (") + name + ")" : std::string());
   }
   return "status " + std::to_string(code);
 }
@@ -100,12 +102,14 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv, const SpawnOpti
   argp.push_back(nullptr);
 
   Fd out(options.stdout_path ? open_output(*options.stdout_path) : -1);
-  Fd err(options.stderr_path ? (options.stderr_path == options.stdout_path ? ::fcntl(out.fd, F_DUPFD_CLOEXEC, 3)
-                                                                           : open_output(*options.stderr_path))
-                             : -1);
+  Fd err(options.stderr_path
+             ? (options.stderr_path == options.stdout_path ? ::fcntl(out.fd, F_DUPFD_CLOEXEC, 3)
+                                                           : open_output(*options.stderr_path))
+             : -1);
   Fd in(options.stdin_null ? ::open("/dev/null", O_RDONLY | O_CLOEXEC) : -1);
   int report[2];
-  if (::pipe2(report, O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category(), "pipe2");
+  if (::pipe2(report, O_CLOEXEC) != 0)
+    throw std::system_error(errno, std::generic_category(), "pipe2");
   Fd report_read(report[0]);
   Fd report_write(report[1]);
   const pid_t parent = ::getpid();
@@ -121,7 +125,8 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv, const SpawnOpti
     // Ignored signals survive exec; give the child a clean slate.
     struct sigaction dfl {};
     dfl.sa_handler = SIG_DFL;
-    for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD}) ::sigaction(sig, &dfl, nullptr);
+    for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD})
+      ::sigaction(sig, &dfl, nullptr);
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -133,7 +138,8 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv, const SpawnOpti
     [[maybe_unused]] auto n = ::write(report_write.fd, &code, sizeof code);
     ::_exit(127);
   }
-  if (options.new_process_group) ::setpgid(pid, pid);  // also here: no race with an early kill(-pid)
+  if (options.new_process_group)
+    ::setpgid(pid, pid);  // also here: no race with an early kill(-pid)
   ::close(report_write.fd);
   report_write.fd = -1;
   int code = 0;
@@ -154,7 +160,9 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv, const SpawnOpti
 ChildProcess::~ChildProcess() { kill_and_reap(); }
 
 ChildProcess::ChildProcess(ChildProcess&& other) noexcept
-    : pid_(std::exchange(other.pid_, -1)), own_group_(other.own_group_), status_(std::exchange(other.status_, {})) {}
+    : pid_(std::exchange(other.pid_, -1)),
+      own_group_(other.own_group_),
+      status_(std::exchange(other.status_, {})) {}
 
 ChildProcess& ChildProcess::operator=(ChildProcess&& other) noexcept {
   if (this != &other) {
@@ -207,7 +215,8 @@ std::optional<ExitStatus> ChildProcess::wait_for(std::chrono::milliseconds timeo
     if (auto s = poll_exit()) return s;
     const auto now = std::chrono::steady_clock::now();
     if (now >= deadline) return std::nullopt;
-    std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(pause, deadline - now));
+    std::this_thread::sleep_for(
+        std::min<std::chrono::steady_clock::duration>(pause, deadline - now));
     pause = std::min(pause * 2, std::chrono::milliseconds(20));
   }
 }
@@ -232,7 +241,8 @@ std::string executable_dir() {
 }
 
 std::string topicflow_bin_dir() {
-  if (const char* dir = std::getenv("TOPICFLOW_BIN_DIR"); dir != nullptr && *dir != '\0') return dir;
+  if (const char* dir = std::getenv("TOPICFLOW_BIN_DIR"); dir != nullptr && *dir != '\0')
+    return dir;
   return executable_dir();
 }
 

@@ -33,7 +33,9 @@
 
 namespace topicflow::testing {
 
-inline std::string bin(const std::string& name) { return std::string(TOPICFLOW_BIN_DIR) + "/" + name; }
+inline std::string bin(const std::string& name) {
+  return std::string(TOPICFLOW_BIN_DIR) + "/" + name;
+}
 
 inline std::string read_text(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -56,8 +58,8 @@ struct CommandResult {
   std::string out;
   std::string err;
   [[nodiscard]] std::string describe() const {
-    return (timed_out ? std::string("TIMED OUT, ") : std::string()) + status.describe() + "\n--- stdout:\n" + out +
-           "--- stderr:\n" + err;
+    return (timed_out ? std::string("TIMED OUT, ") : std::string()) + status.describe() +
+           "\n--- stdout:\n" + out + "--- stderr:\n" + err;
   }
 };
 
@@ -95,7 +97,8 @@ class DbReader {
     Stmt stmt(db_, "SELECT status, count(*) FROM topics WHERE job = ?1 GROUP BY status");
     sqlite3_bind_text(stmt.s, 1, job.c_str(), -1, SQLITE_TRANSIENT);
     std::map<std::string, std::int64_t> out;
-    while (sqlite3_step(stmt.s) == SQLITE_ROW) out[text(stmt.s, 0)] = sqlite3_column_int64(stmt.s, 1);
+    while (sqlite3_step(stmt.s) == SQLITE_ROW)
+      out[text(stmt.s, 0)] = sqlite3_column_int64(stmt.s, 1);
     return out;
   }
 
@@ -128,7 +131,8 @@ class DbReader {
   };
   static std::string text(sqlite3_stmt* s, int column) {
     const auto* p = sqlite3_column_text(s, column);
-    return p != nullptr ? std::string(reinterpret_cast<const char*>(p), static_cast<std::size_t>(sqlite3_column_bytes(s, column)))
+    return p != nullptr ? std::string(reinterpret_cast<const char*>(p),
+                                      static_cast<std::size_t>(sqlite3_column_bytes(s, column)))
                         : std::string();
   }
   sqlite3* db_ = nullptr;
@@ -153,7 +157,9 @@ class System {
 
   [[nodiscard]] const std::filesystem::path& dir() const noexcept { return dir_; }
   [[nodiscard]] const std::string& db() const noexcept { return db_; }
-  [[nodiscard]] std::string endpoint(const std::string& name) const { return "ipc://" + (dir_ / name).string(); }
+  [[nodiscard]] std::string endpoint(const std::string& name) const {
+    return "ipc://" + (dir_ / name).string();
+  }
 
   // --frontend ... --events ... for a role of this system.
   [[nodiscard]] std::vector<std::string> endpoint_args() const {
@@ -163,8 +169,8 @@ class System {
 
   // Starts `binary` (e.g. "topicflow-sink") with the endpoints, --log-level, and `args`; stderr and
   // stdout go to <dir>/<name>.log.
-  ChildProcess& start(const std::string& name, const std::string& binary, std::vector<std::string> args,
-                      const std::string& log_level = "info") {
+  ChildProcess& start(const std::string& name, const std::string& binary,
+                      std::vector<std::string> args, const std::string& log_level = "info") {
     std::vector<std::string> argv{bin(binary)};
     for (auto& a : endpoint_args()) argv.push_back(a);
     argv.insert(argv.end(), {"--log-level", log_level});
@@ -179,11 +185,13 @@ class System {
   }
 
   // sink (on db()), broker, and `workers` workers with `worker_args`.
-  void start_all(int workers, std::vector<std::string> sink_args = {}, std::vector<std::string> worker_args = {}) {
+  void start_all(int workers, std::vector<std::string> sink_args = {},
+                 const std::vector<std::string>& worker_args = {}) {
     sink_args.insert(sink_args.begin(), {"--db", db_});
     start("sink", "topicflow-sink", sink_args);
     start("broker", "topicflow-broker", {});
-    for (int i = 1; i <= workers; ++i) start("worker" + std::to_string(i), "topicflow-worker", worker_args);
+    for (int i = 1; i <= workers; ++i)
+      start("worker" + std::to_string(i), "topicflow-worker", worker_args);
   }
 
   ChildProcess& role(const std::string& name) {
@@ -194,11 +202,13 @@ class System {
   }
 
   // SIGTERM to every role in the order they are named, each awaited (the sink last commits).
-  void stop(const std::vector<std::string>& names, std::chrono::milliseconds grace = std::chrono::seconds(15)) {
+  void stop(const std::vector<std::string>& names,
+            std::chrono::milliseconds grace = std::chrono::seconds(15)) {
     for (const auto& name : names) {
       auto status = role(name).stop(SIGTERM, grace);
       EXPECT_FALSE(status.signaled() && status.signal == SIGKILL)
-          << name << " needed SIGKILL to stop; its log:\n" << log(name);
+          << name << " needed SIGKILL to stop; its log:\n"
+          << log(name);
     }
   }
   // Workers first, then the broker, then the sink.
@@ -216,10 +226,13 @@ class System {
     stop(order);
   }
 
-  [[nodiscard]] std::string log(const std::string& name) const { return read_text(dir_ / (name + ".log")); }
+  [[nodiscard]] std::string log(const std::string& name) const {
+    return read_text(dir_ / (name + ".log"));
+  }
 
   // Runs a command to completion (killing it after `timeout`), capturing stdout and stderr.
-  CommandResult run(const std::vector<std::string>& argv, std::chrono::milliseconds timeout = std::chrono::seconds(120),
+  CommandResult run(const std::vector<std::string>& argv,
+                    std::chrono::milliseconds timeout = std::chrono::seconds(120),
                     const std::vector<std::pair<std::string, std::string>>& env = {}) {
     const auto n = std::to_string(++commands_);
     const auto out = dir_ / ("cmd" + n + ".out");

@@ -25,7 +25,7 @@ struct StatusOptions {
   std::string db = "topicflow.db";
   std::string job;  // empty: every job
   bool json = false;
-  int errors = 5;   // most recent errors listed
+  int errors = 5;  // most recent errors listed
 };
 
 void add_status_options(CLI::App& app, StatusOptions& options);
@@ -66,8 +66,9 @@ class RunCommandLine {
  private:
   CLI::App& app_;
   RunOptions& options_;
-  std::int64_t batch_max_ = 0, batch_delay_ms_ = 0, lease_ms_ = 0, max_attempts_ = 0, retry_base_ms_ = 0,
-               retry_max_ms_ = 0, dispatch_timeout_ms_ = 0, task_timeout_ms_ = 0;
+  std::int64_t batch_max_ = 0, batch_delay_ms_ = 0, lease_ms_ = 0, max_attempts_ = 0,
+               retry_base_ms_ = 0, retry_max_ms_ = 0, dispatch_timeout_ms_ = 0,
+               task_timeout_ms_ = 0;
 };
 
 // Runs the whole system on private ipc:// endpoints in a temp dir until every topic of the job is
