@@ -94,7 +94,10 @@ class Harness {
         EXPECT_NE(report, nullptr) << "the worker sent a " << tf::wire::type_name(decoded);
         if (report == nullptr) continue;
         EXPECT_EQ(report->worker, "test-worker") << "worker id in the report";
-        EXPECT_FALSE(report->updates.empty()) << "an empty report";
+        if (report->updates.empty()) {
+          ++announcements_;  // "I am alive": at start and on every heartbeat tick
+          continue;
+        }
         ++reports_;
         for (auto& u : report->updates) updates_.push_back(u);
       }
@@ -125,6 +128,7 @@ class Harness {
   std::thread::native_handle_type thread_handle() { return thread_.native_handle(); }
   const std::string& error() const { return error_; }
   std::size_t reports() const { return reports_; }
+  std::size_t announcements() const { return announcements_; }
 
  private:
   zmq::context_t ctx_;
@@ -138,6 +142,7 @@ class Harness {
   std::int64_t stopped_after_ = 0;
   std::vector<tf::wire::Update> updates_;
   std::size_t reports_ = 0;
+  std::size_t announcements_ = 0;
 };
 
 tf::WorkerConfig config(int concurrency = 1) {
@@ -475,4 +480,10 @@ TEST(Worker, StopGivesBackTasksBufferedButNotStarted) {
     EXPECT_EQ("t" + std::to_string(u.attempt), u.key) << "attempt of " << tf::wire::to_string(u.kind) << " " << u.key;
   }
   EXPECT_EQ(h.worker().counters().released, 5U);
+}
+
+TEST(Worker, AnnouncesItselfToTheSinkBeforeAnyTask) {
+  Harness h(config(1), tf::make_handler("noop"));
+  h.collect([&](const auto&) { return h.announcements() > 0; }, 3000);
+  EXPECT_GE(h.announcements(), 1u) << "an idle worker says it is alive, so the sink can count it";
 }

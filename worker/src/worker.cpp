@@ -237,8 +237,10 @@ struct Worker::Impl {
     }
   }
 
-  void flush(zmq::socket_t& sink, const StopSignal& stop) {
-    if (pending.empty()) return;
+  // `announce`: send even an empty report, so the sink knows this worker is alive (it counts
+  // workers for `topicflow run`, which waits for its workers before submitting).
+  void flush(zmq::socket_t& sink, const StopSignal& stop, bool announce = false) {
+    if (pending.empty() && !announce) return;
     wire::Report report;
     report.worker = id;
     report.updates.reserve(pending.size());
@@ -482,6 +484,7 @@ void Worker::Impl::run(const StopSignal& stop) {
     }
   } cancel_on_unwind{in_flight};
 
+  flush(sink, stop, /*announce=*/true);
   const auto heartbeat_every = std::max<std::int64_t>(1, cfg.lease_ms / 3);
   auto next_heartbeat = steady_ms() + heartbeat_every;
   auto next_rate_log = steady_ms() + kRateLogMs;
@@ -522,7 +525,7 @@ void Worker::Impl::run(const StopSignal& stop) {
       for (const auto& [task_id, f] : in_flight) {
         if (!f.started_queued) queue(task_id, make_update(wire::UpdateKind::heartbeat, f.task));
       }
-      flush(sink, stop);
+      flush(sink, stop, /*announce=*/true);
       next_heartbeat = now + heartbeat_every;
     }
     if (!pending.empty() &&
