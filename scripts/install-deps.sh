@@ -16,6 +16,7 @@ packages=(
   libspdlog-dev libcli11-dev                     # logging, command lines
   libsqlite3-dev sqlite3                         # the store; sqlite3 for operators and tests
   nlohmann-json3-dev libcpp-httplib-dev          # JSON Lines input, metrics endpoint
+  libssl-dev zlib1g-dev libbrotli-dev            # what cpp-httplib's pkg-config file requires
   libgtest-dev libgmock-dev libbenchmark-dev     # tests and benchmarks
   clang                                          # sanitizer and fuzz builds
 )
