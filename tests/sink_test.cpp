@@ -25,7 +25,7 @@ fs::path temp_dir() {
 // A sink on its own thread, with the test playing broker frontend, workers and producer.
 class SinkHarness {
  public:
-  explicit SinkHarness(SinkConfig cfg = {}) : dir_(temp_dir()) {
+  explicit SinkHarness(SinkConfig cfg = {}, std::uint32_t slots = 1000) : dir_(temp_dir()), announce_slots_(slots) {
     frontend_.set(zmq::sockopt::linger, 0);
     frontend_.bind("tcp://127.0.0.1:*");
     cfg.db = (dir_ / "t.db").string();
@@ -53,7 +53,11 @@ class SinkHarness {
     sub_.connect(sink_->events_endpoint());
     thread_ = std::thread([this] { sink_->run(*stop_); });
     handshake();
+    if (announce_slots_ > 0) send(wire::Report{"harness-worker", {}, announce_slots_});
   }
+
+  // Workers announce their slots; the sink sizes its dispatch window from them.
+  void announce_slots(std::uint32_t slots) { announce_slots_ = slots; }
 
   void stop() {
     if (!thread_.joinable()) return;
@@ -150,6 +154,7 @@ class SinkHarness {
 
  private:
   fs::path dir_;
+  std::uint32_t announce_slots_ = 0;
   zmq::context_t ctx_{1};
   zmq::socket_t frontend_{ctx_, zmq::socket_type::pull};
   zmq::socket_t push_;
@@ -162,7 +167,7 @@ class SinkHarness {
 };
 
 wire::Report report(std::initializer_list<wire::Update> updates) {
-  return wire::Report{"w1", std::vector<wire::Update>(updates)};
+  return wire::Report{"w1", std::vector<wire::Update>(updates), 1000};
 }
 wire::Update upd(wire::UpdateKind kind, const wire::Task& t, std::string data = {}, bool retryable = false) {
   return wire::Update{kind, t.job, t.key, t.attempt, retryable, std::move(data)};
@@ -187,7 +192,7 @@ TEST(Sink, CompletesAJobAndPublishesProgress) {
   h.send(h.submit("j", 50));
   auto tasks = h.tasks(50);
   ASSERT_EQ(tasks.size(), 50u);
-  wire::Report r{"w1", {}};
+  wire::Report r{"w1", {}, 1000};
   for (const auto& t : tasks) {
     r.updates.push_back(upd(wire::UpdateKind::started, t));
     r.updates.push_back(upd(wire::UpdateKind::completed, t, "done " + t.key));
@@ -380,10 +385,25 @@ TEST(Sink, DispatchWindowBoundsTasksInTransit) {
   h.send(h.submit("j", 100));
   auto first = h.tasks(100, 500);
   EXPECT_EQ(first.size(), 10u);
-  wire::Report r{"w1", {}};
+  wire::Report r{"w1", {}, 1000};
   for (const auto& t : first) r.updates.push_back(upd(wire::UpdateKind::completed, t));
   h.send(r);
   EXPECT_EQ(h.tasks(10).size(), 10u) << "completions free the window";
+}
+
+}  // namespace
+}  // namespace topicflow
+
+namespace topicflow {
+namespace {
+
+TEST(Sink, DispatchWindowFollowsWorkerSlots) {
+  SinkHarness h(SinkConfig{}, /*slots=*/2);
+  h.send(h.submit("j", 100));
+  auto first = h.tasks(100, 500);
+  EXPECT_EQ(first.size(), 12u) << "2 tasks per worker slot + 8, not all 100 into one worker's buffers";
+  h.send(wire::Report{"w2", {}, 20});
+  EXPECT_EQ(h.tasks(100, 500).size(), 52u - 12u) << "a second worker with 20 slots widens the window to 2 x 22 + 8";
 }
 
 }  // namespace

@@ -48,7 +48,7 @@ struct Encoder {
     }
   }
   void operator()(const Report& m) const {
-    header(pk, Type::report, 2);
+    header(pk, Type::report, 3);
     pack_str(pk, m.worker);
     pk.pack_array(static_cast<std::uint32_t>(m.updates.size()));
     for (const auto& u : m.updates) {
@@ -60,6 +60,7 @@ struct Encoder {
       if (u.retryable) pk.pack_true(); else pk.pack_false();
       pack_bin(pk, u.data);
     }
+    pk.pack_uint32(m.slots);
   }
   void operator()(const Hello& m) const {
     header(pk, Type::hello, 2);
@@ -240,7 +241,7 @@ Message decode_body(Type type, const msgpack::object& root, const Limits& lim) {
       return m;
     }
     case Type::report: {
-      Fields f(body, 2, "report", lim);
+      Fields f(body, 3, "report", lim);
       Report m;
       m.worker = f.text("worker", 256, false);
       const auto& updates = f.array("updates");
@@ -258,6 +259,7 @@ Message decode_body(Type type, const msgpack::object& root, const Limits& lim) {
         u.data = uf.bytes("data", lim.max_data_bytes);
         m.updates.push_back(std::move(u));
       }
+      m.slots = f.uint<std::uint32_t>("slots");
       return m;
     }
     case Type::hello: {

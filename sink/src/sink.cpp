@@ -53,6 +53,12 @@ struct Effects {
   std::uint64_t bogus = 0;
   std::uint64_t guard_refused = 0;
   std::uint64_t lease_expired = 0;
+  std::uint64_t taken = 0;  // tasks in transit that a worker started (or finished)
+};
+
+struct SeenWorker {
+  std::int64_t last_seen_ms = 0;
+  std::uint32_t slots = 0;
 };
 
 sink::EventKind to_event_kind(wire::UpdateKind kind) {
@@ -111,6 +117,7 @@ class Sink::Impl {
         retry_backoff_(cfg_.retry_base_ms, cfg_.retry_max_ms),
         busy_backoff_(cfg_.busy_base_ms, cfg_.busy_max_ms) {
     db_.busy_timeout(0);  // busy handling is ours: keep the batch, back off with jitter, log
+    recompute_window();
     load_state();
     bind_socket(pull_, "--sink", cfg_.endpoints.sink);
     bind_socket(pub_, "--events", cfg_.endpoints.events);
@@ -212,7 +219,12 @@ class Sink::Impl {
   }
 
   void on_message(wire::Report& m) {
-    if (!m.worker.empty()) workers_seen_[m.worker] = steady_ms();
+    if (!m.worker.empty()) {
+      auto& seen = workers_seen_[m.worker];
+      const bool resized = seen.slots != m.slots;
+      seen = SeenWorker{steady_ms(), m.slots};
+      if (resized) recompute_window();
+    }
     for (auto& u : m.updates) {
       add_event(u.job, u.key,
                 sink::Event{.kind = to_event_kind(u.kind), .attempt = u.attempt, .retryable = u.retryable,
@@ -267,11 +279,11 @@ class Sink::Impl {
     return !entries_.empty() || !requeues_.empty() || new_broker_.has_value() || !acks_.empty();
   }
 
-  [[nodiscard]] std::int64_t budget() const { return std::max<std::int64_t>(cfg_.dispatch_window - in_transit_, 0); }
+  [[nodiscard]] std::int64_t budget() const { return std::max<std::int64_t>(window_ - in_transit_, 0); }
 
   [[nodiscard]] bool sweep_due(std::int64_t wall) const {
     if (next_timer_due_ <= wall) return true;
-    return next_ready_due_ <= wall && budget() >= std::max<std::int64_t>(1, cfg_.dispatch_window / 4);
+    return next_ready_due_ <= wall && budget() >= std::max<std::int64_t>(1, window_ / 4);
   }
 
   std::int64_t poll_timeout(std::int64_t now) const {
@@ -403,6 +415,7 @@ class Sink::Impl {
     if (before.exists) --delta[static_cast<std::size_t>(before.status)];
     if (after.exists) ++delta[static_cast<std::size_t>(after.status)];
     fx.in_transit_delta += static_cast<std::int64_t>(after.in_transit()) - static_cast<std::int64_t>(before.in_transit());
+    if (before.in_transit() && after.exists && after.status != Status::pending) ++fx.taken;
   }
 
   void apply_entry(Entry& entry, std::int64_t wall, Effects& fx) {
@@ -425,7 +438,7 @@ class Sink::Impl {
     // topic is waiting (FIFO): one row write instead of insert-then-dispatch.
     if (row.new_payload && row.status == Status::pending && !row.dispatched_at && row.due_at &&
         *row.due_at <= wall && ready_backlog_empty_ &&
-        cfg_.dispatch_window - (in_transit_ + fx.in_transit_delta) > 0) {
+        window_ - (in_transit_ + fx.in_transit_delta) > 0) {
       sink::on_due(row, policy_, wall);
       fx.tasks.push_back(wire::Task{entry.job, entry.key, *row.new_payload, static_cast<std::uint32_t>(row.attempts)});
     }
@@ -510,7 +523,7 @@ class Sink::Impl {
     };
     auto timers = collect(sweep_timers_, wall, kTimerSweepLimit);
     handle_due(timers);
-    const auto room = cfg_.dispatch_window - (in_transit_ + fx.in_transit_delta);
+    const auto room = window_ - (in_transit_ + fx.in_transit_delta);
     auto ready = collect(sweep_ready_, wall, room);
     handle_due(ready);
   }
@@ -538,6 +551,7 @@ class Sink::Impl {
       if (moved) dirty_jobs_.insert(job);
     }
     in_transit_ += fx.in_transit_delta;
+    taken_in_window_ += fx.taken;
     counters_.updates += fx.updates;
     counters_.redelivered += fx.redelivered;
     counters_.retried += fx.retried;
@@ -595,8 +609,36 @@ class Sink::Impl {
 
   std::uint64_t live_workers() {
     const auto cutoff = steady_ms() - cfg_.lease_ms;
-    std::erase_if(workers_seen_, [cutoff](const auto& kv) { return kv.second < cutoff; });
+    std::erase_if(workers_seen_, [cutoff](const auto& kv) { return kv.second.last_seen_ms < cutoff; });
     return workers_seen_.size();
+  }
+
+  // The dispatch window: how many tasks may be handed to the broker and not yet started.
+  // ZeroMQ's PUSH cannot see which worker is idle and socket buffers hold far more than any
+  // HWM, so every task in transit may sit in one busy worker's buffers. Keep it to what keeps
+  // the workers fed: two tasks per worker slot, or ~100 ms of the observed start rate (so cheap
+  // tasks still stream at full speed), capped by --dispatch-window.
+  void resize_window() {
+    const auto now = steady_ms();
+    const auto elapsed = now - rate_window_start_ms_;
+    if (elapsed < 250) return;
+    const auto rate = static_cast<double>(taken_in_window_) * 1000.0 / static_cast<double>(elapsed);
+    taken_rate_ = taken_rate_ == 0.0 ? rate : 0.5 * taken_rate_ + 0.5 * rate;
+    taken_in_window_ = 0;
+    rate_window_start_ms_ = now;
+    live_workers();
+    recompute_window();
+  }
+
+  void recompute_window() {
+    std::uint64_t slots = 0;
+    for (const auto& [id, w] : workers_seen_) slots += w.slots;
+    const auto target_ms = std::max<std::int64_t>(100, 4 * cfg_.batch_delay_ms);
+    const auto by_slots = static_cast<std::int64_t>(2 * slots + 8);
+    // Growth is geometric while the window limits the rate (rate x target / round trip), so the
+    // window also floors at twice what is in transit whenever everything in transit was taken.
+    const auto by_rate = static_cast<std::int64_t>(taken_rate_ * static_cast<double>(target_ms) / 1000.0);
+    window_ = std::min(cfg_.dispatch_window, std::max(by_slots, by_rate));
   }
 
   // ---- metrics -------------------------------------------------------------------------------
@@ -715,6 +757,7 @@ class Sink::Impl {
 
   void periodic() {
     publish_dirty(false);
+    resize_window();
     const auto now = steady_ms();
     if (metrics_ && now - last_snapshot_ms_ >= 500) publish_snapshot();
     if (now - stats_window_start_ >= cfg_.stats_interval_ms) {
@@ -798,7 +841,11 @@ class Sink::Impl {
   std::set<std::string> dirty_jobs_;
   std::unordered_map<std::string, std::int64_t> last_published_;
 
-  std::unordered_map<std::string, std::int64_t> workers_seen_;
+  std::unordered_map<std::string, SeenWorker> workers_seen_;
+  std::int64_t window_ = 8;
+  std::uint64_t taken_in_window_ = 0;
+  double taken_rate_ = 0.0;
+  std::int64_t rate_window_start_ms_ = 0;
   std::int64_t busy_since_ms_ = 0;
   Histogram batch_size_{{1, 10, 100, 500, 1000, 5000, 10000}};
   Histogram commit_seconds_{{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0}};

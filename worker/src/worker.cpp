@@ -243,6 +243,7 @@ struct Worker::Impl {
     if (pending.empty() && !announce) return;
     wire::Report report;
     report.worker = id;
+    report.slots = static_cast<std::uint32_t>(cfg.concurrency);
     report.updates.reserve(pending.size());
     for (auto& p : pending) {
       // The task is now reported as started: its result must not try to coalesce any more.

@@ -75,6 +75,7 @@ struct Update {
 struct Report {
   std::string worker;  // worker id, for logs and duplicate accounting
   std::vector<Update> updates;
+  std::uint32_t slots = 0;  // the worker's --concurrency (sizes the sink's dispatch window)
   bool operator==(const Report&) const = default;
 };
 
