@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's run command: installs dependencies, builds the release binaries and processes
 # examples/topics.txt with 58 worker processes whose handler sleeps 20-100 ms per topic.
-# Extra arguments go to `topicflow run`, e.g. scripts/run-example.sh --db /tmp/example.db
+# Extra arguments go to `topicflow run`, e.g. scripts/run-example.sh --concurrency 2
+# The database is build/example.db; inspect it with: build/release/bin/topicflow status --db build/example.db
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -9,4 +10,8 @@ scripts/install-deps.sh
 cmake --preset release
 cmake --build --preset release -j "${TOPICFLOW_JOBS:-2}" --target \
   topicflow topicflow-broker topicflow-sink topicflow-worker topicflow-producer
-exec build/release/bin/topicflow run --workers 58 --handler sleep:20-100 "$@" examples/topics.txt
+# A fresh database each time, so every run really processes the 288 topics (on an existing
+# database, completed topics are skipped by design).
+rm -f build/example.db build/example.db-wal build/example.db-shm
+exec build/release/bin/topicflow run --db build/example.db --workers 58 --handler sleep:20-100 "$@" \
+  examples/topics.txt
