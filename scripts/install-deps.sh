@@ -19,6 +19,8 @@ packages=(
   libssl-dev zlib1g-dev libbrotli-dev            # what cpp-httplib's pkg-config file requires
   libgtest-dev libgmock-dev libbenchmark-dev     # tests and benchmarks
   clang                                          # sanitizer and fuzz builds
+  python3                                        # examples/handlers/summarise.py, its e2e tests
+  prometheus                                     # promtool: the metrics_promtool test
 )
 
 case "${1:-}" in

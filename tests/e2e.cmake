@@ -9,3 +9,6 @@ target_compile_definitions(e2e_test PRIVATE
   TOPICFLOW_EXAMPLES_DIR="${topicflow_SOURCE_DIR}/examples")
 add_dependencies(e2e_test topicflow topicflow-broker topicflow-sink topicflow-worker topicflow-producer)
 gtest_discover_tests(e2e_test PROPERTIES LABELS e2e TIMEOUT 300 DISCOVERY_TIMEOUT 60)
+
+# Metrics endpoints: tests/metrics.cmake (unit scrape test, promtool check of the real binaries).
+include(${CMAKE_CURRENT_LIST_DIR}/metrics.cmake)

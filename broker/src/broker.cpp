@@ -2,6 +2,7 @@
 
 #include <topicflow/clock.hpp>
 #include <topicflow/log.hpp>
+#include <topicflow/metrics.hpp>
 #include <topicflow/sockets.hpp>
 #include <topicflow/wire.hpp>
 
@@ -64,7 +65,31 @@ std::string Broker::backend_endpoint() const { return backend_.get(zmq::sockopt:
 BrokerCounters Broker::counters() const noexcept {
   return BrokerCounters{forwarded_.load(std::memory_order_relaxed),
                         hellos_.load(std::memory_order_relaxed),
-                        hellos_dropped_.load(std::memory_order_relaxed)};
+                        hellos_dropped_.load(std::memory_order_relaxed),
+                        held_count_.load(std::memory_order_relaxed),
+                        waits_.load(std::memory_order_relaxed)};
+}
+
+std::string Broker::metrics_text() const {
+  const auto c = counters();
+  auto d = [](std::uint64_t v) { return static_cast<double>(v); };
+  MetricsText m;
+  m.gauge_family("broker_info", "Identity of this broker: its instance id (value 1).",
+                 {{"instance=\"" + label_value(instance_) + "\"", 1}});
+  m.counter("broker_messages_forwarded_total", "Messages handed from the frontend to a worker.",
+            d(c.forwarded));
+  m.counter("broker_hellos_sent_total", "Broker hellos queued to the sink.", d(c.hellos));
+  m.counter("broker_hellos_dropped_total",
+            "Broker hellos not queued: the sink was not keeping up or not there.",
+            d(c.hellos_dropped));
+  m.counter("broker_backend_waits_total",
+            "Times a message had to wait because no worker could take it (all busy or none).",
+            d(c.waits));
+  m.gauge("broker_messages_held",
+          "Messages in hand waiting for a free worker (0 or 1; the rest wait in the frontend "
+          "queue).",
+          d(c.held));
+  return m.str();
 }
 
 void Broker::send_hello() {
@@ -86,6 +111,7 @@ bool Broker::flush_held() {
     (void)backend_.send(held_[i], i + 1 < parts ? zmq::send_flags::sndmore : zmq::send_flags::none);
   }
   held_.clear();
+  held_count_.store(0, std::memory_order_relaxed);
   forwarded_.fetch_add(1, std::memory_order_relaxed);
   return true;
 }
@@ -102,7 +128,11 @@ bool Broker::pump() {
       more = part.more();
       held_.push_back(std::move(part));
     }
-    if (!flush_held()) return false;
+    if (!flush_held()) {
+      held_count_.store(1, std::memory_order_relaxed);
+      waits_.fetch_add(1, std::memory_order_relaxed);
+      return false;
+    }
   }
   return true;
 }

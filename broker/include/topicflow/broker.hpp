@@ -41,6 +41,8 @@ struct BrokerCounters {
   std::uint64_t forwarded = 0;       // messages sent to the backend
   std::uint64_t hellos = 0;          // BrokerHello messages queued to the sink
   std::uint64_t hellos_dropped = 0;  // not queued: the sink was not keeping up (or not there)
+  std::uint64_t held = 0;            // messages in hand, waiting for a worker to take them (0 or 1)
+  std::uint64_t waits = 0;           // times a message had to wait for a worker (backend full)
 };
 
 class Broker {
@@ -55,6 +57,8 @@ class Broker {
   void run(const StopSignal& stop);
 
   [[nodiscard]] BrokerCounters counters() const noexcept;
+  // Prometheus text of the counters (names in docs/metrics.md); thread-safe like counters().
+  [[nodiscard]] std::string metrics_text() const;
   [[nodiscard]] const std::string& instance() const noexcept { return instance_; }
   // Bound addresses (resolves tcp://127.0.0.1:* to the real port).
   [[nodiscard]] std::string frontend_endpoint() const;
@@ -81,6 +85,8 @@ class Broker {
   std::atomic<std::uint64_t> forwarded_{0};
   std::atomic<std::uint64_t> hellos_{0};
   std::atomic<std::uint64_t> hellos_dropped_{0};
+  std::atomic<std::uint64_t> held_count_{0};  // held_ is the main thread's; this is its mirror
+  std::atomic<std::uint64_t> waits_{0};
 };
 
 }  // namespace topicflow
