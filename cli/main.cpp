@@ -5,6 +5,8 @@
 #include <topicflow/log.hpp>
 #include <topicflow/shutdown.hpp>
 
+#include <unistd.h>
+
 #include <exception>
 #include <iostream>
 
@@ -23,6 +25,11 @@ int main(int argc, char** argv) {
   cli::add_status_options(*status_cmd, status);
   if (auto code = parse_command_line(app, argc, argv)) return *code;
   try {
+    if (status_cmd->parsed() && status.watch) {
+      StopSignal stop;
+      install_signal_handlers(stop);
+      return cli::status_watch(status, stop, std::cout, ::isatty(STDOUT_FILENO) == 1);
+    }
     if (status_cmd->parsed()) return cli::status_command(status, std::cout);
     run_line.collect_forwarded();
     init_logging("run", run.log_level);

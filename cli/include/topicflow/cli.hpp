@@ -26,6 +26,9 @@ struct StatusOptions {
   std::string job;  // empty: every job
   bool json = false;
   int errors = 5;  // most recent errors listed
+  bool watch = false;         // --watch: refresh until SIGINT (status_watch)
+  int interval_ms = 1000;     // --interval-ms: refresh period of --watch
+  bool until_done = false;    // --until-done: --watch returns once nothing is pending or running
 };
 
 void add_status_options(CLI::App& app, StatusOptions& options);
@@ -35,6 +38,16 @@ void add_status_options(CLI::App& app, StatusOptions& options);
 // "totals":{...}, "errors":[{"job","key","status","attempts","error","updated_at"}...]}.
 // Opens the database read-only; throws std::runtime_error (missing file, not a topicflow DB).
 int status_command(const StatusOptions& options, std::ostream& out);
+
+// `topicflow status --watch`: every interval_ms, opens the database read-only, reads the counts
+// and the most recent errors, and shows them with the rates measured between refreshes (over
+// the last 10 s) and an ETA. On a terminal (`terminal`) the view is redrawn in place (ANSI clear
+// + home); otherwise one plain line per refresh, followed by any errors not shown before. A
+// missing or not yet initialised database is waited for. Returns 0 when `stop` triggers
+// (SIGINT); with until_done, returns once the selected job(s) have topics and none is pending
+// or running: 0 if all completed, 1 if some failed (as `topicflow-producer --wait`).
+int status_watch(const StatusOptions& options, const StopSignal& stop, std::ostream& out,
+                 bool terminal);
 
 // ---- run ------------------------------------------------------------------------------------
 
