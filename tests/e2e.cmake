@@ -12,3 +12,14 @@ gtest_discover_tests(e2e_test PROPERTIES LABELS e2e TIMEOUT 300 DISCOVERY_TIMEOU
 
 # Metrics endpoints: tests/metrics.cmake (unit scrape test, promtool check of the real binaries).
 include(${CMAKE_CURRENT_LIST_DIR}/metrics.cmake)
+
+# The example handlers (examples/handlers/) through the real pipeline, and `status --watch`.
+add_executable(examples_test ${CMAKE_CURRENT_LIST_DIR}/examples_test.cpp)
+target_link_libraries(examples_test PRIVATE GTest::gtest_main topicflow::common SQLite::SQLite3
+  nlohmann_json::nlohmann_json topicflow_warnings)
+target_include_directories(examples_test PRIVATE ${CMAKE_CURRENT_LIST_DIR})
+target_compile_definitions(examples_test PRIVATE
+  TOPICFLOW_BIN_DIR="${CMAKE_BINARY_DIR}/bin"
+  TOPICFLOW_EXAMPLES_DIR="${topicflow_SOURCE_DIR}/examples")
+add_dependencies(examples_test topicflow topicflow-broker topicflow-sink topicflow-worker topicflow-producer)
+gtest_discover_tests(examples_test PROPERTIES LABELS e2e TIMEOUT 300 DISCOVERY_TIMEOUT 60)

@@ -102,6 +102,20 @@ class DbReader {
     return out;
   }
 
+  // key -> result (empty when NULL), for the job's completed rows.
+  std::map<std::string, std::string> results(const std::string& job) {
+    Stmt stmt(db_, "SELECT key, result FROM topics WHERE job = ?1 AND status = 'completed'");
+    sqlite3_bind_text(stmt.s, 1, job.c_str(), -1, SQLITE_TRANSIENT);
+    std::map<std::string, std::string> out;
+    while (sqlite3_step(stmt.s) == SQLITE_ROW) {
+      const auto* p = static_cast<const char*>(sqlite3_column_blob(stmt.s, 1));
+      out[text(stmt.s, 0)] =
+          p != nullptr ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt.s, 1)))
+                       : std::string();
+    }
+    return out;
+  }
+
   std::map<std::string, Row> rows(const std::string& job) {
     Stmt stmt(db_, "SELECT key, status, attempts, error, updated_at FROM topics WHERE job = ?1");
     sqlite3_bind_text(stmt.s, 1, job.c_str(), -1, SQLITE_TRANSIENT);
