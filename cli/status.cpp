@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <iomanip>
 #include <ostream>
+#include <ranges>
 #include <sstream>
 #include <stdexcept>
 
@@ -29,8 +30,9 @@ std::string format_time(std::int64_t ms, TimeFormat format = TimeFormat::date_ti
   std::tm tm{};
   ::localtime_r(&seconds, &tm);
   char buffer[32];
-  const auto n = format == TimeFormat::time ? std::strftime(buffer, sizeof buffer, "%H:%M:%S", &tm)
-                                            : std::strftime(buffer, sizeof buffer, "%Y-%m-%d %H:%M:%S", &tm);
+  const auto n = format == TimeFormat::time
+                     ? std::strftime(buffer, sizeof buffer, "%H:%M:%S", &tm)
+                     : std::strftime(buffer, sizeof buffer, "%Y-%m-%d %H:%M:%S", &tm);
   return {buffer, n};
 }
 
@@ -69,8 +71,8 @@ store::JobCounts sum_counts(const std::vector<store::JobCounts>& counts) {
 }
 
 // The text table: one row per job, a total row when there are several.
-void print_table(std::ostream& out, const std::string& db, const std::vector<store::JobCounts>& counts,
-                 const store::JobCounts& totals) {
+void print_table(std::ostream& out, const std::string& db,
+                 const std::vector<store::JobCounts>& counts, const store::JobCounts& totals) {
   std::size_t width = 5;
   for (const auto& c : counts) width = std::max(width, std::min<std::size_t>(c.job.size(), 40));
   auto row = [&](const std::string& name, const store::JobCounts& c) {
@@ -91,9 +93,9 @@ void print_table(std::ostream& out, const std::string& db, const std::vector<sto
 }
 
 std::string error_line(const store::ErrorRow& e, TimeFormat time_format) {
-  return format_time(e.updated_at, time_format) + "  " + e.job + "/" + one_line(e.key, 60) + "  " + e.status +
-         " after " + std::to_string(e.attempts) + (e.attempts == 1 ? " attempt" : " attempts") + ": " +
-         one_line(e.error);
+  return format_time(e.updated_at, time_format) + "  " + e.job + "/" + one_line(e.key, 60) + "  " +
+         e.status + " after " + std::to_string(e.attempts) +
+         (e.attempts == 1 ? " attempt" : " attempts") + ": " + one_line(e.error);
 }
 
 void print_errors(std::ostream& out, const std::vector<store::ErrorRow>& errors) {
@@ -131,7 +133,8 @@ class Rates {
     const auto& a = samples_.front();
     const auto& b = samples_.back();
     if (b.*field < a.*field || b.at_ms <= a.at_ms) return 0.0;
-    return static_cast<double>(b.*field - a.*field) * 1000.0 / static_cast<double>(b.at_ms - a.at_ms);
+    return static_cast<double>(b.*field - a.*field) * 1000.0 /
+           static_cast<double>(b.at_ms - a.at_ms);
   }
   std::deque<Sample> samples_;
 };
@@ -164,7 +167,9 @@ Reading read_once(const StatusOptions& o, const std::optional<std::string>& job)
   return r;
 }
 
-std::string rate_text(double rate) { return rate >= 100 ? fmt::format("{:.0f}", rate) : fmt::format("{:.1f}", rate); }
+std::string rate_text(double rate) {
+  return rate >= 100 ? fmt::format("{:.0f}", rate) : fmt::format("{:.1f}", rate);
+}
 
 // Waits up to `ms` for the stop signal; true if it triggered.
 bool wait_for_stop(const StopSignal& stop, std::int64_t ms) {
@@ -186,9 +191,10 @@ void add_status_options(CLI::App& app, StatusOptions& o) {
   add_bool_flag(app, "--json", o.json, "print one JSON object instead of a table");
   add_flag_option(app, "--errors", o.errors, "how many of the most recent errors to list")
       ->check(CLI::Range(0, 100000));
-  auto* watch = add_bool_flag(app, "--watch", o.watch,
-                              "refresh until Ctrl-C: counts, rates, ETA, latest errors (redrawn on a "
-                              "terminal, one line per refresh otherwise)");
+  auto* watch =
+      add_bool_flag(app, "--watch", o.watch,
+                    "refresh until Ctrl-C: counts, rates, ETA, latest errors (redrawn on a "
+                    "terminal, one line per refresh otherwise)");
   watch->excludes(app.get_option("--json"));
   add_flag_option(app, "--interval-ms", o.interval_ms, "refresh period of --watch")
       ->check(CLI::Range(50, 3600000))
@@ -254,18 +260,20 @@ int status_watch(const StatusOptions& o, const StopSignal& stop, std::ostream& o
     if (reading.problem.empty()) rates.add(steady_ms(), completed, failed);
     const double rate = rates.done();
     const auto remaining = pending + running;
-    const std::string eta = t.total() == 0 ? std::string("-:--")
+    const std::string eta = t.total() == 0   ? std::string("-:--")
                             : remaining == 0 ? std::string("0:00")
-                            : rate > 0.0 ? ProgressView::format_eta(static_cast<double>(remaining) / rate)
-                                         : std::string("-:--");
+                            : rate > 0.0
+                                ? ProgressView::format_eta(static_cast<double>(remaining) / rate)
+                                : std::string("-:--");
     const auto now = now_ms();
 
     if (terminal) {
       std::ostringstream view;
-      view << "\x1b[H\x1b[2J";  // home, clear screen: one write per refresh, no flicker of partial frames
+      view << "\x1b[H\x1b[2J";  // home, clear screen: one write per refresh, no flicker of partial
+                                // frames
       view << "topicflow status  " << o.db << (job ? "  job " + *job : std::string()) << "  "
-           << format_time(now, TimeFormat::time) << "  (every " << fmt::format("{:.1f}", o.interval_ms / 1000.0)
-           << " s; Ctrl-C quits)\n\n";
+           << format_time(now, TimeFormat::time) << "  (every "
+           << fmt::format("{:.1f}", o.interval_ms / 1000.0) << " s; Ctrl-C quits)\n\n";
       if (!reading.problem.empty()) {
         view << reading.problem << "\n";
       } else {
@@ -277,26 +285,30 @@ int status_watch(const StatusOptions& o, const StopSignal& stop, std::ostream& o
           p.completed = completed;
           p.failed = failed;
           view << "\n" << ProgressView::render_bar(p, rate, 30) << "\n";
-          view << "rates over the last " << std::max<std::int64_t>(1, rates.span_ms() / 1000) << " s: "
-               << rate_text(rates.completed()) << " completed/s, " << rate_text(rates.failed()) << " failed/s"
-               << (done ? "  (done)" : "") << "\n";
+          view << "rates over the last " << std::max<std::int64_t>(1, rates.span_ms() / 1000)
+               << " s: " << rate_text(rates.completed()) << " completed/s, "
+               << rate_text(rates.failed()) << " failed/s" << (done ? "  (done)" : "") << "\n";
         }
         print_errors(view, reading.errors);
       }
       out << view.str() << std::flush;
     } else if (!reading.problem.empty()) {
-      if (reading.problem != last_problem) out << format_time(now, TimeFormat::time) << " " << reading.problem << "\n";
+      if (reading.problem != last_problem)
+        out << format_time(now, TimeFormat::time) << " " << reading.problem << "\n";
     } else {
-      out << fmt::format("{} pending {} running {} completed {} failed {} total {} | {}/s (completed {}/s, failed {}/s) | ETA {}",
-                         format_time(now, TimeFormat::time), pending, running, completed, failed, t.total(),
-                         rate_text(rate), rate_text(rates.completed()), rate_text(rates.failed()), eta)
+      out << fmt::format(
+                 "{} pending {} running {} completed {} failed {} total {} | {}/s (completed {}/s, "
+                 "failed {}/s) | ETA {}",
+                 format_time(now, TimeFormat::time), pending, running, completed, failed, t.total(),
+                 rate_text(rate), rate_text(rates.completed()), rate_text(rates.failed()), eta)
           << (done ? " | done" : "") << "\n";
       // Errors not shown yet, oldest first.
-      for (auto it = reading.errors.rbegin(); it != reading.errors.rend(); ++it) {
-        if (it->updated_at <= newest_error_shown) continue;
-        out << "  error " << error_line(*it, TimeFormat::time) << "\n";
+      for (const auto& error : std::ranges::reverse_view(reading.errors)) {
+        if (error.updated_at > newest_error_shown)
+          out << "  error " << error_line(error, TimeFormat::time) << "\n";
       }
-      if (!reading.errors.empty()) newest_error_shown = std::max(newest_error_shown, reading.errors.front().updated_at);
+      if (!reading.errors.empty())
+        newest_error_shown = std::max(newest_error_shown, reading.errors.front().updated_at);
     }
     out << std::flush;
     last_problem = reading.problem;

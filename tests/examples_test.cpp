@@ -71,8 +71,9 @@ class Examples : public ::testing::Test {
 
 TEST_F(Examples, PythonHandlerSummarisesEveryExampleTopic) {
   // Exactly the README's command, from the source tree (the handler path is relative).
-  const std::string command = "cd " + quoted(std::string(TOPICFLOW_EXAMPLES_DIR) + "/..") + " && exec " +
-                              quoted(bin("topicflow")) + " run --db " + quoted(sys_.db()) +
+  const std::string command = "cd " + quoted(std::string(TOPICFLOW_EXAMPLES_DIR) + "/..") +
+                              " && exec " + quoted(bin("topicflow")) + " run --db " +
+                              quoted(sys_.db()) +
                               " --progress none --workers 2 --concurrency 10"
                               " --handler 'exec:python3 examples/handlers/summarise.py'"
                               " examples/topics.txt";
@@ -88,7 +89,8 @@ TEST_F(Examples, PythonHandlerSummarisesEveryExampleTopic) {
   ASSERT_EQ(results.size(), 288U);
   for (const auto& [key, result] : results) {
     nlohmann::json doc;
-    ASSERT_NO_THROW(doc = nlohmann::json::parse(result)) << key << ": result is not JSON: " << result;
+    ASSERT_NO_THROW(doc = nlohmann::json::parse(result))
+        << key << ": result is not JSON: " << result;
     EXPECT_EQ(doc.at("key"), key) << result;
     EXPECT_EQ(doc.at("title"), key) << "a title normalises to itself: " << result;
     EXPECT_EQ(doc.at("words").get<int>(), static_cast<int>(whitespace_words(key).size())) << result;
@@ -104,36 +106,41 @@ TEST_F(Examples, PythonHandlerSummarisesEveryExampleTopic) {
 }
 
 TEST_F(Examples, ShellHandlerCountsTheWordsOfEveryTopic) {
-  const auto r = run({"--workers", "2", "--concurrency", "4", "--handler", "exec:sh " + quoted(kWordcount), kTopics});
+  const auto r = run({"--workers", "2", "--concurrency", "4", "--handler",
+                      "exec:sh " + quoted(kWordcount), kTopics});
   ASSERT_EQ(r.status.shell_code(), 0) << r.describe();
   DbReader db(sys_.db());
   const auto results = db.results("default");
   ASSERT_EQ(results.size(), 288U) << r.describe();
   for (const auto& [key, result] : results) {
     nlohmann::json doc;
-    ASSERT_NO_THROW(doc = nlohmann::json::parse(result)) << key << ": result is not JSON: " << result;
+    ASSERT_NO_THROW(doc = nlohmann::json::parse(result))
+        << key << ": result is not JSON: " << result;
     EXPECT_EQ(doc.at("key"), key) << result;
     EXPECT_EQ(doc.at("lines").get<int>(), 1) << result;
     EXPECT_EQ(doc.at("words").get<int>(), static_cast<int>(whitespace_words(key).size())) << result;
-    EXPECT_EQ(doc.at("bytes").get<std::size_t>(), key.size()) << "the payload is the line: " << result;
-    EXPECT_NE(lower(key).find(doc.at("longest_word").get<std::string>()), std::string::npos) << result;
+    EXPECT_EQ(doc.at("bytes").get<std::size_t>(), key.size())
+        << "the payload is the line: " << result;
+    EXPECT_NE(lower(key).find(doc.at("longest_word").get<std::string>()), std::string::npos)
+        << result;
   }
 }
 
 // Bad input fails for good (exit 1, no retry) and its stderr is the row's error, which
 // `topicflow status` shows; good input beside it completes.
 TEST_F(Examples, BadInputFailsWithItsStderrInTheErrorColumnAndInStatus) {
-  const auto file = sys_.write_file("mixed.jsonl",
-                                    R"({"key":"empty","payload":""})"
-                                    "\n"
-                                    R"({"key":"blank","payload":"   "})"
-                                    "\n"
-                                    R"({"key":"dots","payload":"... !!! ..."})"
-                                    "\n"
-                                    R"({"key":"article","payload":{"title":"Queues and backpressure","text":"Why queues need backpressure"}})"
-                                    "\n"
-                                    R"({"key":"plain","payload":"ZeroMQ pipelines in practice"})"
-                                    "\n");
+  const auto file = sys_.write_file(
+      "mixed.jsonl",
+      R"({"key":"empty","payload":""})"
+      "\n"
+      R"({"key":"blank","payload":"   "})"
+      "\n"
+      R"({"key":"dots","payload":"... !!! ..."})"
+      "\n"
+      R"({"key":"article","payload":{"title":"Queues and backpressure","text":"Why queues need backpressure"}})"
+      "\n"
+      R"({"key":"plain","payload":"ZeroMQ pipelines in practice"})"
+      "\n");
   const auto r = run({"--workers", "1", "--concurrency", "4", "--max-attempts", "3", "--handler",
                       "exec:python3 " + quoted(kSummarise), file});
   EXPECT_EQ(r.status.shell_code(), 1) << "some topics failed: run exits 1; " << r.describe();
@@ -162,8 +169,10 @@ TEST_F(Examples, BadInputFailsWithItsStderrInTheErrorColumnAndInStatus) {
   ASSERT_EQ(status.status.shell_code(), 0) << status.describe();
   EXPECT_NE(status.out.find("most recent errors:"), std::string::npos) << status.out;
   for (const auto& [key, error] : expected_errors) {
-    EXPECT_NE(status.out.find("default/" + key + "  failed after 1 attempt: " + error), std::string::npos)
-        << "status must show " << key << "'s error:\n" << status.out;
+    EXPECT_NE(status.out.find("default/" + key + "  failed after 1 attempt: " + error),
+              std::string::npos)
+        << "status must show " << key << "'s error:\n"
+        << status.out;
   }
   const auto json = sys_.run({bin("topicflow"), "status", "--db", sys_.db(), "--json"});
   const auto doc = nlohmann::json::parse(json.out);
@@ -180,7 +189,8 @@ TEST_F(Examples, BadInputFailsWithItsStderrInTheErrorColumnAndInStatus) {
   const auto out = read_text(watch_out());
   EXPECT_NE(out.find("pending 0 running 0 completed 2 failed 3 total 5"), std::string::npos) << out;
   for (const auto& [key, error] : expected_errors) {
-    EXPECT_NE(out.find("default/" + key + "  failed after 1 attempt: " + error), std::string::npos) << out;
+    EXPECT_NE(out.find("default/" + key + "  failed after 1 attempt: " + error), std::string::npos)
+        << out;
   }
 }
 
@@ -190,11 +200,13 @@ TEST_F(Examples, TransientFailuresAreRetried) {
   std::string topics;
   for (int i = 1; i <= 30; ++i) topics += "Retry lesson number " + std::to_string(i) + "\n";
   const auto file = sys_.write_file("retry.txt", topics);
-  for (const auto& handler : {"exec:python3 " + quoted(kSummarise), "exec:sh " + quoted(kWordcount)}) {
+  for (const auto& handler :
+       {"exec:python3 " + quoted(kSummarise), "exec:sh " + quoted(kWordcount)}) {
     const auto job = handler.find("python") != std::string::npos ? "python" : "shell";
-    const auto r = run({"--job", job, "--workers", "2", "--concurrency", "5", "--retry-base-ms", "10",
-                        "--retry-max-ms", "50", "--max-attempts", "3", "--handler", handler, file},
-                       {{"SUMMARISE_TEMPFAIL_ATTEMPTS", "1"}, {"WORDCOUNT_TEMPFAIL_ATTEMPTS", "1"}});
+    const auto r =
+        run({"--job", job, "--workers", "2", "--concurrency", "5", "--retry-base-ms", "10",
+             "--retry-max-ms", "50", "--max-attempts", "3", "--handler", handler, file},
+            {{"SUMMARISE_TEMPFAIL_ATTEMPTS", "1"}, {"WORDCOUNT_TEMPFAIL_ATTEMPTS", "1"}});
     ASSERT_EQ(r.status.shell_code(), 0) << handler << ": " << r.describe();
     DbReader db(sys_.db());
     EXPECT_EQ(db.scalar("SELECT count(*) FROM topics WHERE job = '" + std::string(job) +
@@ -213,13 +225,17 @@ TEST_F(Examples, StatusWatchFollowsARunUntilDone) {
   ASSERT_EQ(r.status.shell_code(), 0) << r.describe();
   const auto exit = watch.wait_for(20s);
   const auto out = read_text(watch_out());
-  ASSERT_TRUE(exit.has_value()) << "status --watch --until-done did not exit after the run:\n" << out;
+  ASSERT_TRUE(exit.has_value()) << "status --watch --until-done did not exit after the run:\n"
+                                << out;
   EXPECT_EQ(exit->shell_code(), 0) << out;
-  EXPECT_EQ(out.find('\x1b'), std::string::npos) << "no terminal escapes when stdout is a file:\n" << out;
+  EXPECT_EQ(out.find('\x1b'), std::string::npos) << "no terminal escapes when stdout is a file:\n"
+                                                 << out;
   const auto lines = lines_of(out);
   ASSERT_GE(lines.size(), 3U) << out;
   EXPECT_NE(lines.front().find("waiting for the database"), std::string::npos) << out;
-  EXPECT_NE(lines.back().find("pending 0 running 0 completed 288 failed 0 total 288"), std::string::npos) << out;
+  EXPECT_NE(lines.back().find("pending 0 running 0 completed 288 failed 0 total 288"),
+            std::string::npos)
+      << out;
   EXPECT_NE(lines.back().find("| done"), std::string::npos) << out;
   int refreshes = 0;
   bool saw_rate = false;
@@ -250,8 +266,11 @@ TEST_F(Examples, StatusWatchExitsZeroOnSigint) {
 }
 
 TEST_F(Examples, StatusWatchFlagsNeedWatchAndExcludeJson) {
-  for (const auto& args : std::vector<std::vector<std::string>>{
-           {"--until-done"}, {"--interval-ms", "100"}, {"--watch", "--json"}, {"--watch", "--interval-ms", "0"}}) {
+  for (const auto& args :
+       std::vector<std::vector<std::string>>{{"--until-done"},
+                                             {"--interval-ms", "100"},
+                                             {"--watch", "--json"},
+                                             {"--watch", "--interval-ms", "0"}}) {
     std::vector<std::string> argv{bin("topicflow"), "status", "--db", sys_.db()};
     argv.insert(argv.end(), args.begin(), args.end());
     const auto r = sys_.run(argv, 30s);

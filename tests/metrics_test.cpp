@@ -46,14 +46,19 @@ HttpResponse http_get(int port, const std::string& path) {
   timeval timeout{5, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
   if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) {
-    const std::string request = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-    if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size())) {
+    const std::string request =
+        "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+        static_cast<ssize_t>(request.size())) {
       std::string raw;
       char buffer[4096];
-      for (ssize_t n; (n = ::recv(fd, buffer, sizeof buffer, 0)) > 0;) raw.append(buffer, static_cast<std::size_t>(n));
+      for (ssize_t n; (n = ::recv(fd, buffer, sizeof buffer, 0)) > 0;)
+        raw.append(buffer, static_cast<std::size_t>(n));
       std::smatch m;
-      if (std::regex_search(raw, m, std::regex(R"(^HTTP/1\.[01] (\d{3}))"))) response.status = std::stoi(m[1]);
-      if (const auto end = raw.find("\r\n\r\n"); end != std::string::npos) response.body = raw.substr(end + 4);
+      if (std::regex_search(raw, m, std::regex(R"(^HTTP/1\.[01] (\d{3}))")))
+        response.status = std::stoi(m[1]);
+      if (const auto end = raw.find("\r\n\r\n"); end != std::string::npos)
+        response.body = raw.substr(end + 4);
     }
   }
   ::close(fd);
@@ -85,12 +90,16 @@ double sample(const std::string& text, const std::string& name) {
 
 // Every name has its HELP and TYPE lines (of `type`) and at least one sample.
 void expect_metric(const std::string& text, const std::string& name, const std::string& type) {
-  EXPECT_NE(text.find("# HELP " + name + " "), std::string::npos) << name << " has no HELP in:\n" << text;
+  EXPECT_NE(text.find("# HELP " + name + " "), std::string::npos) << name << " has no HELP in:\n"
+                                                                  << text;
   EXPECT_NE(text.find("# TYPE " + name + " " + type + "\n"), std::string::npos)
-      << name << " is not a " << type << " in:\n" << text;
+      << name << " is not a " << type << " in:\n"
+      << text;
   const auto sample_name = type == "histogram" ? name + "_count" : name;
-  EXPECT_TRUE(std::regex_search(text, std::regex("(^|\n)" + sample_name + "(\\{[^}]*\\})? [0-9.e+-]+\n")))
-      << name << " has no sample in:\n" << text;
+  EXPECT_TRUE(
+      std::regex_search(text, std::regex("(^|\n)" + sample_name + "(\\{[^}]*\\})? [0-9.e+-]+\n")))
+      << name << " has no sample in:\n"
+      << text;
 }
 
 void expect_healthy(int port) {
@@ -130,7 +139,8 @@ TEST(Metrics, BrokerServesItsCountersOverHttp) {
   worker.set(zmq::sockopt::linger, 0);
   worker.set(zmq::sockopt::rcvtimeo, 5000);
   worker.connect(broker.backend_endpoint());
-  for (int i = 0; i < 3; ++i) ASSERT_TRUE(producer.send(zmq::buffer(std::string("task")), zmq::send_flags::none));
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(producer.send(zmq::buffer(std::string("task")), zmq::send_flags::none));
   for (int i = 0; i < 3; ++i) {
     zmq::message_t msg;
     ASSERT_TRUE(worker.recv(msg)) << "message " << i << " never reached the worker";
@@ -211,21 +221,27 @@ TEST(Metrics, WorkerServesItsCountersAndTaskDurationsOverHttp) {
 
   constexpr int kTasks = 20;
   for (int i = 0; i < kTasks; ++i) {
-    const auto bytes = tf::wire::encode(tf::wire::Task{"job", "key " + std::to_string(i), "payload", 1});
+    const auto bytes =
+        tf::wire::encode(tf::wire::Task{"job", "key " + std::to_string(i), "payload", 1});
     ASSERT_TRUE(backend.send(zmq::buffer(bytes), zmq::send_flags::none));
   }
-  ASSERT_TRUE(eventually([&] {
-    const auto c = worker.counters();
-    return c.completed + c.failed == kTasks;
-  }, 10000)) << "the worker finished " << worker.counters().completed + worker.counters().failed << " of " << kTasks;
+  ASSERT_TRUE(eventually(
+      [&] {
+        const auto c = worker.counters();
+        return c.completed + c.failed == kTasks;
+      },
+      10000))
+      << "the worker finished " << worker.counters().completed + worker.counters().failed << " of "
+      << kTasks;
 
   const auto r = http_get(server.port(), "/metrics");
   ASSERT_EQ(r.status, 200) << r.body;
   const auto& text = r.body;
-  for (const char* name : {"topicflow_worker_tasks_received_total", "topicflow_worker_tasks_completed_total",
-                           "topicflow_worker_tasks_failed_total", "topicflow_worker_tasks_released_total",
-                           "topicflow_worker_bad_messages_total", "topicflow_worker_reports_sent_total",
-                           "topicflow_worker_updates_sent_total"}) {
+  for (const char* name :
+       {"topicflow_worker_tasks_received_total", "topicflow_worker_tasks_completed_total",
+        "topicflow_worker_tasks_failed_total", "topicflow_worker_tasks_released_total",
+        "topicflow_worker_bad_messages_total", "topicflow_worker_reports_sent_total",
+        "topicflow_worker_updates_sent_total"}) {
     expect_metric(text, name, "counter");
   }
   for (const char* name : {"topicflow_worker_info", "topicflow_worker_tasks_in_flight",
@@ -236,8 +252,11 @@ TEST(Metrics, WorkerServesItsCountersAndTaskDurationsOverHttp) {
 
   const auto c = worker.counters();
   EXPECT_EQ(sample(text, "topicflow_worker_tasks_received_total"), kTasks) << text;
-  EXPECT_EQ(sample(text, "topicflow_worker_tasks_completed_total"), static_cast<double>(c.completed)) << text;
-  EXPECT_EQ(sample(text, "topicflow_worker_tasks_failed_total"), static_cast<double>(c.failed)) << text;
+  EXPECT_EQ(sample(text, "topicflow_worker_tasks_completed_total"),
+            static_cast<double>(c.completed))
+      << text;
+  EXPECT_EQ(sample(text, "topicflow_worker_tasks_failed_total"), static_cast<double>(c.failed))
+      << text;
   EXPECT_GT(c.failed, 0U) << "fail:0.5 over 20 tasks";
   EXPECT_EQ(sample(text, "topicflow_worker_tasks_in_flight"), 0) << text;
   EXPECT_EQ(sample(text, "topicflow_worker_slots"), 3) << text;
@@ -245,9 +264,14 @@ TEST(Metrics, WorkerServesItsCountersAndTaskDurationsOverHttp) {
   // inclusive but sleeping takes a little longer) and all are by 1 s.
   EXPECT_EQ(sample(text, "topicflow_worker_task_duration_seconds_count"), kTasks) << text;
   EXPECT_GE(sample(text, "topicflow_worker_task_duration_seconds_sum"), kTasks * 0.005) << text;
-  EXPECT_NE(text.find("topicflow_worker_task_duration_seconds_bucket{le=\"0.001\"} 0\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("topicflow_worker_task_duration_seconds_bucket{le=\"1\"} 20\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("worker=\"metrics-worker\",handler=\"sleep:5,fail:0.5\""), std::string::npos) << text;
+  EXPECT_NE(text.find("topicflow_worker_task_duration_seconds_bucket{le=\"0.001\"} 0\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("topicflow_worker_task_duration_seconds_bucket{le=\"1\"} 20\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("worker=\"metrics-worker\",handler=\"sleep:5,fail:0.5\""), std::string::npos)
+      << text;
   expect_healthy(server.port());
 
   stop.trigger();
@@ -256,7 +280,8 @@ TEST(Metrics, WorkerServesItsCountersAndTaskDurationsOverHttp) {
 
 TEST(Metrics, SinkServesItsCountersOverHttp) {
   const auto dir = std::filesystem::temp_directory_path() /
-                   ("topicflow-metrics-test-" + std::to_string(::getpid()) + "-" + std::to_string(std::random_device{}()));
+                   ("topicflow-metrics-test-" + std::to_string(::getpid()) + "-" +
+                    std::to_string(std::random_device{}()));
   std::filesystem::create_directories(dir);
   zmq::context_t ctx(1);
   zmq::socket_t frontend(ctx, zmq::socket_type::pull);
@@ -278,7 +303,8 @@ TEST(Metrics, SinkServesItsCountersOverHttp) {
     EXPECT_TRUE(eventually([&] {
       const auto r = http_get(cfg.metrics_port, "/metrics");
       text = r.body;
-      return r.status == 200 && text.find("topicflow_sink_commit_seconds_count") != std::string::npos;
+      return r.status == 200 &&
+             text.find("topicflow_sink_commit_seconds_count") != std::string::npos;
     })) << text;
     for (const char* name :
          {"topicflow_sink_messages_received_total", "topicflow_sink_updates_committed_total",

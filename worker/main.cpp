@@ -27,7 +27,8 @@ int main(int argc, char** argv) {
   add_flag_option(app, "--max-result-bytes", cfg.max_result_bytes, "largest result reported (exec: stdout is truncated)");
   add_flag_option(app, "--flush-ms", cfg.flush_ms, "reports are sent at most this long after their first update");
   add_flag_option(app, "--id", cfg.id, "worker id in reports (default: HOSTNAME-PID)");
-  add_flag_option(app, "--metrics-port", metrics_port, "serve Prometheus metrics and /healthz on this port (0: off)")
+  add_flag_option(app, "--metrics-port", metrics_port,
+                  "serve Prometheus metrics and /healthz on this port (0: off)")
       ->check(CLI::Range(0, 65535));
   add_flag_option(app, "--metrics-address", metrics_address, "address of the metrics endpoint");
   add_log_level_option(app, log_level);
@@ -52,7 +53,8 @@ int main(int argc, char** argv) {
       server = std::make_unique<MetricsServer>(
           metrics_address, metrics_port, [&] { return metrics.render(*worker, cfg); },
           [&] { return stop.triggered() ? std::string("stopping") : std::string(); });
-      spdlog::info("metrics on http://{}:{}/metrics, health on /healthz", metrics_address, server->port());
+      spdlog::info("metrics on http://{}:{}/metrics, health on /healthz", metrics_address,
+                   server->port());
     }
     worker->run(stop);
   } catch (const std::exception& e) {

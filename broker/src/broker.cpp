@@ -63,11 +63,10 @@ std::string Broker::frontend_endpoint() const { return frontend_.get(zmq::sockop
 std::string Broker::backend_endpoint() const { return backend_.get(zmq::sockopt::last_endpoint); }
 
 BrokerCounters Broker::counters() const noexcept {
-  return BrokerCounters{forwarded_.load(std::memory_order_relaxed),
-                        hellos_.load(std::memory_order_relaxed),
-                        hellos_dropped_.load(std::memory_order_relaxed),
-                        held_count_.load(std::memory_order_relaxed),
-                        waits_.load(std::memory_order_relaxed)};
+  return BrokerCounters{
+      forwarded_.load(std::memory_order_relaxed), hellos_.load(std::memory_order_relaxed),
+      hellos_dropped_.load(std::memory_order_relaxed), held_count_.load(std::memory_order_relaxed),
+      waits_.load(std::memory_order_relaxed)};
 }
 
 std::string Broker::metrics_text() const {

@@ -12,15 +12,21 @@ class TimedHandler final : public Handler {
   TimedHandler(std::unique_ptr<Handler> inner, std::shared_ptr<Histogram> durations)
       : inner_(std::move(inner)), durations_(std::move(durations)) {}
 
+  // An exception is timed too (the worker reports it as a retryable failure).
   Outcome handle(const TaskView& task, const CancelToken& cancel) override {
-    struct Observe {
-      Histogram& histogram;
-      std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
-      ~Observe() {
-        histogram.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-      }
-    } observe{*durations_};
-    return inner_->handle(task, cancel);
+    const auto start = std::chrono::steady_clock::now();
+    const auto observe = [&] {
+      durations_->observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    };
+    try {
+      auto outcome = inner_->handle(task, cancel);
+      observe();
+      return outcome;
+    } catch (...) {
+      observe();
+      throw;
+    }
   }
   [[nodiscard]] std::string describe() const override { return inner_->describe(); }
 
@@ -46,19 +52,25 @@ std::string WorkerMetrics::render(const Worker& worker, const WorkerConfig& conf
   auto d = [](std::uint64_t v) { return static_cast<double>(v); };
   MetricsText m;
   m.gauge_family("worker_info", "Identity of this worker: its id and handler spec (value 1).",
-                 {{"worker=\"" + label_value(worker.id()) + "\",handler=\"" + label_value(config.handler) + "\"", 1}});
+                 {{"worker=\"" + label_value(worker.id()) + "\",handler=\"" +
+                       label_value(config.handler) + "\"",
+                   1}});
   m.counter("worker_tasks_received_total", "Tasks taken from the broker.", d(c.received));
   m.counter("worker_tasks_completed_total", "Tasks reported completed.", d(c.completed));
-  m.counter("worker_tasks_failed_total", "Tasks reported failed (retryable or permanent).", d(c.failed));
-  m.counter("worker_tasks_released_total", "Tasks given back unfinished at shutdown.", d(c.released));
-  m.counter("worker_bad_messages_total", "Frames from the broker dropped: undecodable or not a task.",
-            d(c.bad_messages));
+  m.counter("worker_tasks_failed_total", "Tasks reported failed (retryable or permanent).",
+            d(c.failed));
+  m.counter("worker_tasks_released_total", "Tasks given back unfinished at shutdown.",
+            d(c.released));
+  m.counter("worker_bad_messages_total",
+            "Frames from the broker dropped: undecodable or not a task.", d(c.bad_messages));
   m.counter("worker_reports_sent_total", "Report messages sent to the sink.", d(c.reports));
   m.counter("worker_updates_sent_total", "Status updates inside those reports.", d(c.updates));
   m.gauge("worker_tasks_in_flight", "Tasks running now.", d(c.in_flight));
   m.gauge("worker_tasks_in_flight_max", "The most tasks ever running at once.", d(c.max_in_flight));
-  m.gauge("worker_slots", "Tasks this worker runs at once (--concurrency).", static_cast<double>(config.concurrency));
-  durations_->render(m, "worker_task_duration_seconds", "Time the handler spent on one task, any outcome.");
+  m.gauge("worker_slots", "Tasks this worker runs at once (--concurrency).",
+          static_cast<double>(config.concurrency));
+  durations_->render(m, "worker_task_duration_seconds",
+                     "Time the handler spent on one task, any outcome.");
   return m.str();
 }
 
