@@ -1,0 +1,349 @@
+#!/usr/bin/env bash
+# bench/contention: the comparison that matters (issue 4). The same topics and handler run two
+# ways for each worker count, in one invocation:
+#   direct     N topicflow-direct-worker processes, each writing its own status rows, one
+#              transaction per status change, retry loop 5 x 0.1 s doubling, no jitter
+#   topicflow  broker + sink (the only writer, batched) + N topicflow-worker + producer --wait
+# and reports wall time, "database is locked" errors, updates that gave up, rows left not
+# completed, and status updates/s: medians of R repetitions, as a Markdown table, plus a CSV of
+# every run and (with gnuplot) a chart.
+#
+#   bench/contention/run.sh                      # full: N = 8 58 200, 288 topics, R = 3
+#   bench/contention/run.sh --quick              # CI: N = 8, 100 topics, R = 1, checks it runs
+#   bench/contention/run.sh --repeat 5 --chart docs/contention.png
+#
+# Exit status: 0 when every run ran and topicflow left no row unfinished; 1 otherwise; 2 on
+# bad flags. Direct-design losses are results, not failures.
+set -uo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+
+bin="$repo/build-bench/bin"
+out="$repo/build-bench/contention"
+workers="8 58 200"
+repeat=3
+topics_n=""
+topics_file=""
+handler="sleep:20-100"
+busy_timeout_ms=5
+claim="shard"
+synchronous="normal"
+run_timeout=120
+chart=""
+quick=0
+
+usage() {
+  cat <<EOF
+usage: $0 [options]
+  --quick              N=8, 100 topics, 1 repetition: only checks that both designs run
+  --workers "N ..."    worker counts (default "$workers")
+  --repeat R           repetitions of each configuration (default $repeat; medians reported)
+  --topics K           generate K topics (default: examples/topics.txt if present, else 288)
+  --topics-file FILE   use this text file of topics
+  --handler SPEC       handler of both designs (default $handler)
+  --busy-timeout-ms MS direct workers' sqlite3_busy_timeout (default $busy_timeout_ms)
+  --claim shard|queue  how direct workers pick their topics (default $claim)
+  --synchronous MODE   direct workers' PRAGMA synchronous: normal (as the sink, default) or full
+  --bin DIR            directory of the built binaries (default build-bench/bin)
+  --out DIR            results directory (default build-bench/contention)
+  --timeout S          bound on each run (default $run_timeout s)
+  --chart FILE.png     also draw wall time and updates/s against N (needs gnuplot)
+EOF
+}
+
+die() { echo "run.sh: $*" >&2; exit 2; }
+while (($#)); do
+  case "$1" in
+    --quick) quick=1; workers="8"; repeat=1; topics_n=100 ;;
+    --workers) workers="${2:?}"; shift ;;
+    --repeat) repeat="${2:?}"; shift ;;
+    --topics) topics_n="${2:?}"; shift ;;
+    --topics-file) topics_file="${2:?}"; shift ;;
+    --handler) handler="${2:?}"; shift ;;
+    --busy-timeout-ms) busy_timeout_ms="${2:?}"; shift ;;
+    --claim) claim="${2:?}"; shift ;;
+    --synchronous) synchronous="${2:?}"; shift ;;
+    --bin) bin="${2:?}"; shift ;;
+    --out) out="${2:?}"; shift ;;
+    --timeout) run_timeout="${2:?}"; shift ;;
+    --chart) chart="${2:?}"; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) usage >&2; die "unknown option '$1'" ;;
+  esac
+  shift
+done
+[[ "$repeat" =~ ^[1-9][0-9]*$ ]] || die "--repeat must be a positive integer"
+[[ -z "$topics_n" || "$topics_n" =~ ^[1-9][0-9]*$ ]] || die "--topics must be a positive integer"
+[[ "$run_timeout" =~ ^[1-9][0-9]*$ ]] || die "--timeout must be a positive integer (seconds)"
+for n in $workers; do [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "bad worker count '$n'"; done
+for b in topicflow-direct-worker topicflow-broker topicflow-sink topicflow-worker topicflow-producer; do
+  [[ -x "$bin/$b" ]] || die "$bin/$b not found (build: ninja -C build-bench, or pass --bin)"
+done
+command -v sqlite3 >/dev/null || die "the sqlite3 shell is needed to read the final state"
+
+mkdir -p "$out" || die "cannot create $out"
+out=$(cd "$out" && pwd)
+
+# --- cleanup: every process we start is tracked; the trap ends them and removes temp dirs -------
+pids=()
+tmpdirs=()
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  sleep 0.2
+  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
+  for p in "${tmpdirs[@]}"; do rm -rf "$p"; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+now_ms() { date +%s%3N; }
+load1() { cut -d' ' -f1 /proc/loadavg; }
+
+# Waits for the given pids, at most $1 seconds, then kills what is left. Returns 1 on timeout.
+wait_bounded() {
+  local limit_s=$1; shift
+  local deadline=$(( $(now_ms) + limit_s * 1000 )) p alive
+  while :; do
+    alive=0
+    for p in "$@"; do kill -0 "$p" 2>/dev/null && { alive=1; break; }; done
+    ((alive)) || break
+    if (( $(now_ms) >= deadline )); then
+      for p in "$@"; do kill -KILL "$p" 2>/dev/null; done
+      for p in "$@"; do wait "$p" 2>/dev/null; done
+      return 1
+    fi
+    sleep 0.05
+  done
+  for p in "$@"; do wait "$p" 2>/dev/null; done
+  return 0
+}
+
+# Sum / max of a numeric field over JSON lines (flat objects, as the direct workers print).
+json_agg() {  # json_agg sum|max FIELD FILES...
+  local op=$1 field=$2; shift 2
+  awk -v f="\"$field\":" -v op="$op" '
+    { i = index($0, f); if (i == 0) next
+      v = substr($0, i + length(f)) + 0; n++
+      if (op == "sum") r += v; else if (n == 1 || v > r) r = v }
+    END { printf "%.0f", r + 0 }' "$@"
+}
+
+# --- topics --------------------------------------------------------------------------------------
+if [[ -n "$topics_file" ]]; then
+  [[ -r "$topics_file" ]] || die "cannot read $topics_file"
+  topics="$topics_file"
+elif [[ -z "$topics_n" && -r "$repo/examples/topics.txt" ]]; then
+  topics="$repo/examples/topics.txt"
+else
+  topics="$out/topics-${topics_n:-288}.txt"
+  awk -v n="${topics_n:-288}" 'BEGIN { for (i = 1; i <= n; i++) printf "topic %05d: a title to process\n", i }' >"$topics"
+fi
+topic_count=$(grep -c -v '^[[:space:]]*$' "$topics")
+
+csv="$out/contention.csv"
+echo "design,workers,rep,topics,handler,busy_timeout_ms,claim,synchronous,wall_ms,span_ms,locked_errors,retries,gave_up,stuck,completed,status_writes,transactions,completed_per_s,writes_per_s,load1,ok" >"$csv"
+
+cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+{
+  echo "contention bench: $(date -u +%FT%TZ) on $(hostname)"
+  echo "nproc $(nproc); CPU $cpu_model; build: $(grep -m1 '^CMAKE_BUILD_TYPE' "$bin/../CMakeCache.txt" 2>/dev/null | cut -d= -f2)"
+  echo "source: $(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown); binaries: $bin"
+  echo "topics $topic_count ($topics); handler $handler; workers $workers; repeat $repeat; direct busy_timeout ${busy_timeout_ms} ms, claim $claim, synchronous $synchronous"
+  echo "load at start: $(uptime)"
+} | tee "$out/meta.txt"
+
+failures=0
+
+# --- (a) direct: every worker process writes its own rows ---------------------------------------
+run_direct() {
+  local n=$1 rep=$2 tmp
+  tmp=$(mktemp -d /tmp/tfc-direct.XXXXXX) && tmpdirs+=("$tmp")
+  local db="$tmp/direct.db" load; load=$(load1)
+  if ! "$bin/topicflow-direct-worker" --db "$db" --seed "$topics" >"$tmp/seed.json" 2>"$tmp/seed.err"; then
+    echo "direct N=$n: seeding failed: $(cat "$tmp/seed.err")" >&2
+    return 1
+  fi
+  # Every process opens the database, then all start at the same instant (their pool starting).
+  local start=$(( $(now_ms) + 1000 + 10 * n )) i wpids=()
+  for ((i = 0; i < n; i++)); do
+    "$bin/topicflow-direct-worker" --db "$db" --index "$i" --count "$n" --claim "$claim" \
+      --handler "$handler" --busy-timeout-ms "$busy_timeout_ms" --synchronous "$synchronous" --start-at-ms "$start" \
+      --deadline-ms $(( run_timeout * 1000 )) >"$tmp/w$i.json" 2>"$tmp/w$i.err" &
+    wpids+=($!); pids+=($!)
+  done
+  local ok=1
+  wait_bounded $(( run_timeout + 30 )) "${wpids[@]}" || { ok=0; echo "direct N=$n: workers timed out" >&2; }
+  local lines; lines=$(cat "$tmp"/w*.json | grep -c '"worker"')
+  if (( lines != n )); then
+    ok=0
+    echo "direct N=$n: only $lines of $n workers reported; first error: $(cat "$tmp"/w*.err | head -1)" >&2
+  fi
+  local end late locked retries gave_up writes
+  end=$(json_agg max end_ms "$tmp"/w*.json)
+  late=$(( $(json_agg max ready_ms "$tmp"/w*.json) - start ))
+  (( late > 0 )) && echo "direct N=$n: the last worker was ready ${late} ms after the start; counted in wall time" >&2
+  locked=$(json_agg sum busy_errors "$tmp"/w*.json)
+  retries=$(json_agg sum retries "$tmp"/w*.json)
+  gave_up=$(json_agg sum gave_up "$tmp"/w*.json)
+  writes=$(json_agg sum writes_ok "$tmp"/w*.json)
+  local completed stuck span
+  completed=$(sqlite3 "$db" "SELECT count(*) FROM topics WHERE status='completed'")
+  stuck=$(sqlite3 "$db" "SELECT count(*) FROM topics WHERE status<>'completed'")
+  span=$(( $(sqlite3 "$db" "SELECT max(updated_at) FROM topics") - start ))
+  local wall=$(( end - start ))
+  # Each committed status change was one transaction.
+  record direct "$n" "$rep" "$wall" "$span" "$locked" "$retries" "$gave_up" "$stuck" "$completed" "$writes" "$writes" "$load" "$ok"
+  pids=()  # all reaped: never signal a pid that may have been reused
+  rm -rf "$tmp"
+  ((ok))
+}
+
+# --- (b) topicflow: workers report over ZeroMQ, the sink writes in batches ----------------------
+run_topicflow() {
+  local n=$1 rep=$2 tmp
+  tmp=$(mktemp -d /tmp/tfc.XXXXXX) && tmpdirs+=("$tmp")
+  local db="$tmp/tf.db" load; load=$(load1)
+  local e=(--frontend "ipc://$tmp/fe" --backend "ipc://$tmp/be" --sink "ipc://$tmp/sink" --events "ipc://$tmp/ev")
+  local rpids=() i ok=1
+  "$bin/topicflow-broker" "${e[@]}" 2>"$tmp/broker.log" & rpids+=($!); pids+=($!)
+  "$bin/topicflow-sink" "${e[@]}" --db "$db" 2>"$tmp/sink.log" & rpids+=($!); pids+=($!)
+  for ((i = 0; i < n; i++)); do
+    "$bin/topicflow-worker" "${e[@]}" --handler "$handler" 2>"$tmp/worker$i.log" & rpids+=($!); pids+=($!)
+  done
+  # Ready when the sink has opened its database and every worker has started (bounded).
+  local deadline=$(( $(now_ms) + 30000 )) started=0
+  while (( $(now_ms) < deadline )); do
+    started=$(cat "$tmp"/worker*.log 2>/dev/null | grep -c ' starting: ')
+    grep -q 'sink ready' "$tmp/sink.log" 2>/dev/null && (( started >= n )) && break
+    sleep 0.05
+  done
+  (( started >= n )) || { ok=0; echo "topicflow N=$n: only $started of $n workers started" >&2; }
+  sleep 0.3  # let the workers' connections complete
+  local t0 t1 rc
+  t0=$(now_ms)
+  timeout -k 5 "$run_timeout" "$bin/topicflow-producer" "${e[@]}" --wait --progress none "$topics" \
+    >"$tmp/producer.out" 2>"$tmp/producer.log"
+  rc=$?
+  t1=$(now_ms)
+  (( rc == 0 )) || { ok=0; echo "topicflow N=$n: producer exited $rc: $(tail -1 "$tmp/producer.log")" >&2; }
+  # Workers first (nothing in flight), then the sink commits what it holds and stops.
+  for ((i = 2; i < ${#rpids[@]}; i++)); do kill -TERM "${rpids[$i]}" 2>/dev/null; done
+  wait_bounded 15 "${rpids[@]:2}" || echo "topicflow N=$n: workers needed SIGKILL" >&2
+  kill -TERM "${rpids[1]}" "${rpids[0]}" 2>/dev/null
+  wait_bounded 15 "${rpids[0]}" "${rpids[1]}" || { ok=0; echo "topicflow N=$n: sink/broker needed SIGKILL" >&2; }
+  local stopped updates batches locked gave_up
+  stopped=$(grep -o 'sink stopped: [0-9]* updates in [0-9]* batches, [0-9]* busy retries' "$tmp/sink.log" | tail -1)
+  read -r updates batches locked <<<"$(sed -E 's/[^0-9]+/ /g' <<<"$stopped")"
+  [[ -n "$stopped" ]] || { ok=0; echo "topicflow N=$n: the sink did not report its totals" >&2; }
+  # The sink never drops an update on SQLITE_BUSY; what it could not commit at shutdown is logged.
+  gave_up=$(grep -o '[0-9]* updates not committed' "$tmp/sink.log" | awk '{ s += $1 } END { print s + 0 }')
+  local completed stuck span
+  completed=$(sqlite3 "$db" "SELECT count(*) FROM topics WHERE status='completed'" 2>/dev/null || echo 0)
+  stuck=$(( topic_count - completed ))
+  span=$(sqlite3 "$db" "SELECT max(updated_at) - min(created_at) FROM topics" 2>/dev/null || echo 0)
+  record topicflow "$n" "$rep" $(( t1 - t0 )) "${span:-0}" "${locked:-0}" "${locked:-0}" "$gave_up" "$stuck" \
+    "$completed" "${updates:-0}" "${batches:-0}" "$load" "$ok"
+  pids=()  # all reaped: never signal a pid that may have been reused
+  rm -rf "$tmp"
+  ((ok))
+}
+
+record() {  # design n rep wall span locked retries gave_up stuck completed writes transactions load ok
+  local design=$1 n=$2 rep=$3 wall=$4 span=$5 locked=$6 retries=$7 gave_up=$8 stuck=$9 completed=${10}
+  local writes=${11} tx=${12} load=${13} ok=${14}
+  local cps wps
+  cps=$(awk -v c="$completed" -v w="$wall" 'BEGIN { printf "%.1f", (w > 0 ? c * 1000 / w : 0) }')
+  wps=$(awk -v c="$writes" -v w="$wall" 'BEGIN { printf "%.1f", (w > 0 ? c * 1000 / w : 0) }')
+  echo "$design,$n,$rep,$topic_count,$handler,$busy_timeout_ms,$claim,$synchronous,$wall,$span,$locked,$retries,$gave_up,$stuck,$completed,$writes,$tx,$cps,$wps,$load,$ok" >>"$csv"
+  printf '  %-9s N=%-4s rep %d: wall %6.2f s, locked %5d, gave up %3d, stuck %3d, %7.1f completed/s, %7.1f writes/s in %d transactions (load %s)\n' \
+    "$design" "$n" "$rep" "$(awk -v w="$wall" 'BEGIN { print w / 1000 }')" "$locked" "$gave_up" "$stuck" "$cps" "$wps" "$tx" "$load"
+}
+
+# Repetitions outermost and the designs interleaved, so a burst of load from other work on the
+# machine lands on both designs rather than on one.
+for ((rep = 1; rep <= repeat; rep++)); do
+  for n in $workers; do
+    run_direct "$n" "$rep" || failures=$((failures + 1))
+    run_topicflow "$n" "$rep" || failures=$((failures + 1))
+  done
+done
+echo "load at end: $(uptime)" | tee -a "$out/meta.txt"
+
+# --- medians and the table -----------------------------------------------------------------------
+medians="$out/contention-medians.csv"
+awk -F, -v order="$workers" '
+  NR == 1 { next }
+  { key = $1 "," $2; n[key]++
+    for (c = 9; c <= 19; c++) v[key, c, n[key]] = $c }
+  function median(key, c,   m, i, j, t, a) {
+    m = n[key]; for (i = 1; i <= m; i++) a[i] = v[key, c, i] + 0
+    for (i = 2; i <= m; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+    return m % 2 ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
+  }
+  END {
+    print "design,workers,runs,wall_ms,span_ms,locked_errors,retries,gave_up,stuck,completed,status_writes,transactions,completed_per_s,writes_per_s"
+    k = split(order, ns, " ")
+    for (i = 1; i <= k; i++) for (d = 1; d <= 2; d++) {
+      key = (d == 1 ? "direct" : "topicflow") "," ns[i]
+      if (!(key in n)) continue
+      line = key "," n[key]
+      for (c = 9; c <= 19; c++) line = line "," median(key, c)
+      print line
+    }
+  }' "$csv" >"$medians"
+
+table="$out/contention.md"
+awk -F, '
+  NR == 1 { next }
+  { d = $1; n = $2; wall[d, n] = $4; span[d, n] = $5; locked[d, n] = $6; gave[d, n] = $8; stuck[d, n] = $9
+    tx[d, n] = $12; cps[d, n] = $13; wps[d, n] = $14; runs[d, n] = $3
+    if (!(n in seen)) { seen[n] = 1; ns[++k] = n } }
+  END {
+    print "| workers | design | wall (s) | work span (s) | \"database is locked\" | gave up | stuck rows | completed/s | status writes/s | transactions | completed/s vs direct | wall vs direct |"
+    print "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for (i = 1; i <= k; i++) {
+      n = ns[i]
+      for (j = 1; j <= 2; j++) {
+        d = j == 1 ? "direct" : "topicflow"
+        if (!((d, n) in wall)) continue
+        r1 = "–"; r2 = "–"
+        if (d == "topicflow" && (("direct", n) in wall) && cps["direct", n] > 0 && wall["direct", n] > 0) {
+          r1 = sprintf("%.2f×", cps[d, n] / cps["direct", n]); r2 = sprintf("%.2f×", wall[d, n] / wall["direct", n])
+        }
+        printf "| %s | %s | %.2f | %.2f | %g | %g | %g | %.0f | %.0f | %g | %s | %s |\n", n, d, wall[d, n] / 1000, span[d, n] / 1000,
+          locked[d, n], gave[d, n], stuck[d, n], cps[d, n], wps[d, n], tx[d, n], r1, r2
+      }
+    }
+  }' "$medians" >"$table"
+echo
+echo "Medians of $repeat run(s), $topic_count topics, handler $handler:"
+echo
+cat "$table"
+echo
+echo "raw: $csv; medians: $medians; table: $table"
+
+if [[ -n "$chart" ]]; then
+  if command -v gnuplot >/dev/null; then
+    ideal=""
+    [[ "$handler" =~ ^sleep:([0-9]+)-([0-9]+)$ ]] &&
+      ideal="topics=$topic_count; min_ms=${BASH_REMATCH[1]}; max_ms=${BASH_REMATCH[2]};"
+    gnuplot -e "medians='$medians'; output='$chart'; $ideal subtitle='$topic_count topics, $handler, medians of $repeat runs'" \
+      "$here/chart.gp" && echo "chart: $chart"
+  else
+    echo "run.sh: gnuplot not found; no chart" >&2
+  fi
+fi
+
+# --- verdict: both designs ran; topicflow finished every topic --------------------------------
+tf_stuck=$(awk -F, 'NR > 1 && $1 == "topicflow" { s += $14 } END { print s + 0 }' "$csv")
+ran_direct=$(awk -F, 'NR > 1 && $1 == "direct" && $21 == 1' "$csv" | wc -l)
+ran_tf=$(awk -F, 'NR > 1 && $1 == "topicflow" && $21 == 1' "$csv" | wc -l)
+if (( failures > 0 || ran_direct == 0 || ran_tf == 0 || tf_stuck > 0 )); then
+  echo "FAILED: $failures run(s) failed; direct ran $ran_direct, topicflow ran $ran_tf; topicflow left $tf_stuck row(s) unfinished" >&2
+  exit 1
+fi
+echo "OK: both designs ran ($ran_direct + $ran_tf runs); topicflow left 0 rows unfinished"
+(( quick )) && echo "(quick mode: checks that it runs; numbers are not a benchmark)"
+exit 0
