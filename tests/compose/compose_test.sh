@@ -81,7 +81,7 @@ cleanup() {
     log "--- last logs of every service ---"
     compose 60 logs --no-color --tail 40 2>&1 | tail -n 300
   fi
-  [ -n "${DOCKER_HOST:-}" ] && save_logs
+  [ "$failed" = 1 ] && [ -n "${DOCKER_HOST:-}" ] && save_logs
   if [ -n "${DOCKER_HOST:-}" ]; then
     compose 180 down -v -t 5 --remove-orphans >"$work/down.log" 2>&1 || cat "$work/down.log"
   fi
