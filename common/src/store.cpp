@@ -32,7 +32,7 @@ CREATE TABLE IF NOT EXISTS topics (
   dispatched_at INTEGER,
   worker        TEXT,
   PRIMARY KEY (job, key)
-);
+) WITHOUT ROWID;  -- one B-tree keyed by (job, key): a status write is one seek, not two
 -- The sink's two timers, as partial indexes so each sweep and each "next due" is an index seek:
 -- in flight (leases of running rows, dispatch timeouts of rows handed to the broker) ...
 CREATE INDEX IF NOT EXISTS topics_timer ON topics(due_at)
