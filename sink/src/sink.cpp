@@ -244,8 +244,12 @@ class Sink::Impl {
 
   void on_message(const wire::BrokerHello& m) {
     if (m.instance == broker_instance_ || new_broker_ == m.instance) return;
-    spdlog::info("broker instance {} announced itself (was {}): redelivering tasks in transit",
-                 m.instance, broker_instance_.empty() ? "unknown" : broker_instance_);
+    if (broker_instance_.empty()) {
+      spdlog::info("broker instance {} announced itself", m.instance);
+    } else {
+      spdlog::info("broker instance {} announced itself (was {}): redelivering tasks in transit", m.instance,
+                   broker_instance_);
+    }
     new_broker_ = m.instance;
     mark_batch_started();
   }
@@ -319,10 +323,15 @@ class Sink::Impl {
       ready_backlog_empty_ = next_ready_due_ == kNever;
       // First: tasks handed to a broker that has since restarted are lost with its queue.
       if (new_broker_) {
-        redeliver_in_transit_.bind(1, wall);
-        redeliver_in_transit_.step();
-        const auto n = db_.changes();
-        redeliver_in_transit_.reset();
+        // The first broker this database ever heard of replaces nobody: nothing to resend
+        // (tasks dispatched before its first hello are in its queue).
+        std::int64_t n = 0;
+        if (!broker_instance_.empty()) {
+          redeliver_in_transit_.bind(1, wall);
+          redeliver_in_transit_.step();
+          n = db_.changes();
+          redeliver_in_transit_.reset();
+        }
         set_meta_.bind(1, std::string_view("broker_instance")).bind(2, *new_broker_);
         set_meta_.step();
         set_meta_.reset();
