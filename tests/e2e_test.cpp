@@ -255,7 +255,8 @@ TEST_F(EndToEnd, RunRestartsAKilledWorker) {
   options.stdout_path = (sys_.dir() / "run.out").string();
   options.stderr_path = (sys_.dir() / "run.err").string();
   options.die_with_parent = true;
-  ChildProcess run({bin("topicflow"), "run", "--db", sys_.db(), "--handler", "sleep:20-40",
+  // ~2.4 s of work (60 topics x 60-100 ms over 2 workers), so the kill lands mid-run.
+  ChildProcess run({bin("topicflow"), "run", "--db", sys_.db(), "--handler", "sleep:60-100",
                     "--workers", "2", "--lease-ms", "1000", "--dispatch-timeout-ms", "2000",
                     "--progress", "none", "--log-level", "warn", file},
                    options);
@@ -278,7 +279,7 @@ TEST_F(EndToEnd, RunRestartsAKilledWorker) {
     }
   }
   ASSERT_GT(victim, 0) << "no worker of run found";
-  std::this_thread::sleep_for(1500ms);  // past run's startup checks: this is a crash mid-run
+  std::this_thread::sleep_for(1200ms);  // past run's startup checks: this is a crash mid-run
   ::kill(victim, SIGKILL);
   // Tasks the dead worker held come back within a lease (started) or a dispatch timeout (queued).
   const auto status = run.wait_for(60s);

@@ -505,24 +505,25 @@ TEST(WireDecode, SpecificWrongTypesAndRangesThrow) {
                       "submission id over 128 bytes");
 
   // report: [1, 3, worker, updates[[kind, job, key, attempt, retryable, data]]]
-  const auto report = [] { return Frame().array(4).uint(1).uint(3).str("w").array(1); };
+  // [version, type, worker, [update], slots]: each case appends an update, then slots
+  const auto report = [] { return Frame().array(5).uint(1).uint(3).str("w").array(1); };
   ASSERT_NO_THROW((void)wire::decode(
-      report().array(6).uint(3).str("j").str("k").uint(1).boolean(false).bin("").bytes()))
+      report().array(6).uint(3).str("j").str("k").uint(1).boolean(false).bin("").uint(2).bytes()))
       << "control report must be valid";
   for (std::uint64_t kind :
        {std::uint64_t{0}, std::uint64_t{6}, std::uint64_t{255}, std::uint64_t{256}}) {
     expect_decode_error(
-        report().array(6).uint(kind).str("j").str("k").uint(1).boolean(false).bin("").bytes(),
+        report().array(6).uint(kind).str("j").str("k").uint(1).boolean(false).bin("").uint(2).bytes(),
         "update kind " + std::to_string(kind));
   }
-  expect_decode_error(report().array(6).uint(3).str("j").str("k").uint(1).uint(0).bin("").bytes(),
+  expect_decode_error(report().array(6).uint(3).str("j").str("k").uint(1).uint(0).bin("").uint(2).bytes(),
                       "update retryable 0");
   expect_decode_error(
-      report().array(6).uint(3).str("j").str("k").uint(1).boolean(false).uint(0).bytes(),
+      report().array(6).uint(3).str("j").str("k").uint(1).boolean(false).uint(0).uint(2).bytes(),
       "update data int");
-  expect_decode_error(report().array(5).uint(3).str("j").str("k").uint(1).boolean(false).bytes(),
+  expect_decode_error(report().array(5).uint(3).str("j").str("k").uint(1).boolean(false).uint(2).bytes(),
                       "update with 5 fields");
-  expect_decode_error(report().uint(3).bytes(), "update not an array");
+  expect_decode_error(report().uint(3).uint(2).bytes(), "update not an array");
 
   // ack: [1, 7, client, kind, seq, counters...]
   const auto ack = [](std::uint64_t kind) {
