@@ -98,10 +98,12 @@ TEST_F(BrokerTest, SharesWorkAmongWorkers) {
   std::vector<zmq::socket_t> workers;
   for (int i = 0; i < 3; ++i) workers.push_back(connect_worker());
   std::this_thread::sleep_for(300ms);  // let every connection reach the broker's PUSH
-  constexpr int kTotal = 60;
+  constexpr int kTotal = 300;
   for (int i = 0; i < kTotal; ++i) send_string(producer_, std::to_string(i));
   // The workers take turns, as real ones would while busy; the broker's PUSH hands each message
-  // to the next connection with room (round-robin), so nobody is starved.
+  // to the next connection with room (round-robin), so nobody is starved. Not evenly, though:
+  // with HWM 1 per pipe the connection libzmq's I/O thread drains first gets more (measured
+  // 36/12/12 to 44/8/8 of 60 in Debug; the smallest share of 300 was 44 to 74 in Debug and TSan).
   std::vector<int> counts(3, 0);
   int received = 0;
   for (int idle_rounds = 0; received < kTotal && idle_rounds < 20;) {
@@ -117,7 +119,7 @@ TEST_F(BrokerTest, SharesWorkAmongWorkers) {
   }
   EXPECT_EQ(received, kTotal);
   for (std::size_t w = 0; w < workers.size(); ++w) {
-    EXPECT_GE(counts[w], kTotal / 5) << "worker " << w << " got " << counts[w] << " of " << kTotal;
+    EXPECT_GE(counts[w], kTotal / 10) << "worker " << w << " got " << counts[w] << " of " << kTotal;
   }
 }
 
