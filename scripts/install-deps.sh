@@ -18,7 +18,8 @@ packages=(
   nlohmann-json3-dev libcpp-httplib-dev          # JSON Lines input, metrics endpoint
   libssl-dev zlib1g-dev libbrotli-dev            # what cpp-httplib's pkg-config file requires
   libgtest-dev libgmock-dev libbenchmark-dev     # tests and benchmarks
-  clang                                          # sanitizer and fuzz builds
+  clang libclang-rt-14-dev                       # fuzz build (libFuzzer, ASan/UBSan runtimes:
+                                                 # only a Recommends of clang, not pulled in)
   python3                                        # examples/handlers/summarise.py, its e2e tests
   prometheus                                     # promtool: the metrics_promtool test
 )
