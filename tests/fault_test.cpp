@@ -121,6 +121,9 @@ TEST(Fault, AnotherConnectionHoldsTheWriteLockForThreeSeconds) {
   std::uint64_t completed_during_lock = 0;
   {
     sqlite::Database blocker(c.db(), sqlite::OpenMode::read_write);
+    // The sink may be committing right now: wait for the lock as a sqlite3 shell would (without
+    // a busy timeout BEGIN IMMEDIATE failed with "database is locked" now and then).
+    blocker.busy_timeout(10000);
     blocker.exec("BEGIN IMMEDIATE");  // an operator's sqlite3 shell, a backup...
     const auto at_start = c.counts().count(Status::completed);
     std::this_thread::sleep_for(std::chrono::seconds(3));

@@ -8,9 +8,11 @@
 
 #include <unistd.h>
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 
 namespace sql = topicflow::sqlite;
 namespace store = topicflow::store;
@@ -287,6 +289,30 @@ TEST(StoreOpen, ReadOnlySeesAWritersCommitsWhileItRuns) {
     tx.commit();
   }
   EXPECT_EQ(store::read_counts(ro)[0].total(), 2U) << "after the commit";
+}
+
+TEST(StoreOpen, ForWritingWaitsForAReaderOfANewFile) {
+  // The sink starting while `topicflow status` (or a test polling counts) reads the still-empty
+  // file: switching it to WAL needs an exclusive lock, so the open must wait, not fail.
+  TempDir dir;
+  const auto path = dir.file("new.db");
+  { std::ofstream touch(path); }
+  sql::Database reader(path, sql::OpenMode::read_only);
+  reader.exec("BEGIN");
+  reader.exec("SELECT count(*) FROM sqlite_master");  // holds a shared lock until COMMIT
+  const auto start = std::chrono::steady_clock::now();
+  std::thread release([&reader] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    reader.exec("COMMIT");
+  });
+  try {
+    auto db = store::open_for_writing(path);
+    const auto waited = std::chrono::steady_clock::now() - start;
+    EXPECT_GE(waited, std::chrono::milliseconds(200)) << "it waited for the reader";
+  } catch (const sql::SqliteError& e) {
+    ADD_FAILURE() << "open_for_writing gave up while a reader held the file: " << e.what();
+  }
+  release.join();
 }
 
 TEST(StoreOpen, ForWritingInAMissingDirectoryNamesThePath) {

@@ -50,6 +50,11 @@ INSERT OR IGNORE INTO meta(name, value) VALUES ('schema_version', '1');
 
 sqlite::Database open_for_writing(const std::string& path) {
   sqlite::Database db(path, sqlite::OpenMode::read_write_create);
+  // Switching a new file to WAL needs an exclusive lock: without a busy timeout a reader that
+  // merely has the file open (`topicflow status`, a test polling counts, a backup) made the
+  // sink exit at startup with "database is locked". Callers with their own busy handling (the
+  // sink) set the timeout back to 0 after this.
+  db.busy_timeout(kOpenBusyTimeoutMs);
   try {
     apply_schema(db);
   } catch (const sqlite::SqliteError& e) {

@@ -31,7 +31,9 @@ inline constexpr int kSchemaVersion = 1;
 void apply_schema(sqlite::Database& db);
 
 // Opens (creating) the sink's database; a missing directory or an unwritable path gives a
-// one-line SqliteError naming the path.
+// one-line SqliteError naming the path. Waits up to kOpenBusyTimeoutMs for other connections'
+// locks (the returned connection keeps that busy timeout).
+inline constexpr int kOpenBusyTimeoutMs = 10000;
 [[nodiscard]] sqlite::Database open_for_writing(const std::string& path);
 // Opens an existing database without writing it (for `topicflow status`).
 [[nodiscard]] sqlite::Database open_read_only(const std::string& path);
