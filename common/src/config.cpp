@@ -27,6 +27,24 @@ void add_endpoint_options(CLI::App& app, Endpoints& e) {
   add_flag_option(app, "--events", e.events, "sink PUB address (progress events)")->group(group);
 }
 
+void add_curve_options(CLI::App& app, CurveOptions& c) {
+  const char* group = "Security (ZeroMQ CURVE; off unless --curve-secret-key is given)";
+  add_flag_option(app, "--curve-secret-key", c.secret_key,
+                  "this process's CURVE key pair (a .key file from `topicflow keygen`); turns "
+                  "encryption and authentication on")
+      ->group(group);
+  add_flag_option(app, "--curve-broker-key", c.broker_key,
+                  "the broker's public key file (to connect to --frontend/--backend)")
+      ->group(group);
+  add_flag_option(app, "--curve-sink-key", c.sink_key,
+                  "the sink's public key file (to connect to --sink/--events)")
+      ->group(group);
+  add_flag_option(app, "--curve-authorized", c.authorized,
+                  "broker and sink: the clients admitted, a file of public keys or a directory "
+                  "of *.pub files")
+      ->group(group);
+}
+
 void add_log_level_option(CLI::App& app, std::string& level) {
   add_flag_option(app, "--log-level", level, "trace, debug, info, warn, error, critical or off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));

@@ -1,6 +1,9 @@
 #include <topicflow/sockets.hpp>
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <stdexcept>
 
@@ -15,7 +18,23 @@ zmq::socket_t make_socket(zmq::context_t& ctx, zmq::socket_type type, const Sock
   return socket;
 }
 
-void bind_socket(zmq::socket_t& socket, std::string_view flag, const std::string& endpoint) {
+bool is_local_endpoint(std::string_view endpoint) {
+  if (!endpoint.starts_with("tcp://")) return true;
+  auto host = endpoint.substr(6);
+  host = host.substr(0, host.rfind(':'));
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  return host.starts_with("127.") || host == "::1" || host == "localhost" || host == "lo";
+}
+
+void bind_socket(zmq::socket_t& socket, std::string_view flag, const std::string& endpoint,
+                 const CurveServer* curve) {
+  if (curve != nullptr) {
+    curve->apply(socket);
+  } else if (!is_local_endpoint(endpoint)) {
+    spdlog::warn("{} {} is reachable from other hosts without CURVE: anyone who can connect to it "
+                 "can submit or take tasks (fine on a private network; see --curve-secret-key)",
+                 flag, endpoint);
+  }
   try {
     socket.bind(endpoint);
   } catch (const zmq::error_t& e) {
@@ -23,7 +42,21 @@ void bind_socket(zmq::socket_t& socket, std::string_view flag, const std::string
   }
 }
 
-void connect_socket(zmq::socket_t& socket, std::string_view flag, const std::string& endpoint) {
+void connect_socket(zmq::socket_t& socket, std::string_view flag, const std::string& endpoint,
+                    const Security& security) {
+  if (security.enabled()) {
+    auto binary = [](const std::string& z85) {
+      std::array<std::uint8_t, 32> bytes{};
+      if (zmq_z85_decode(bytes.data(), z85.c_str()) == nullptr) throw std::logic_error("bad CURVE key");
+      return bytes;
+    };
+    const auto server = binary(security.server_key_for(flag));
+    const auto pub = binary(security.keys->public_key);
+    const auto secret = binary(security.keys->secret_key);
+    socket.set(zmq::sockopt::curve_serverkey, zmq::const_buffer(server.data(), server.size()));
+    socket.set(zmq::sockopt::curve_publickey, zmq::const_buffer(pub.data(), pub.size()));
+    socket.set(zmq::sockopt::curve_secretkey, zmq::const_buffer(secret.data(), secret.size()));
+  }
   try {
     socket.connect(endpoint);
   } catch (const zmq::error_t& e) {

@@ -18,6 +18,15 @@ struct Endpoints {
   std::string events = "tcp://127.0.0.1:5560";    // sink PUB (binds)
 };
 
+// Key files for ZeroMQ CURVE (curve.hpp); all empty: CURVE off. Every role takes all four and
+// uses what it needs, so one environment can serve every role of a deployment.
+struct CurveOptions {
+  std::string secret_key;  // --curve-secret-key: this process's key pair (turns CURVE on)
+  std::string broker_key;  // --curve-broker-key: the broker's public key
+  std::string sink_key;    // --curve-sink-key: the sink's public key
+  std::string authorized;  // --curve-authorized: client public keys the broker/sink admit
+};
+
 // "--batch-max" -> "TOPICFLOW_BATCH_MAX"
 [[nodiscard]] std::string env_name(std::string_view flag);
 
@@ -33,6 +42,7 @@ CLI::Option* add_flag_option(CLI::App& app, const std::string& flag, T& value, c
 CLI::Option* add_bool_flag(CLI::App& app, const std::string& flag, bool& value, const std::string& help);
 
 void add_endpoint_options(CLI::App& app, Endpoints& endpoints);
+void add_curve_options(CLI::App& app, CurveOptions& options);
 void add_log_level_option(CLI::App& app, std::string& level);
 
 // Parses argv. Returns an exit code when the process should stop now (0 after --help, 2 after a

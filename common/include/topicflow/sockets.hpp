@@ -2,7 +2,11 @@
 // Small helpers around cppzmq so every role creates, binds and connects sockets the same way:
 // explicit linger, explicit HWMs, a max message size on everything that binds, and bind/connect
 // failures turned into one readable line ("cannot bind --sink tcp://127.0.0.1:5559: Address
-// already in use").
+// already in use"). With CURVE on (curve.hpp) the same two calls make a socket a CURVE server
+// (bind_socket with the process's CurveServer) or client (connect_socket with its Security):
+// every role secures its sockets through this one path.
+
+#include <topicflow/curve.hpp>
 
 #include <zmq.hpp>
 
@@ -20,8 +24,18 @@ struct SocketOptions {
 };
 
 [[nodiscard]] zmq::socket_t make_socket(zmq::context_t& ctx, zmq::socket_type type, const SocketOptions& options);
-void bind_socket(zmq::socket_t& socket, std::string_view flag, const std::string& endpoint);
-void connect_socket(zmq::socket_t& socket, std::string_view flag, const std::string& endpoint);
+// Binds. With `curve`, the socket is a CURVE server admitting the clients `curve` authorizes;
+// without, binding a TCP address other than loopback logs a warning (anyone who can reach it may
+// submit and take tasks).
+void bind_socket(zmq::socket_t& socket, std::string_view flag, const std::string& endpoint,
+                 const CurveServer* curve = nullptr);
+// Connects. With CURVE on in `security`, the socket is a CURVE client with this process's key
+// pair, expecting the server key that belongs to `flag` (Security::server_key_for).
+void connect_socket(zmq::socket_t& socket, std::string_view flag, const std::string& endpoint,
+                    const Security& security = {});
+
+// True for ipc://, inproc:// and TCP on a loopback address (127.x.x.x, ::1, localhost, lo).
+[[nodiscard]] bool is_local_endpoint(std::string_view endpoint);
 
 // zmq::poll that treats EINTR (a signal arrived: the stop pipe will say which) as "nothing
 // ready" instead of throwing; returns the number of ready items.
