@@ -1,7 +1,9 @@
 // Fault tests: kill, block and poison the real processes mid-run, then assert the database's
 // final state. Label `fault`. Every wait is bounded.
 
-#include "support/cluster.hpp"
+#include "support/system.hpp"
+
+#include <topicflow/sqlite.hpp>
 
 #include <topicflow/wire.hpp>
 
@@ -12,12 +14,13 @@
 #include <zmq.hpp>
 
 #include <map>
+#include <random>
 
 namespace topicflow::testing {
 namespace {
 
-using store::Status;
-constexpr int kRunTimeoutMs = 60000;
+using namespace std::chrono_literals;
+constexpr auto kRunTimeout = 60s;
 
 // Fast timers so faults are recovered in seconds, not minutes.
 std::vector<std::string> sink_args(std::vector<std::string> extra = {}) {
@@ -31,55 +34,51 @@ std::vector<std::string> worker_args(const std::string& handler, int concurrency
           "--shutdown-grace-ms", "500"};
 }
 
-bool all_completed(const store::JobCounts& c, std::uint64_t n) { return c.count(Status::completed) == n && c.total() == n; }
-bool all_terminal(const store::JobCounts& c, std::uint64_t n) {
-  return c.total() == n && c.count(Status::completed) + c.count(Status::failed) == n;
-}
 
-std::map<std::string, std::int64_t> completed_attempts(Cluster& cluster) {
+std::map<std::string, std::int64_t> completed_attempts(System& system) {
   std::map<std::string, std::int64_t> out;
-  auto db = cluster.open_db();
+  auto db = sqlite::Database(system.db(), sqlite::OpenMode::read_only);
   auto s = db.prepare("SELECT key, attempts FROM topics WHERE status = 'completed'");
   while (s.step()) out[std::string(s.column_text(0))] = s.column_int(1);
   return out;
 }
 
 TEST(Fault, KillTwoOfEightWorkersWhileTheyHoldTasks) {
-  Cluster c("kill-workers");
+  System c("fault-kill-workers");
   const int n = 400;
   c.start_broker();
   c.start_sink(sink_args());
   c.start_workers(8, worker_args("sleep:20-60", 2));
   const auto file = c.write_topics("topics.txt", n);
   c.start_producer(file);
-  ASSERT_TRUE(c.wait_counts([](const auto& x) { return x.count(Status::completed) >= 80; }, kRunTimeoutMs))
-      << Cluster::describe(c.counts());
-  c.workers()[0].terminate(SIGKILL);
-  c.workers()[5].terminate(SIGKILL);
-  EXPECT_TRUE(c.wait_counts([&](const auto& x) { return all_completed(x, n); }, kRunTimeoutMs))
-      << "after killing 2 of 8 workers: " << Cluster::describe(c.counts());
+  ASSERT_TRUE(c.wait_for_counts([](const auto& x) { return x["completed"] >= 80; }, kRunTimeout))
+      << c.counts().describe();
+  c.role("worker1").terminate(SIGKILL);
+  c.role("worker6").terminate(SIGKILL);
+  EXPECT_TRUE(c.wait_for_counts([&](const auto& x) { return x.all_completed(n); }, kRunTimeout))
+      << "after killing 2 of 8 workers: " << c.counts().describe();
 }
 
 TEST(Fault, KillTheBrokerMidRunAndRestartIt) {
-  Cluster c("kill-broker");
+  System c("fault-kill-broker");
   const int n = 400;
   c.start_broker();
   c.start_sink(sink_args());
   c.start_workers(4, worker_args("sleep:10-40", 2));
   c.start_producer(c.write_topics("topics.txt", n));
-  ASSERT_TRUE(c.wait_counts([](const auto& x) { return x.count(Status::completed) >= 60; }, kRunTimeoutMs))
-      << Cluster::describe(c.counts());
-  c.broker().terminate(SIGKILL);
-  c.broker().wait_for(std::chrono::seconds(5));
+  ASSERT_TRUE(c.wait_for_counts([](const auto& x) { return x["completed"] >= 60; }, kRunTimeout))
+      << c.counts().describe();
+  c.role("broker").terminate(SIGKILL);
+  c.role("broker").wait_for(std::chrono::seconds(5));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   c.start_broker();
-  EXPECT_TRUE(c.wait_counts([&](const auto& x) { return all_terminal(x, n); }, kRunTimeoutMs))
-      << "after restarting the broker: " << Cluster::describe(c.counts());
-  EXPECT_TRUE(all_completed(c.counts(), n)) << Cluster::describe(c.counts());
+  EXPECT_TRUE(c.wait_for_counts([&](const auto& x) { return x.all_terminal(n); }, kRunTimeout))
+      << "after restarting the broker: " << c.counts().describe();
+  EXPECT_TRUE(c.counts().all_completed(n)) << c.counts().describe();
 }
 
 TEST(Fault, KillTheSinkMidRunAndRestartItOnTheSameDatabase) {
-  Cluster c("kill-sink");
+  System c("fault-kill-sink");
   const int n = 500;
   c.start_broker();
   c.start_sink(sink_args());
@@ -87,59 +86,59 @@ TEST(Fault, KillTheSinkMidRunAndRestartItOnTheSameDatabase) {
   auto& producer = c.start_producer(c.write_topics("topics.txt", n));
   const auto producer_exit = producer.wait_for(std::chrono::seconds(30));
   ASSERT_TRUE(producer_exit && producer_exit->success()) << "the producer registers everything first";
-  ASSERT_TRUE(c.wait_counts([](const auto& x) { return x.count(Status::completed) >= 100; }, kRunTimeoutMs))
-      << Cluster::describe(c.counts());
-  c.sink().terminate(SIGKILL);
-  c.sink().wait_for(std::chrono::seconds(5));
+  ASSERT_TRUE(c.wait_for_counts([](const auto& x) { return x["completed"] >= 100; }, kRunTimeout))
+      << c.counts().describe();
+  c.role("sink").terminate(SIGKILL);
+  c.role("sink").wait_for(std::chrono::seconds(5));
   const auto before = completed_attempts(c);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   c.start_sink(sink_args());
-  EXPECT_TRUE(c.wait_counts([&](const auto& x) { return all_terminal(x, n); }, kRunTimeoutMs))
-      << "after restarting the sink: " << Cluster::describe(c.counts());
+  EXPECT_TRUE(c.wait_for_counts([&](const auto& x) { return x.all_terminal(n); }, kRunTimeout))
+      << "after restarting the sink: " << c.counts().describe();
   const auto after = completed_attempts(c);
   for (const auto& [key, attempts] : before) {
     auto it = after.find(key);
     ASSERT_NE(it, after.end()) << key << " was completed before the crash and regressed";
     EXPECT_EQ(it->second, attempts) << key << " was run again after it completed";
   }
-  c.sink().stop(SIGTERM, std::chrono::seconds(10));
-  auto db = c.open_db();
+  c.role("sink").stop(SIGTERM, std::chrono::seconds(10));
+  sqlite::Database db(c.db(), sqlite::OpenMode::read_only);
   auto check = db.prepare("PRAGMA integrity_check");
   ASSERT_TRUE(check.step());
   EXPECT_EQ(check.column_text(0), "ok");
 }
 
 TEST(Fault, AnotherConnectionHoldsTheWriteLockForThreeSeconds) {
-  Cluster c("busy");
+  System c("fault-busy");
   const int n = 300;
   c.start_broker();
   c.start_sink(sink_args({"--busy-max-ms", "200"}));
   c.start_workers(4, worker_args("sleep:10-30", 4));
   c.start_producer(c.write_topics("topics.txt", n));
-  ASSERT_TRUE(c.wait_counts([](const auto& x) { return x.count(Status::completed) >= 30; }, kRunTimeoutMs))
-      << Cluster::describe(c.counts());
-  std::uint64_t completed_during_lock = 0;
+  ASSERT_TRUE(c.wait_for_counts([](const auto& x) { return x["completed"] >= 30; }, kRunTimeout))
+      << c.counts().describe();
+  std::int64_t completed_during_lock = 0;
   {
     sqlite::Database blocker(c.db(), sqlite::OpenMode::read_write);
     // The sink may be committing right now: wait for the lock as a sqlite3 shell would (without
     // a busy timeout BEGIN IMMEDIATE failed with "database is locked" now and then).
     blocker.busy_timeout(10000);
     blocker.exec("BEGIN IMMEDIATE");  // an operator's sqlite3 shell, a backup...
-    const auto at_start = c.counts().count(Status::completed);
+    const auto at_start = c.counts()["completed"];
     std::this_thread::sleep_for(std::chrono::seconds(3));
-    completed_during_lock = c.counts().count(Status::completed) - at_start;
+    completed_during_lock = c.counts()["completed"] - at_start;
     blocker.exec("COMMIT");
   }
-  EXPECT_EQ(completed_during_lock, 0u) << "nothing can be committed while the lock is held";
-  EXPECT_TRUE(c.wait_counts([&](const auto& x) { return all_completed(x, n); }, kRunTimeoutMs))
-      << "after the lock was released: " << Cluster::describe(c.counts());
+  EXPECT_EQ(completed_during_lock, 0) << "nothing can be committed while the lock is held";
+  EXPECT_TRUE(c.wait_for_counts([&](const auto& x) { return x.all_completed(n); }, kRunTimeout))
+      << "after the lock was released: " << c.counts().describe();
   EXPECT_NE(c.log("sink").find("database busy"), std::string::npos) << "the sink logs its busy retries";
 }
 
 // Garbage on every bound socket: valid ZeroMQ peers sending junk frames, and raw bytes that are
 // not even ZMTP. The run must complete.
 TEST(Fault, GarbageOnEveryBoundSocket) {
-  Cluster c("garbage");
+  System c("fault-garbage");
   const int n = 200;
   c.start_broker();
   c.start_sink(sink_args());
@@ -156,7 +155,7 @@ TEST(Fault, GarbageOnEveryBoundSocket) {
     for (auto& ch : bytes) ch = static_cast<char>(rng() & 0xff);
     junk.push_back(bytes);
   }
-  for (const char* name : {"fe", "sink"}) {
+  for (const char* name : {"frontend", "sink"}) {
     zmq::socket_t push(ctx, zmq::socket_type::push);
     push.set(zmq::sockopt::linger, 1000);
     push.connect("ipc://" + d + "/" + name);
@@ -166,7 +165,7 @@ TEST(Fault, GarbageOnEveryBoundSocket) {
     }
   }
   // raw bytes (not ZMTP) on every bound socket
-  for (const char* name : {"fe", "be", "sink", "ev"}) {
+  for (const char* name : {"frontend", "backend", "sink", "events"}) {
     const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
     ASSERT_GE(fd, 0);
     // libzmq may stop reading a connection whose greeting it cannot parse and drop it only at
@@ -185,24 +184,24 @@ TEST(Fault, GarbageOnEveryBoundSocket) {
     ::close(fd);
   }
   c.start_producer(c.write_topics("topics.txt", n));
-  EXPECT_TRUE(c.wait_counts([&](const auto& x) { return all_completed(x, n); }, kRunTimeoutMs))
-      << "after garbage: " << Cluster::describe(c.counts());
-  EXPECT_TRUE(c.broker().running()) << "the broker survived";
-  EXPECT_TRUE(c.sink().running()) << "the sink survived";
-  for (auto& w : c.workers()) EXPECT_TRUE(w.running()) << "worker " << w.pid() << " survived";
+  EXPECT_TRUE(c.wait_for_counts([&](const auto& x) { return x.all_completed(n); }, kRunTimeout))
+      << "after garbage: " << c.counts().describe();
+  EXPECT_TRUE(c.role("broker").running()) << "the broker survived";
+  EXPECT_TRUE(c.role("sink").running()) << "the sink survived";
+  for (const char* w : {"worker1", "worker2"}) EXPECT_TRUE(c.role(w).running()) << w << " survived";
   EXPECT_NE(c.log("sink").find("dropped"), std::string::npos) << "the sink counted and logged the drops";
 }
 
 TEST(Fault, RetryPolicyWithFailPointThreeAndFiveAttempts) {
-  Cluster c("retries");
+  System c("fault-retries");
   const int n = 300;
   c.start_broker();
   c.start_sink(sink_args({"--max-attempts", "5"}));
   c.start_workers(4, worker_args("fail:0.3", 4));
   c.start_producer(c.write_topics("topics.txt", n));
-  ASSERT_TRUE(c.wait_counts([&](const auto& x) { return all_terminal(x, n); }, kRunTimeoutMs))
-      << Cluster::describe(c.counts());
-  auto db = c.open_db();
+  ASSERT_TRUE(c.wait_for_counts([&](const auto& x) { return x.all_terminal(n); }, kRunTimeout))
+      << c.counts().describe();
+  sqlite::Database db(c.db(), sqlite::OpenMode::read_only);
   auto s = db.prepare("SELECT key, status, attempts, error FROM topics");
   int retried = 0;
   while (s.step()) {
@@ -226,50 +225,50 @@ TEST(Fault, RetryPolicyWithFailPointThreeAndFiveAttempts) {
 }
 
 TEST(Fault, SigtermMakesTheSinkCommitItsPendingBatch) {
-  Cluster c("sigterm-sink");
+  System c("fault-sigterm-sink");
   c.start_broker();
   // a batch that would wait a minute: only the shutdown commit can write it
   c.start_sink(sink_args({"--batch-delay-ms", "60000", "--batch-max", "1000000"}));
   auto& producer = c.start_producer(c.write_topics("topics.txt", 50), {"--ack-timeout-ms", "60000"});
   std::this_thread::sleep_for(std::chrono::milliseconds(800));
-  EXPECT_EQ(c.counts().total(), 0u) << "nothing committed yet";
+  EXPECT_EQ(c.counts().total(), 0) << "nothing committed yet";
   const auto started = steady_ms();
-  const auto status = c.sink().stop(SIGTERM, std::chrono::seconds(10));
+  const auto status = c.role("sink").stop(SIGTERM, std::chrono::seconds(10));
   EXPECT_TRUE(status.success()) << status.describe();
   EXPECT_LT(steady_ms() - started, 3000) << "bounded shutdown";
-  EXPECT_EQ(c.counts().total(), 50u) << "the pending batch was committed on SIGTERM";
+  EXPECT_EQ(c.counts().total(), 50) << "the pending batch was committed on SIGTERM";
   producer.terminate(SIGKILL);
 }
 
 TEST(Fault, SigtermToAWorkerReleasesItsTasks) {
-  Cluster c("sigterm-worker");
+  System c("fault-sigterm-worker");
   const int n = 100;
   c.start_broker();
   c.start_sink(sink_args({"--lease-ms", "60000"}));  // only a release can bring tasks back quickly
   c.start_workers(1, worker_args("sleep:2000-3000", 4));
   c.start_producer(c.write_topics("topics.txt", n));
-  ASSERT_TRUE(c.wait_counts([](const auto& x) { return x.count(Status::running) >= 4; }, 20000))
-      << Cluster::describe(c.counts());
-  const auto status = c.workers()[0].stop(SIGTERM, std::chrono::seconds(10));
+  ASSERT_TRUE(c.wait_for_counts([](const auto& x) { return x["running"] >= 4; }, 20s))
+      << c.counts().describe();
+  const auto status = c.role("worker1").stop(SIGTERM, std::chrono::seconds(10));
   EXPECT_TRUE(status.success()) << status.describe();
-  EXPECT_TRUE(c.wait_counts([](const auto& x) { return x.count(Status::running) == 0; }, 5000))
-      << "released tasks are pending again at once: " << Cluster::describe(c.counts());
+  EXPECT_TRUE(c.wait_for_counts([](const auto& x) { return x["running"] == 0; }, 5s))
+      << "released tasks are pending again at once: " << c.counts().describe();
   c.start_workers(2, worker_args("noop", 4));
-  EXPECT_TRUE(c.wait_counts([&](const auto& x) { return all_completed(x, n); }, kRunTimeoutMs))
-      << Cluster::describe(c.counts());
+  EXPECT_TRUE(c.wait_for_counts([&](const auto& x) { return x.all_completed(n); }, kRunTimeout))
+      << c.counts().describe();
 }
 
 // The README's backup recipe on a live system: `sqlite3 DB ".backup FILE"` while the sink
 // writes. The backup is a consistent database and the run loses nothing.
 TEST(Fault, BackupOfALiveDatabaseLosesNothing) {
-  Cluster c("backup");
+  System c("fault-backup");
   const int n = 400;
   c.start_broker();
   c.start_sink(sink_args());
   c.start_workers(4, worker_args("sleep:5-20", 4));
   c.start_producer(c.write_topics("topics.txt", n));
-  ASSERT_TRUE(c.wait_counts([](const auto& x) { return x.count(Status::completed) >= 40; }, kRunTimeoutMs))
-      << Cluster::describe(c.counts());
+  ASSERT_TRUE(c.wait_for_counts([](const auto& x) { return x["completed"] >= 40; }, kRunTimeout))
+      << c.counts().describe();
   for (int i = 0; i < 3; ++i) {
     const auto backup = (c.dir() / ("backup" + std::to_string(i) + ".db")).string();
     ChildProcess shell({"sqlite3", c.db(), ".backup " + backup});
@@ -283,8 +282,8 @@ TEST(Fault, BackupOfALiveDatabaseLosesNothing) {
     ASSERT_TRUE(total.step());
     EXPECT_EQ(total.column_int(0), n) << "every registered topic is in the backup " << backup;
   }
-  EXPECT_TRUE(c.wait_counts([&](const auto& x) { return all_completed(x, n); }, kRunTimeoutMs))
-      << "after three backups: " << Cluster::describe(c.counts());
+  EXPECT_TRUE(c.wait_for_counts([&](const auto& x) { return x.all_completed(n); }, kRunTimeout))
+      << "after three backups: " << c.counts().describe();
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 // Producer input: text and JSON Lines parsing, validation errors with FILE:LINE, stdin spooling.
 #include <topicflow/input.hpp>
 
+#include "support/temp_dir.hpp"
+
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
@@ -20,32 +22,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::random_device rd;
-    path_ = fs::temp_directory_path() /
-            ("topicflow-input-test-" + std::to_string(rd()) + std::to_string(::getpid()));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  [[nodiscard]] std::string write(const std::string& name, const std::string& content) const {
-    const auto file = (path_ / name).string();
-    std::ofstream out(file, std::ios::binary);
-    out << content;
-    return file;
-  }
-  [[nodiscard]] const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using TempDir = topicflow::testing::TempDir;
 
 std::vector<tf::Topic> read_all(const tf::InputSource& input) {
   std::vector<tf::Topic> topics;

@@ -11,6 +11,8 @@
 #include <topicflow/worker.hpp>
 #include <topicflow/worker_metrics.hpp>
 
+#include "support/temp_dir.hpp"
+
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -279,16 +281,13 @@ TEST(Metrics, WorkerServesItsCountersAndTaskDurationsOverHttp) {
 }
 
 TEST(Metrics, SinkServesItsCountersOverHttp) {
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("topicflow-metrics-test-" + std::to_string(::getpid()) + "-" +
-                    std::to_string(std::random_device{}()));
-  std::filesystem::create_directories(dir);
+  const topicflow::testing::TempDir dir("metrics-test");
   zmq::context_t ctx(1);
   zmq::socket_t frontend(ctx, zmq::socket_type::pull);
   frontend.set(zmq::sockopt::linger, 0);
   frontend.bind("tcp://127.0.0.1:*");
   tf::SinkConfig cfg;
-  cfg.db = (dir / "t.db").string();
+  cfg.db = dir.file("t.db");
   cfg.endpoints.frontend = frontend.get(zmq::sockopt::last_endpoint);
   cfg.endpoints.sink = "tcp://127.0.0.1:*";
   cfg.endpoints.events = "tcp://127.0.0.1:*";
@@ -326,8 +325,6 @@ TEST(Metrics, SinkServesItsCountersOverHttp) {
     stop.trigger();
     thread.join();
   }
-  std::error_code ec;
-  std::filesystem::remove_all(dir, ec);
 }
 
 TEST(Metrics, HistogramBucketsAreCumulative) {

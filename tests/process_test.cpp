@@ -1,5 +1,7 @@
 #include <topicflow/process.hpp>
 
+#include "support/temp_dir.hpp"
+
 #include <gtest/gtest.h>
 
 #include <csignal>
@@ -13,6 +15,8 @@
 
 namespace topicflow {
 namespace {
+
+using topicflow::testing::TempDir;
 
 static_assert(std::is_nothrow_destructible_v<ChildProcess>);
 static_assert(std::is_nothrow_move_constructible_v<ChildProcess>);
@@ -37,14 +41,8 @@ bool alive(pid_t pid) {
 
 class ProcessTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("topicflow-process-test-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::filesystem::path dir_;
+  TempDir tmp_{"process-test"};
+  const std::filesystem::path& dir_ = tmp_.path();
 };
 
 TEST_F(ProcessTest, ReportsTheExitCode) {

@@ -7,6 +7,8 @@
 #include <topicflow/shutdown.hpp>
 #include <topicflow/wire.hpp>
 
+#include "support/temp_dir.hpp"
+
 #include <gtest/gtest.h>
 #include <zmq.hpp>
 
@@ -30,30 +32,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::random_device rd;
-    path_ = fs::temp_directory_path() /
-            ("topicflow-producer-test-" + std::to_string(rd()) + std::to_string(::getpid()));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  [[nodiscard]] std::string write(const std::string& name, const std::string& content) const {
-    const auto file = (path_ / name).string();
-    std::ofstream(file, std::ios::binary) << content;
-    return file;
-  }
-  [[nodiscard]] const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using TempDir = topicflow::testing::TempDir;
 
 tf::wire::Progress progress(std::uint64_t pending, std::uint64_t running, std::uint64_t completed,
                             std::uint64_t failed) {

@@ -3,6 +3,8 @@
 
 #include <topicflow/sqlite.hpp>
 
+#include "support/temp_dir.hpp"
+
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
@@ -35,26 +37,7 @@ static_assert(std::is_base_of_v<std::runtime_error, sql::SqliteError>);
 
 namespace {
 
-// A fresh directory under the system temp dir, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "topicflow-sqlite-test-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr)
-      throw std::runtime_error("mkdtemp failed for " + pattern);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  [[nodiscard]] std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
+using TempDir = topicflow::testing::TempDir;
 
 std::int64_t count_rows(sql::Database& db, const std::string& table = "t") {
   auto stmt = db.prepare("SELECT count(*) FROM " + table);

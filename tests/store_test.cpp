@@ -3,6 +3,8 @@
 
 #include <topicflow/store.hpp>
 
+#include "support/temp_dir.hpp"
+
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
@@ -20,25 +22,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "topicflow-store-test-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr)
-      throw std::runtime_error("mkdtemp failed for " + pattern);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  [[nodiscard]] std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
+using TempDir = topicflow::testing::TempDir;
 
 std::string pragma(sql::Database& db, const std::string& name) {
   auto stmt = db.prepare("PRAGMA " + name);

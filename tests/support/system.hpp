@@ -1,12 +1,16 @@
 #pragma once
 // Helpers for tests that start the real binaries as separate processes (e2e, fault tests): a
 // private temp dir with ipc:// endpoints and a database path, role processes started from the
-// build's bin dir with their stderr in <dir>/<name>.log, commands run to completion with their
-// output captured, and direct SQLite reads of the final state.
+// build's bin dir with their stderr in <dir>/<name>.log (kept when the test fails), commands run
+// to completion with their output captured, and direct SQLite reads of the state, also while
+// the sink writes (polling with a bound: wait_for_counts).
 //
 // Needs TOPICFLOW_BIN_DIR (compile definition: "${CMAKE_BINARY_DIR}/bin"). Not thread-safe.
 
+#include <topicflow/clock.hpp>
 #include <topicflow/process.hpp>
+
+#include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
@@ -18,10 +22,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <list>
 #include <map>
 #include <optional>
 #include <sstream>
+#include <thread>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -70,6 +76,28 @@ struct Row {
   std::optional<std::string> error;
   std::int64_t updated_at = 0;
   bool operator==(const Row&) const = default;
+};
+
+// Rows per status of one job.
+struct StatusCounts {
+  std::map<std::string, std::int64_t> by_status;
+  [[nodiscard]] std::int64_t operator[](const std::string& status) const {
+    const auto it = by_status.find(status);
+    return it == by_status.end() ? 0 : it->second;
+  }
+  [[nodiscard]] std::int64_t total() const {
+    std::int64_t n = 0;
+    for (const auto& [status, count] : by_status) n += count;
+    return n;
+  }
+  [[nodiscard]] bool all_completed(std::int64_t n) const { return total() == n && (*this)["completed"] == n; }
+  [[nodiscard]] bool all_terminal(std::int64_t n) const {
+    return total() == n && (*this)["completed"] + (*this)["failed"] == n;
+  }
+  [[nodiscard]] std::string describe() const {
+    return "pending=" + std::to_string((*this)["pending"]) + " running=" + std::to_string((*this)["running"]) +
+           " completed=" + std::to_string((*this)["completed"]) + " failed=" + std::to_string((*this)["failed"]);
+  }
 };
 
 // Read-only access to a database file, straight through the SQLite C API.
@@ -155,16 +183,12 @@ class DbReader {
 // A private system: temp dir, four ipc:// endpoints, a database path, and the processes started.
 class System {
  public:
-  System() {
-    std::string pattern = "/tmp/topicflow-e2e-XXXXXX";
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    dir_ = pattern;
-    db_ = (dir_ / "topicflow.db").string();
+  // The temp dir is /tmp/topicflow-<label>-XXXXXX.
+  explicit System(const std::string& label = "e2e") : tmp_(label), dir_(tmp_.path()), db_(tmp_.file("topicflow.db")) {
+    tmp_.keep_on_failure();
   }
   ~System() {
     for (auto& [name, process] : roles_) process.stop(SIGKILL, std::chrono::milliseconds(0));
-    std::error_code ec;
-    if (!::testing::Test::HasFailure()) std::filesystem::remove_all(dir_, ec);
   }
   System(const System&) = delete;
   System& operator=(const System&) = delete;
@@ -204,15 +228,54 @@ class System {
     sink_args.insert(sink_args.begin(), {"--db", db_});
     start("sink", "topicflow-sink", sink_args);
     start("broker", "topicflow-broker", {});
-    for (int i = 1; i <= workers; ++i)
-      start("worker" + std::to_string(i), "topicflow-worker", worker_args);
+    start_workers(workers, worker_args);
   }
 
+  // The role started last under `name` (a restarted broker replaces the killed one).
   ChildProcess& role(const std::string& name) {
-    for (auto& [n, p] : roles_) {
-      if (n == name) return p;
+    for (auto it = roles_.rbegin(); it != roles_.rend(); ++it) {
+      if (it->first == name) return it->second;
     }
     throw std::out_of_range("no role " + name);
+  }
+
+  // One role each, started again after a kill by calling it again.
+  ChildProcess& start_broker(std::vector<std::string> args = {}) {
+    return start("broker", "topicflow-broker", std::move(args));
+  }
+  ChildProcess& start_sink(std::vector<std::string> args = {}) {
+    args.insert(args.begin(), {"--db", db_});
+    return start("sink", "topicflow-sink", std::move(args));
+  }
+  // `n` more workers, named on from the last: worker1, worker2, ...
+  void start_workers(int n, const std::vector<std::string>& args) {
+    for (int i = 0; i < n; ++i) {
+      start("worker" + std::to_string(++workers_), "topicflow-worker", args);
+    }
+  }
+  // A producer submitting `file` (producer1, producer2, ...).
+  ChildProcess& start_producer(const std::string& file, std::vector<std::string> args = {}) {
+    args.push_back(file);
+    return start("producer" + std::to_string(++producers_), "topicflow-producer", std::move(args));
+  }
+
+  // Rows per status of `job` now; empty while the database does not exist yet.
+  [[nodiscard]] StatusCounts counts(const std::string& job = "default") const {
+    try {
+      return StatusCounts{DbReader(db_).counts(job)};
+    } catch (const std::exception&) {
+      return {};
+    }
+  }
+  // Polls counts(job) every 50 ms until `pred` holds; false when `timeout` passes first.
+  bool wait_for_counts(const std::function<bool(const StatusCounts&)>& pred, std::chrono::milliseconds timeout,
+                       const std::string& job = "default") const {
+    const auto deadline = steady_ms() + timeout.count();
+    while (steady_ms() < deadline) {
+      if (pred(counts(job))) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return pred(counts(job));
   }
 
   // SIGTERM to every role in the order they are named, each awaited (the sink last commits).
@@ -272,17 +335,22 @@ class System {
   }
 
   // Writes `text` to <dir>/<name> and returns its path.
-  std::string write_file(const std::string& name, const std::string& text) {
-    const auto path = dir_ / name;
-    std::ofstream(path, std::ios::binary) << text;
-    return path.string();
+  std::string write_file(const std::string& name, const std::string& text) { return tmp_.write(name, text); }
+  // <dir>/<name> with `n` topics, one per line: "topic 0" ... "topic n-1".
+  std::string write_topics(const std::string& name, int n) {
+    std::string text;
+    for (int i = 0; i < n; ++i) text += "topic " + std::to_string(i) + "\n";
+    return write_file(name, text);
   }
 
  private:
+  TempDir tmp_;
   std::filesystem::path dir_;
   std::string db_;
   std::list<std::pair<std::string, ChildProcess>> roles_;  // stable references
   int commands_ = 0;
+  int workers_ = 0;
+  int producers_ = 0;
 };
 
 }  // namespace topicflow::testing
