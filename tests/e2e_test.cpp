@@ -249,6 +249,26 @@ TEST_F(EndToEnd, EndpointInUseIsAOneLineError) {
   EXPECT_NE(sink.err.find("in use"), std::string::npos) << sink.describe();
 }
 
+// ZeroMQ would unlink a live ipc:// socket file and bind over it: the second sink must refuse
+// instead of stealing the first one's traffic.
+TEST_F(EndToEnd, IpcEndpointInUseIsAOneLineError) {
+  sys_.start_all(0);
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (!std::filesystem::exists(sys_.dir() / "sink") && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(20ms);
+  ASSERT_TRUE(std::filesystem::exists(sys_.dir() / "sink")) << sys_.log("sink");
+
+  const auto second = sys_.run({bin("topicflow-sink"), "--db", (sys_.dir() / "second.db").string(), "--sink",
+                                sys_.endpoint("sink"), "--events", "tcp://127.0.0.1:*", "--frontend",
+                                sys_.endpoint("frontend"), "--log-level", "info"},
+                               30s);
+  EXPECT_NE(second.status.shell_code(), 0) << second.describe();
+  expect_one_line(second);
+  EXPECT_NE(second.err.find("in use"), std::string::npos) << second.describe();
+  EXPECT_TRUE(sys_.role("sink").running()) << "the first sink keeps its endpoint";
+  EXPECT_TRUE(std::filesystem::exists(sys_.dir() / "sink")) << "and its socket file";
+}
+
 TEST_F(EndToEnd, RunRestartsAKilledWorker) {
   const auto file = sys_.write_file("topics.txt", numbered_topics(60));
   SpawnOptions options;

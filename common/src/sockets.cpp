@@ -1,10 +1,14 @@
 #include <topicflow/sockets.hpp>
 
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cstring>
 #include <stdexcept>
 
 namespace topicflow {
@@ -26,6 +30,32 @@ bool is_local_endpoint(std::string_view endpoint) {
   return host.starts_with("127.") || host == "::1" || host == "localhost" || host == "lo";
 }
 
+namespace {
+
+// ZeroMQ unlinks an existing ipc:// socket file before it binds, so a second sink or broker
+// started on the same path would silently take the traffic of the one already running there.
+// Refuse, as tcp:// does, when a process still accepts connections on the path (a stale file
+// left by a killed process refuses them and is taken over as before).
+void refuse_live_ipc_endpoint(std::string_view flag, const std::string& endpoint) {
+  if (!endpoint.starts_with("ipc://")) return;
+  const auto path = std::string_view(endpoint).substr(6);
+  sockaddr_un addr{};
+  // "*" is a wildcard and "@name" the abstract namespace (no file to take over).
+  if (path.empty() || path == "*" || path.front() == '@' || path.size() >= sizeof(addr.sun_path)) return;
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return;
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.data(), path.size());
+  const bool live = ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0;
+  ::close(fd);
+  if (live) {
+    throw std::runtime_error("cannot bind " + std::string(flag) + " " + endpoint +
+                             ": Address already in use (another process is listening on it)");
+  }
+}
+
+}  // namespace
+
 void bind_socket(zmq::socket_t& socket, std::string_view flag, const std::string& endpoint,
                  const CurveServer* curve) {
   if (curve != nullptr) {
@@ -35,6 +65,7 @@ void bind_socket(zmq::socket_t& socket, std::string_view flag, const std::string
                  "can submit or take tasks (fine on a private network; see --curve-secret-key)",
                  flag, endpoint);
   }
+  refuse_live_ipc_endpoint(flag, endpoint);
   try {
     socket.bind(endpoint);
   } catch (const zmq::error_t& e) {
