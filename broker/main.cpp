@@ -6,6 +6,7 @@
 #include <topicflow/shutdown.hpp>
 
 #include <exception>
+#include <iostream>
 #include <memory>
 
 int main(int argc, char** argv) {
@@ -25,10 +26,19 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 65535));
   topicflow::add_flag_option(app, "--metrics-address", metrics_address,
                              "address of the metrics endpoint");
+  topicflow::CurveOptions curve;
+  topicflow::add_curve_options(app, curve);
   topicflow::add_log_level_option(app, log_level);
   if (auto code = topicflow::parse_command_line(app, argc, argv)) return *code;
   try {
+    config.security = topicflow::load_security(curve, {.server = true, .sink = true});
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "topicflow-broker: error: " << e.what() << "\n";
+    return 2;
+  }
+  try {
     topicflow::init_logging("broker", log_level);
+    topicflow::log_security(config.security);
     topicflow::StopSignal stop;
     topicflow::install_signal_handlers(stop);
     topicflow::Broker broker{config};

@@ -23,6 +23,10 @@ int main(int argc, char** argv) {
   auto* status_cmd =
       app.add_subcommand("status", "counts per status and the most recent errors (read-only)");
   cli::add_status_options(*status_cmd, status);
+  cli::KeygenOptions keygen;
+  auto* keygen_cmd = app.add_subcommand(
+      "keygen", "write CURVE key pairs (NAME.key, NAME.pub) for encrypted, authenticated deployments");
+  cli::add_keygen_options(*keygen_cmd, keygen);
   if (auto code = parse_command_line(app, argc, argv)) return *code;
   try {
     if (status_cmd->parsed() && status.watch) {
@@ -31,6 +35,7 @@ int main(int argc, char** argv) {
       return cli::status_watch(status, stop, std::cout, ::isatty(STDOUT_FILENO) == 1);
     }
     if (status_cmd->parsed()) return cli::status_command(status, std::cout);
+    if (keygen_cmd->parsed()) return cli::keygen_command(keygen, std::cout);
     run_line.collect_forwarded();
     init_logging("run", run.log_level);
     StopSignal stop;

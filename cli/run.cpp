@@ -99,6 +99,12 @@ class Supervisor {
         true;  // a terminal's Ctrl-C reaches `run` only; it stops them in order
     options.die_with_parent = true;  // and nothing outlives a `run` killed with SIGKILL
     options.stdin_null = c.name != "producer";
+    // A local run uses private ipc:// endpoints without CURVE (run's own client has no keys):
+    // CURVE settings meant for a deployment must not leak into its children.
+    for (const char* flag : {"--curve-secret-key", "--curve-broker-key", "--curve-sink-key",
+                             "--curve-authorized"}) {
+      options.env.emplace_back(env_name(flag), "");
+    }
     c.process = ChildProcess(c.argv, options);
     c.started_ms = steady_ms();
     if (c.first_started_ms == 0) c.first_started_ms = c.started_ms;

@@ -35,12 +35,15 @@ int main(int argc, char** argv) {
                   "with --wait: bar, lines, none, or auto (bar on a terminal)")
       ->check(CLI::IsMember({"auto", "bar", "lines", "none"}));
   add_endpoint_options(app, cfg.endpoints);
+  CurveOptions curve;
+  add_curve_options(app, curve);
   add_log_level_option(app, log_level);
   if (auto code = parse_command_line(app, argc, argv)) return *code;
 
   std::optional<Producer> producer;
   try {
     validate_endpoints(cfg.endpoints);
+    cfg.security = load_security(curve, {.sink = true});
     producer.emplace(cfg);
   } catch (const std::invalid_argument& e) {
     std::cerr << "topicflow-producer: error: " << e.what() << " (see --help)\n";
@@ -48,6 +51,7 @@ int main(int argc, char** argv) {
   }
   try {
     init_logging("producer", log_level);
+    log_security(cfg.security);
     StopSignal stop;
     install_signal_handlers(stop);
     return producer->run(stop);

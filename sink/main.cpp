@@ -24,15 +24,19 @@ int main(int argc, char** argv) {
   add_flag_option(app, "--metrics-port", cfg.metrics_port, "serve Prometheus metrics and /healthz on this port (0: off)")->check(CLI::Range(0, 65535));
   add_flag_option(app, "--metrics-address", cfg.metrics_address, "address of the metrics endpoint");
   topicflow::add_endpoint_options(app, cfg.endpoints);
+  topicflow::CurveOptions curve;
+  topicflow::add_curve_options(app, curve);
   topicflow::add_log_level_option(app, log_level);
   if (auto code = topicflow::parse_command_line(app, argc, argv)) return *code;
   try {
     topicflow::validate_endpoints(cfg.endpoints);
+    cfg.security = topicflow::load_security(curve, {.server = true, .broker = true});
   } catch (const std::exception& e) {
     std::cerr << "topicflow-sink: error: " << e.what() << "\n";
     return 2;
   }
   topicflow::init_logging("sink", log_level);
+  topicflow::log_security(cfg.security);
   try {
     topicflow::StopSignal stop;
     topicflow::install_signal_handlers(stop);

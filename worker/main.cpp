@@ -31,12 +31,15 @@ int main(int argc, char** argv) {
                   "serve Prometheus metrics and /healthz on this port (0: off)")
       ->check(CLI::Range(0, 65535));
   add_flag_option(app, "--metrics-address", metrics_address, "address of the metrics endpoint");
+  CurveOptions curve;
+  add_curve_options(app, curve);
   add_log_level_option(app, log_level);
   if (auto code = parse_command_line(app, argc, argv)) return *code;
 
   const WorkerMetrics metrics;
   std::unique_ptr<Worker> worker;
   try {
+    cfg.security = load_security(curve, {.broker = true, .sink = true});
     HandlerOptions options;
     options.max_result_bytes = static_cast<std::size_t>(std::max<std::int64_t>(0, cfg.max_result_bytes));
     worker = std::make_unique<Worker>(cfg, metrics.instrument(make_handler(cfg.handler, options)));
@@ -46,6 +49,7 @@ int main(int argc, char** argv) {
   }
   try {
     init_logging("worker", log_level);
+    log_security(cfg.security);
     StopSignal stop;
     install_signal_handlers(stop);
     std::unique_ptr<MetricsServer> server;  // declared after what it reads: stops serving first

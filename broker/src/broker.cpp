@@ -22,6 +22,8 @@ Broker::Broker(BrokerConfig config, zmq::context_t* context)
     own_context_ = std::make_unique<zmq::context_t>(1);
     context_ = own_context_.get();
   }
+  if (config_.security.enabled()) curve_.emplace(*context_, config_.security);
+  const CurveServer* curve = curve_ ? &*curve_ : nullptr;
   SocketOptions stream;
   stream.sndhwm = config_.hwm;
   stream.rcvhwm = config_.hwm;
@@ -30,15 +32,15 @@ Broker::Broker(BrokerConfig config, zmq::context_t* context)
   backend.sndhwm = std::max(config_.backend_hwm, 1);
   backend_ = make_socket(*context_, zmq::socket_type::push, backend);
   if (config_.backend_sndbuf > 0) backend_.set(zmq::sockopt::sndbuf, config_.backend_sndbuf);
-  bind_socket(frontend_, "--frontend", config_.endpoints.frontend);
-  bind_socket(backend_, "--backend", config_.endpoints.backend);
+  bind_socket(frontend_, "--frontend", config_.endpoints.frontend, curve);
+  bind_socket(backend_, "--backend", config_.endpoints.backend, curve);
 
   // Hellos are periodic and idempotent: keep only a few queued while the sink is away.
   SocketOptions hello;
   hello.sndhwm = 4;
   hello.rcvhwm = 4;
   hello_ = make_socket(*context_, zmq::socket_type::push, hello);
-  connect_socket(hello_, "--sink", config_.endpoints.sink);
+  connect_socket(hello_, "--sink", config_.endpoints.sink, config_.security);
 
   instance_ = new_instance_id();
 }

@@ -52,19 +52,20 @@ std::string random_client_id() {
 // ---- SinkClient ----------------------------------------------------------------------------
 
 SinkClient::SinkClient(zmq::context_t& ctx, const Endpoints& endpoints, std::string client_id,
-                       std::string job)
+                       std::string job, const Security& security)
     : push_(make_socket(ctx, zmq::socket_type::push, SocketOptions{})),
       sub_(make_socket(ctx, zmq::socket_type::sub, SocketOptions{})),
       endpoints_(endpoints),
       client_id_(std::move(client_id)),
-      job_(std::move(job)) {
+      job_(std::move(job)),
+      curve_(security.enabled()) {
   // Queue only on a live connection: hellos sent while the sink is down are dropped instead of
   // piling up, and a send that cannot go anywhere shows up as a timeout, not a silent queue.
   push_.set(zmq::sockopt::immediate, 1);
   sub_.set(zmq::sockopt::subscribe, wire::ack_topic(client_id_));
   if (!job_.empty()) sub_.set(zmq::sockopt::subscribe, wire::progress_topic(job_));
-  connect_socket(push_, "--sink", endpoints_.sink);
-  connect_socket(sub_, "--events", endpoints_.events);
+  connect_socket(push_, "--sink", endpoints_.sink, security);
+  connect_socket(sub_, "--events", endpoints_.events, security);
 }
 
 bool SinkClient::try_send(const wire::Message& message) {
@@ -169,7 +170,10 @@ bool SinkClient::handshake(std::chrono::milliseconds timeout, const StopSignal& 
     const auto now = steady_ms();
     if (now >= deadline) {
       throw std::runtime_error("cannot reach the sink at " + endpoints_.sink + " / " +
-                               endpoints_.events + " within " + seconds_text(timeout.count()));
+                               endpoints_.events + " within " + seconds_text(timeout.count()) +
+                               (curve_ ? " (CURVE is on: is --curve-sink-key the sink's public key, "
+                                         "and this key in the sink's --curve-authorized?)"
+                                       : ""));
     }
     if (now >= next_hello) {
       (void)try_send(hello);  // not connected yet: the next round tries again

@@ -65,7 +65,7 @@ int Producer::run(const StopSignal& stop) {
   }
 
   zmq::context_t ctx(1);
-  SinkClient client(ctx, cfg_.endpoints, random_client_id(), cfg_.job);
+  SinkClient client(ctx, cfg_.endpoints, random_client_id(), cfg_.job, cfg_.security);
   spdlog::debug("client id {}", client.client_id());
   if (!client.handshake(std::chrono::milliseconds(cfg_.connect_timeout_ms), stop))
     return kInterrupted;

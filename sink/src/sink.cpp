@@ -119,9 +119,11 @@ class Sink::Impl {
     db_.busy_timeout(0);  // busy handling is ours: keep the batch, back off with jitter, log
     recompute_window();
     load_state();
-    bind_socket(pull_, "--sink", cfg_.endpoints.sink);
-    bind_socket(pub_, "--events", cfg_.endpoints.events);
-    connect_socket(push_, "--frontend", cfg_.endpoints.frontend);
+    if (cfg_.security.enabled()) curve_.emplace(*context_, cfg_.security);
+    const CurveServer* curve = curve_ ? &*curve_ : nullptr;
+    bind_socket(pull_, "--sink", cfg_.endpoints.sink, curve);
+    bind_socket(pub_, "--events", cfg_.endpoints.events, curve);
+    connect_socket(push_, "--frontend", cfg_.endpoints.frontend, cfg_.security);
     spdlog::info("sink ready: db {} ({} jobs, {} unfinished topics, {} in transit), PULL {}, PUB {}, tasks to {}",
                  cfg_.db, counts_.size(), unfinished(), in_transit_, endpoint(pull_), endpoint(pub_),
                  cfg_.endpoints.frontend);
@@ -810,6 +812,7 @@ class Sink::Impl {
   wire::Limits limits_;
   std::unique_ptr<zmq::context_t> own_context_;
   zmq::context_t* context_;
+  std::optional<CurveServer> curve_;  // with CURVE on: admits clients; destroyed before the context
   sqlite::Database db_;
   sqlite::Statement select_row_;
   sqlite::Statement insert_row_;

@@ -472,8 +472,8 @@ void Worker::Impl::run(const StopSignal& stop) {
   SocketOptions push_options;
   push_options.linger_ms = kSinkLingerMs;
   auto sink = make_socket(ctx, zmq::socket_type::push, push_options);
-  connect_socket(backend, "--backend", cfg.endpoints.backend);
-  connect_socket(sink, "--sink", cfg.endpoints.sink);
+  connect_socket(backend, "--backend", cfg.endpoints.backend, cfg.security);
+  connect_socket(sink, "--sink", cfg.endpoints.sink, cfg.security);
 
   auto pool = std::make_shared<Pool>(handler);
   PoolThreads threads(pool, concurrency);

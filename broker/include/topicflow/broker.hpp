@@ -12,6 +12,7 @@
 // may be read from any thread.
 
 #include <topicflow/config.hpp>
+#include <topicflow/curve.hpp>
 #include <topicflow/shutdown.hpp>
 
 #include <zmq.hpp>
@@ -19,6 +20,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,6 +28,7 @@ namespace topicflow {
 
 struct BrokerConfig {
   Endpoints endpoints;
+  Security security;  // CURVE keys (curve.hpp); off by default
   int hwm = 1000;                          // queue of the frontend (tasks waiting for a worker)
   // Per worker connection: tiny, so tasks wait in the broker (where any free worker can take
   // them) instead of in one busy worker's pipe. ZeroMQ HWMs do not cover the kernel's socket
@@ -77,6 +80,7 @@ class Broker {
   BrokerConfig config_;
   std::unique_ptr<zmq::context_t> own_context_;
   zmq::context_t* context_;
+  std::optional<CurveServer> curve_;  // with CURVE on: admits clients; before the sockets' binds
   zmq::socket_t frontend_;
   zmq::socket_t backend_;
   zmq::socket_t hello_;

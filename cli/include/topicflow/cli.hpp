@@ -89,4 +89,18 @@ class RunCommandLine {
 // completed. The binaries are looked up in topicflow_bin_dir().
 int run_command(const RunOptions& options, const StopSignal& stop, std::ostream& out);
 
+// ---- keygen ---------------------------------------------------------------------------------
+
+struct KeygenOptions {
+  std::vector<std::string> names;  // one key pair per name: NAME.key (secret) and NAME.pub
+  std::string dir = ".";
+  bool force = false;  // overwrite existing files
+};
+
+void add_keygen_options(CLI::App& app, KeygenOptions& options);
+
+// Writes a CURVE key pair per name into options.dir (the .key file mode 0600) and prints each
+// public key on `out`. Throws std::runtime_error (a file exists, an unwritable directory).
+int keygen_command(const KeygenOptions& options, std::ostream& out);
+
 }  // namespace topicflow::cli

@@ -3,6 +3,7 @@
 // Owns a PUSH socket to --sink and a SUB socket on --events. Not thread-safe.
 
 #include <topicflow/config.hpp>
+#include <topicflow/curve.hpp>
 #include <topicflow/log.hpp>
 #include <topicflow/shutdown.hpp>
 #include <topicflow/wire.hpp>
@@ -20,8 +21,9 @@ namespace topicflow {
 class SinkClient {
  public:
   // client_id: random id of this run (also the submission id); job: the job to follow.
+  // With CURVE on in `security`, both sockets are CURVE clients of the sink.
   SinkClient(zmq::context_t& ctx, const Endpoints& endpoints, std::string client_id,
-             std::string job);
+             std::string job, const Security& security = {});
 
   // Sends hello every 200 ms until the sink's ack(kind=hello) arrives. Throws
   // std::runtime_error("cannot reach the sink at <sink> / <events> within N s") on timeout;
@@ -58,6 +60,7 @@ class SinkClient {
   std::string client_id_;
   std::string job_;
   RateLimitedLog bad_events_{5000};
+  bool curve_ = false;  // for the hint in the handshake's timeout error
 };
 
 // A random id for one run (16 hex digits): the submission id and the Ack channel.

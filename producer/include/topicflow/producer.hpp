@@ -9,6 +9,7 @@
 // one-line reason. Not thread-safe; one run() per Producer.
 
 #include <topicflow/config.hpp>
+#include <topicflow/curve.hpp>
 #include <topicflow/shutdown.hpp>
 #include <topicflow/wire.hpp>
 
@@ -23,6 +24,7 @@ class InputSource;
 
 struct ProducerConfig {
   Endpoints endpoints;
+  Security security;  // CURVE keys (curve.hpp); off by default
   std::string file;  // path, or "-" for stdin; empty only with requeue_failed (requeue a job)
   std::string job = "default";
   std::string format = "auto";  // auto | text | jsonl

@@ -10,6 +10,7 @@
 // once the pending batch is committed.
 
 #include <topicflow/config.hpp>
+#include <topicflow/curve.hpp>
 #include <zmq.hpp>
 #include <topicflow/shutdown.hpp>
 
@@ -20,6 +21,7 @@ namespace topicflow {
 
 struct SinkConfig {
   Endpoints endpoints;
+  Security security;  // CURVE keys (curve.hpp); off by default
   std::string db = "topicflow.db";
   std::int64_t batch_max = 1000;
   std::int64_t batch_delay_ms = 20;

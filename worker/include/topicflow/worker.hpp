@@ -8,6 +8,7 @@
 // Thread-safety: run() once, from one thread; counters() and id() from any thread.
 
 #include <topicflow/config.hpp>
+#include <topicflow/curve.hpp>
 #include <topicflow/handler.hpp>
 #include <topicflow/shutdown.hpp>
 
@@ -19,6 +20,7 @@ namespace topicflow {
 
 struct WorkerConfig {
   Endpoints endpoints;
+  Security security;  // CURVE keys (curve.hpp); off by default
   int concurrency = 1;                 // handlers running at once (>= 1)
   std::string handler = "noop";        // --handler spec, see make_handler(); used by main
   std::int64_t lease_ms = 30000;       // heartbeats every lease_ms / 3 for tasks in flight
