@@ -23,3 +23,12 @@ target_compile_definitions(examples_test PRIVATE
   TOPICFLOW_EXAMPLES_DIR="${topicflow_SOURCE_DIR}/examples")
 add_dependencies(examples_test topicflow topicflow-broker topicflow-sink topicflow-worker topicflow-producer)
 gtest_discover_tests(examples_test PROPERTIES LABELS e2e TIMEOUT 300 DISCOVERY_TIMEOUT 60)
+
+# ZeroMQ CURVE across the real binaries: authorized peers work, everyone else gets nothing.
+add_executable(curve_e2e_test ${CMAKE_CURRENT_LIST_DIR}/curve_e2e_test.cpp)
+target_link_libraries(curve_e2e_test PRIVATE GTest::gtest_main topicflow::common SQLite::SQLite3
+  topicflow_warnings)
+target_include_directories(curve_e2e_test PRIVATE ${CMAKE_CURRENT_LIST_DIR})
+target_compile_definitions(curve_e2e_test PRIVATE TOPICFLOW_BIN_DIR="${CMAKE_BINARY_DIR}/bin")
+add_dependencies(curve_e2e_test topicflow topicflow-broker topicflow-sink topicflow-worker topicflow-producer)
+gtest_discover_tests(curve_e2e_test PROPERTIES LABELS e2e TIMEOUT 300 DISCOVERY_TIMEOUT 60)
