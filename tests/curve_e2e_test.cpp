@@ -66,7 +66,7 @@ class Curve : public ::testing::Test {
     return sys_.run(argv, timeout);
   }
 
-  System sys_;
+  System sys_{"curve"};
   std::filesystem::path keys_;
 };
 

@@ -5,6 +5,8 @@
 #include <topicflow/curve.hpp>
 #include <topicflow/sockets.hpp>
 
+#include "support/temp_dir.hpp"
+
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
@@ -29,29 +31,7 @@ using namespace std::chrono_literals;
 static_assert(!std::is_copy_constructible_v<CurveServer>);
 static_assert(std::is_nothrow_destructible_v<CurveServer>);
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = "/tmp/topicflow-curve-XXXXXX";
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  [[nodiscard]] const fs::path& path() const { return path_; }
-  std::string write(const std::string& name, const std::string& text) const {
-    std::ofstream(path_ / name, std::ios::binary) << text;
-    return (path_ / name).string();
-  }
-  [[nodiscard]] std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
+using testing::TempDir;
 
 unsigned mode_of(const fs::path& p) {
   struct stat st {};
@@ -420,7 +400,7 @@ class CurveReload : public CurveLink {
     authorized_path_ = (dir_.path() / "clients").string();
     CurveLink::SetUp();
   }
-  TempDir dir_;
+  TempDir dir_{"curve"};
 };
 
 // libzmq does not retry a connection whose key was refused, so the key only helps new
