@@ -32,3 +32,6 @@ target_include_directories(curve_e2e_test PRIVATE ${CMAKE_CURRENT_LIST_DIR})
 target_compile_definitions(curve_e2e_test PRIVATE TOPICFLOW_BIN_DIR="${CMAKE_BINARY_DIR}/bin")
 add_dependencies(curve_e2e_test topicflow topicflow-broker topicflow-sink topicflow-worker topicflow-producer)
 gtest_discover_tests(curve_e2e_test PROPERTIES LABELS e2e TIMEOUT 300 DISCOVERY_TIMEOUT 60)
+
+# The handler SDK installed and used by examples/custom-worker: tests/install.cmake.
+include(${CMAKE_CURRENT_LIST_DIR}/install.cmake)

@@ -1,3 +1,4 @@
 # Unit tests of the worker core (worker/): label `unit`.
 topicflow_test(handler_test topicflow::worker_core)
 topicflow_test(worker_test topicflow::worker_core)
+topicflow_test(run_worker_test topicflow::worker_core)

@@ -1,69 +1,17 @@
 // topicflow-worker: pulls tasks from the broker, runs a handler on each, reports to the sink.
-#include <topicflow/config.hpp>
+// The program itself is topicflow::run_worker() (worker/src/run_worker.cpp), which custom worker
+// binaries call with their own handler.
 #include <topicflow/handler.hpp>
-#include <topicflow/log.hpp>
-#include <topicflow/metrics.hpp>
-#include <topicflow/shutdown.hpp>
-#include <topicflow/worker.hpp>
-#include <topicflow/worker_metrics.hpp>
-
-#include <iostream>
-#include <memory>
-#include <stdexcept>
+#include <topicflow/run_worker.hpp>
 
 int main(int argc, char** argv) {
-  using namespace topicflow;
-  WorkerConfig cfg;
-  std::string log_level = "info";
-  int metrics_port = 0;
-  std::string metrics_address = "127.0.0.1";
-  CLI::App app{"topicflow worker: runs a handler on tasks from the broker and reports to the sink", "topicflow-worker"};
-  add_endpoint_options(app, cfg.endpoints);
-  add_flag_option(app, "--concurrency", cfg.concurrency, "handlers running at once");
-  add_flag_option(app, "--handler", cfg.handler, "noop | sleep:MIN-MAX | fail:P | sleep:MIN-MAX,fail:P | exec:COMMAND");
-  add_flag_option(app, "--lease-ms", cfg.lease_ms, "task lease; heartbeats are sent every lease/3");
-  add_flag_option(app, "--task-timeout-ms", cfg.task_timeout_ms, "per-task timeout, a retryable failure (0: none)");
-  add_flag_option(app, "--shutdown-grace-ms", cfg.shutdown_grace_ms, "on SIGTERM, wait this long for running tasks before releasing them");
-  add_flag_option(app, "--max-result-bytes", cfg.max_result_bytes, "largest result reported (exec: stdout is truncated)");
-  add_flag_option(app, "--flush-ms", cfg.flush_ms, "reports are sent at most this long after their first update");
-  add_flag_option(app, "--id", cfg.id, "worker id in reports (default: HOSTNAME-PID)");
-  add_flag_option(app, "--metrics-port", metrics_port,
-                  "serve Prometheus metrics and /healthz on this port (0: off)")
-      ->check(CLI::Range(0, 65535));
-  add_flag_option(app, "--metrics-address", metrics_address, "address of the metrics endpoint");
-  CurveOptions curve;
-  add_curve_options(app, curve);
-  add_log_level_option(app, log_level);
-  if (auto code = parse_command_line(app, argc, argv)) return *code;
-
-  const WorkerMetrics metrics;
-  std::unique_ptr<Worker> worker;
-  try {
-    cfg.security = load_security(curve, {.broker = true, .sink = true});
-    HandlerOptions options;
-    options.max_result_bytes = static_cast<std::size_t>(std::max<std::int64_t>(0, cfg.max_result_bytes));
-    worker = std::make_unique<Worker>(cfg, metrics.instrument(make_handler(cfg.handler, options)));
-  } catch (const std::invalid_argument& e) {
-    std::cerr << "topicflow-worker: error: " << e.what() << "\n";
-    return 2;
-  }
-  try {
-    init_logging("worker", log_level);
-    log_security(cfg.security);
-    StopSignal stop;
-    install_signal_handlers(stop);
-    std::unique_ptr<MetricsServer> server;  // declared after what it reads: stops serving first
-    if (metrics_port > 0) {
-      server = std::make_unique<MetricsServer>(
-          metrics_address, metrics_port, [&] { return metrics.render(*worker, cfg); },
-          [&] { return stop.triggered() ? std::string("stopping") : std::string(); });
-      spdlog::info("metrics on http://{}:{}/metrics, health on /healthz", metrics_address,
-                   server->port());
-    }
-    worker->run(stop);
-  } catch (const std::exception& e) {
-    spdlog::critical("{}", e.what());
-    return 1;
-  }
-  return 0;
+  topicflow::RunWorkerOptions options;
+  options.program = "topicflow-worker";
+  options.handler_option = true;
+  return topicflow::run_worker(
+      argc, argv,
+      [](const topicflow::WorkerConfig& cfg) {
+        return topicflow::make_handler(cfg.handler, topicflow::handler_options(cfg));
+      },
+      options);
 }

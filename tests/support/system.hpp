@@ -205,11 +205,11 @@ class System {
             "--sink",     endpoint("sink"),     "--events",  endpoint("events")};
   }
 
-  // Starts `binary` (e.g. "topicflow-sink") with the endpoints, --log-level, and `args`; stderr and
-  // stdout go to <dir>/<name>.log.
+  // Starts `binary` (e.g. "topicflow-sink", or a path with a '/') with the endpoints,
+  // --log-level, and `args`; stderr and stdout go to <dir>/<name>.log.
   ChildProcess& start(const std::string& name, const std::string& binary,
                       std::vector<std::string> args, const std::string& log_level = "info") {
-    std::vector<std::string> argv{bin(binary)};
+    std::vector<std::string> argv{binary.find('/') != std::string::npos ? binary : bin(binary)};
     for (auto& a : endpoint_args()) argv.push_back(a);
     argv.insert(argv.end(), {"--log-level", log_level});
     for (auto& a : args) argv.push_back(std::move(a));
