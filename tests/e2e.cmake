@@ -35,3 +35,11 @@ gtest_discover_tests(curve_e2e_test PROPERTIES LABELS e2e TIMEOUT 300 DISCOVERY_
 
 # The handler SDK installed and used by examples/custom-worker: tests/install.cmake.
 include(${CMAKE_CURRENT_LIST_DIR}/install.cmake)
+
+# exec under load: 10,000 tasks, then no leaked descriptors and no zombies in the worker.
+add_executable(exec_stress_test ${CMAKE_CURRENT_LIST_DIR}/exec_stress_test.cpp)
+target_link_libraries(exec_stress_test PRIVATE GTest::gtest_main topicflow::common SQLite::SQLite3 topicflow_warnings)
+target_include_directories(exec_stress_test PRIVATE ${CMAKE_CURRENT_LIST_DIR})
+target_compile_definitions(exec_stress_test PRIVATE TOPICFLOW_BIN_DIR="${CMAKE_BINARY_DIR}/bin")
+add_dependencies(exec_stress_test topicflow-broker topicflow-sink topicflow-worker topicflow-producer)
+gtest_discover_tests(exec_stress_test PROPERTIES LABELS e2e TIMEOUT 400 DISCOVERY_TIMEOUT 60)
