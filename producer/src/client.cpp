@@ -18,6 +18,9 @@
 namespace topicflow {
 namespace {
 
+// The first hello is usually lost to PUB/SUB's slow joiner (our subscription is not at the sink
+// yet): repeat it soon, then back off to kHandshakeHelloMs.
+constexpr std::int64_t kHandshakeFirstRetryMs = 5;
 constexpr std::int64_t kHandshakeHelloMs = 200;
 constexpr std::int64_t kFollowHelloMs = 1000;
 constexpr std::int64_t kQuietWarnMs = 10000;
@@ -165,6 +168,7 @@ bool SinkClient::handshake(std::chrono::milliseconds timeout, const StopSignal& 
   const auto deadline = start + timeout.count();
   const wire::Message hello = wire::Hello{client_id_, job_};
   std::int64_t next_hello = start;
+  std::int64_t interval = kHandshakeFirstRetryMs;
   for (;;) {
     if (stop.triggered()) return false;
     const auto now = steady_ms();
@@ -177,7 +181,8 @@ bool SinkClient::handshake(std::chrono::milliseconds timeout, const StopSignal& 
     }
     if (now >= next_hello) {
       (void)try_send(hello);  // not connected yet: the next round tries again
-      next_hello = now + kHandshakeHelloMs;
+      next_hello = now + interval;
+      interval = std::min(interval * 2, kHandshakeHelloMs);
     }
     auto event = next_event(std::chrono::milliseconds(std::min(next_hello, deadline) - now), stop);
     if (!event) continue;

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cassert>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -28,6 +29,7 @@ constexpr std::int64_t kShutdownBusyBudgetMs = 10000;
 using Counts = std::array<std::int64_t, 4>;
 
 struct Entry {
+  std::string id;  // job '\0' key: the key of the batch index and of the row cache
   std::string job;
   std::string key;
   std::vector<sink::Event> events;
@@ -54,6 +56,8 @@ struct Effects {
   std::uint64_t guard_refused = 0;
   std::uint64_t lease_expired = 0;
   std::uint64_t taken = 0;  // tasks in transit that a worker started (or finished)
+  // Row cache changes, applied in order once COMMIT succeeded (nullopt: forget the row).
+  std::vector<std::pair<std::string, std::optional<sink::Row>>> cache;
 };
 
 struct SeenWorker {
@@ -268,8 +272,8 @@ class Sink::Impl {
     id.reserve(job.size() + key.size() + 1);
     id.append(job).push_back('\0');
     id.append(key);
-    auto [it, inserted] = index_.try_emplace(std::move(id), entries_.size());
-    if (inserted) entries_.push_back(Entry{job, key, {}});
+    auto [it, inserted] = index_.try_emplace(id, entries_.size());
+    if (inserted) entries_.push_back(Entry{std::move(id), job, key, {}});
     entries_[it->second].events.push_back(std::move(event));
     ++batch_events_;
     mark_batch_started();
@@ -333,6 +337,7 @@ class Sink::Impl {
           redeliver_in_transit_.step();
           n = db_.changes();
           redeliver_in_transit_.reset();
+          row_cache_.clear();  // the bulk UPDATE moved cached rows' due times: read them again
         }
         set_meta_.bind(1, std::string_view("broker_instance")).bind(2, *new_broker_);
         set_meta_.step();
@@ -378,8 +383,13 @@ class Sink::Impl {
     return row;
   }
 
-  void write_row(const std::string& job, const std::string& key, const sink::Row& row, bool existed,
-                 std::int64_t wall, Effects& fx) {
+  enum class Write : std::uint8_t { written, exists, refused };
+
+  // INSERT for a row not in the database yet (`existed` false: ON CONFLICT DO NOTHING, so a row
+  // that exists after all comes back as Write::exists and nothing changed), else the guarded
+  // UPDATE.
+  Write write_row(const std::string& job, const std::string& key, const sink::Row& row, bool existed,
+                  std::int64_t wall, Effects& fx) {
     auto bind_opt = [](sqlite::Statement& s, int i, const std::optional<std::int64_t>& v) {
       if (v) s.bind(i, *v); else s.bind_null(i);
     };
@@ -394,7 +404,9 @@ class Sink::Impl {
       bind_opt(insert_row_, 10, row.dispatched_at);
       insert_row_.bind_static(11, row.worker);
       insert_row_.step();
+      const auto inserted = db_.changes();
       insert_row_.reset();
+      if (inserted != 1) return Write::exists;
     } else {
       update_row_.bind_static(1, job).bind_static(2, key).bind_static(3, status).bind(4, row.attempts);
       if (row.error) update_row_.bind_static(5, *row.error); else update_row_.bind_null(5);
@@ -414,11 +426,35 @@ class Sink::Impl {
         ++fx.guard_refused;
         spdlog::error("internal: the SQL guard refused an update of {}/{} to {} (attempt {})", job, key, status,
                       row.attempts);
-        return;
+        return Write::refused;
       }
     }
     ++fx.updates;
     ++fx.written[static_cast<std::size_t>(row.status)];
+    return Write::written;
+  }
+
+  // The row cache holds the committed state of rows in flight (handed to the broker, or
+  // running): the rows whose next event is a worker's report. A report then needs no SELECT.
+  // The database stays the source of truth: a row not in the cache is read from it (after a
+  // restart, or for a pending or finished row), every write is still guarded in SQL, and the
+  // cache changes only after the COMMIT of the write it mirrors. Its size is bounded by the
+  // dispatch window plus the rows running.
+  static bool cacheable(const sink::Row& row) {
+    return row.exists && (row.status == Status::running || row.in_transit());
+  }
+
+  static void stage_cache(Effects& fx, const std::string& id, Write written, const sink::Row& row) {
+    if (written == Write::written && cacheable(row)) {
+      sink::Row kept = row;
+      kept.new_payload.reset();
+      kept.new_result.reset();
+      kept.changed = false;
+      kept.requeued = false;
+      fx.cache.emplace_back(id, std::move(kept));
+    } else {
+      fx.cache.emplace_back(id, std::nullopt);
+    }
   }
 
   void account(const std::string& job, const sink::Row& before, const sink::Row& after, Effects& fx) {
@@ -430,11 +466,38 @@ class Sink::Impl {
   }
 
   void apply_entry(Entry& entry, std::int64_t wall, Effects& fx) {
-    sink::Row row = load_row(entry.job, entry.key);
-    const sink::Row before = row;
-    for (const auto& event : entry.events) {
-      const auto outcome = sink::apply(row, event, policy_, retry_backoff_, wall);
-      switch (outcome) {
+    if (auto it = row_cache_.find(entry.id); it != row_cache_.end()) {
+      (void)apply_events(entry, it->second, wall, fx);
+      return;
+    }
+    // A registration is INSERTed first: a new topic needs no SELECT. Only if the row exists
+    // after all (a resubmission) is it read and the events applied to what is there.
+    if (entry.events.front().kind == sink::EventKind::submit && apply_events(entry, sink::Row{}, wall, fx)) return;
+    const bool applied = apply_events(entry, load_row(entry.job, entry.key), wall, fx);
+    assert(applied);
+    (void)applied;
+  }
+
+  // Applies an entry's events to `row` (the state before them) and writes the result. Returns
+  // false, with no effect at all, when `row` said "no row" but the INSERT found one.
+  bool apply_events(Entry& entry, const sink::Row& before, std::int64_t wall, Effects& fx) {
+    sink::Row row = before;
+    outcomes_.clear();
+    for (const auto& event : entry.events) outcomes_.push_back(sink::apply(row, event, policy_, retry_backoff_, wall));
+    // A new topic goes straight out in the same write when the window has room and no older
+    // topic is waiting (FIFO): one row write instead of insert-then-dispatch.
+    const bool dispatch = row.new_payload && row.status == Status::pending && !row.dispatched_at && row.due_at &&
+                          *row.due_at <= wall && ready_backlog_empty_ &&
+                          window_ - (in_transit_ + fx.in_transit_delta) > 0;
+    if (dispatch) sink::on_due(row, policy_, wall);
+    if (row.changed) {
+      const auto written = write_row(entry.job, entry.key, row, before.exists, wall, fx);
+      if (written == Write::exists) return false;
+      stage_cache(fx, entry.id, written, row);
+    }
+    for (std::size_t i = 0; i < entry.events.size(); ++i) {
+      const auto& event = entry.events[i];
+      switch (outcomes_[i]) {
         case sink::Outcome::retry_scheduled: ++fx.retried; break;
         case sink::Outcome::stale: ++fx.stale; break;
         case sink::Outcome::bogus: ++fx.bogus; break;
@@ -443,18 +506,13 @@ class Sink::Impl {
           break;
         default: break;
       }
-      if (event.ack >= 0) count_ack(acks_[static_cast<std::size_t>(event.ack)], outcome);
+      if (event.ack >= 0) count_ack(acks_[static_cast<std::size_t>(event.ack)], outcomes_[i]);
     }
-    // A new topic goes straight out in the same write when the window has room and no older
-    // topic is waiting (FIFO): one row write instead of insert-then-dispatch.
-    if (row.new_payload && row.status == Status::pending && !row.dispatched_at && row.due_at &&
-        *row.due_at <= wall && ready_backlog_empty_ &&
-        window_ - (in_transit_ + fx.in_transit_delta) > 0) {
-      sink::on_due(row, policy_, wall);
+    if (dispatch) {
       fx.tasks.push_back(wire::Task{entry.job, entry.key, *row.new_payload, static_cast<std::uint32_t>(row.attempts)});
     }
-    if (row.changed) write_row(entry.job, entry.key, row, before.exists, wall, fx);
     account(entry.job, before, row, fx);
+    return true;
   }
 
   static void count_ack(wire::Ack& ack, sink::Outcome outcome) {
@@ -522,7 +580,12 @@ class Sink::Impl {
         const sink::Row before = d.row;
         const auto r = sink::on_due(d.row, policy_, wall);
         if (!d.row.changed) continue;
-        write_row(d.job, d.key, d.row, true, wall, fx);
+        const auto written = write_row(d.job, d.key, d.row, true, wall, fx);
+        std::string id;
+        id.reserve(d.job.size() + d.key.size() + 1);
+        id.append(d.job).push_back('\0');
+        id.append(d.key);
+        stage_cache(fx, id, written, d.row);
         account(d.job, before, d.row, fx);
         if (r.lease_expired) ++fx.lease_expired;
         if (r.redelivery) ++fx.redelivered;
@@ -563,6 +626,13 @@ class Sink::Impl {
     }
     in_transit_ += fx.in_transit_delta;
     taken_in_window_ += fx.taken;
+    for (auto& [id, row] : fx.cache) {
+      if (row) {
+        row_cache_.insert_or_assign(std::move(id), std::move(*row));
+      } else {
+        row_cache_.erase(id);
+      }
+    }
     counters_.updates += fx.updates;
     counters_.redelivered += fx.redelivered;
     counters_.retried += fx.retried;
@@ -829,6 +899,10 @@ class Sink::Impl {
   zmq::socket_t push_;
   Backoff retry_backoff_;
   Backoff busy_backoff_;
+
+  // committed state of the rows in flight (see cacheable())
+  std::unordered_map<std::string, sink::Row> row_cache_;
+  std::vector<sink::Outcome> outcomes_;
 
   // the batch
   std::unordered_map<std::string, std::size_t> index_;
