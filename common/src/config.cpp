@@ -1,4 +1,5 @@
 #include <topicflow/config.hpp>
+#include <topicflow/curve.hpp>
 
 #include <algorithm>
 #include <cctype>

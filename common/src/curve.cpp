@@ -1,7 +1,6 @@
 #include <topicflow/curve.hpp>
 
 #include <topicflow/clock.hpp>
-#include <topicflow/config.hpp>
 #include <topicflow/log.hpp>
 
 #include <fcntl.h>

@@ -58,18 +58,17 @@ void refuse_live_ipc_endpoint(std::string_view flag, const std::string& endpoint
 
 void bind_socket(zmq::socket_t& socket, std::string_view flag, const std::string& endpoint,
                  const CurveServer* curve) {
-  if (curve != nullptr) {
-    curve->apply(socket);
-  } else if (!is_local_endpoint(endpoint)) {
-    spdlog::warn("{} {} is reachable from other hosts without CURVE: anyone who can connect to it "
-                 "can submit or take tasks (fine on a private network; see --curve-secret-key)",
-                 flag, endpoint);
-  }
+  if (curve != nullptr) curve->apply(socket);
   refuse_live_ipc_endpoint(flag, endpoint);
   try {
     socket.bind(endpoint);
   } catch (const zmq::error_t& e) {
     throw std::runtime_error("cannot bind " + std::string(flag) + " " + endpoint + ": " + e.what());
+  }
+  if (curve == nullptr && !is_local_endpoint(endpoint)) {
+    spdlog::warn("{} {} is reachable from other hosts without CURVE: anyone who can connect to it "
+                 "can submit or take tasks (fine on a private network; see --curve-secret-key)",
+                 flag, endpoint);
   }
 }
 

@@ -3,7 +3,7 @@
 # does, then asserts the database on the sink's volume.
 #
 #   1. container-env setup (podman, docker-compose, local debian base images), start-api
-#   2. docker-compose config -q               (the file is valid, offline)
+#   2. docker-compose config -q               (the file, and with docker/compose.curve.yml, offline)
 #   3. docker-compose build                    (the image, once; layers cached between runs)
 #   4. up -d: broker, sink, 4 workers (deploy.replicas), producer on examples/topics.txt
 #      -> producer exits 0, every topic of job `example` is `completed` in the DB, and the
@@ -185,6 +185,8 @@ export DOCKER_HOST
 
 log "docker-compose config -q"
 compose 60 config -q || fail "docker-compose.yml does not validate"
+timeout 60 docker-compose -p "$project" -f "$root/docker-compose.yml" -f "$root/docker/compose.curve.yml" config -q ||
+  fail "docker/compose.curve.yml (the CURVE override) does not validate"
 
 log "building the image (docker/Dockerfile, cached layers reused)"
 build_start=$SECONDS

@@ -18,14 +18,7 @@ struct Endpoints {
   std::string events = "tcp://127.0.0.1:5560";    // sink PUB (binds)
 };
 
-// Key files for ZeroMQ CURVE (curve.hpp); all empty: CURVE off. Every role takes all four and
-// uses what it needs, so one environment can serve every role of a deployment.
-struct CurveOptions {
-  std::string secret_key;  // --curve-secret-key: this process's key pair (turns CURVE on)
-  std::string broker_key;  // --curve-broker-key: the broker's public key
-  std::string sink_key;    // --curve-sink-key: the sink's public key
-  std::string authorized;  // --curve-authorized: client public keys the broker/sink admit
-};
+struct CurveOptions;  // curve.hpp: the CURVE key files
 
 // "--batch-max" -> "TOPICFLOW_BATCH_MAX"
 [[nodiscard]] std::string env_name(std::string_view flag);

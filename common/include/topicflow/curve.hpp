@@ -35,7 +35,15 @@
 
 namespace topicflow {
 
-struct CurveOptions;  // config.hpp: the paths given on the command line
+// Key files for CURVE as given on the command line (add_curve_options in config.hpp); all
+// empty: CURVE off. Every role takes all four and uses what it needs, so one environment can
+// serve every role of a deployment.
+struct CurveOptions {
+  std::string secret_key;  // --curve-secret-key: this process's key pair (turns CURVE on)
+  std::string broker_key;  // --curve-broker-key: the broker's public key
+  std::string sink_key;    // --curve-sink-key: the sink's public key
+  std::string authorized;  // --curve-authorized: client public keys the broker/sink admit
+};
 
 // Z85 text of a CURVE key pair: 40 characters each.
 struct CurveKeyPair {
