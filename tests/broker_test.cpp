@@ -214,5 +214,49 @@ TEST(BrokerSetup, InstanceIdsDiffer) {
   EXPECT_NE(Broker::new_instance_id(), Broker::new_instance_id());
 }
 
+// With CURVE on, the broker's frontend and backend admit only authorized keys, and refusals show
+// in its metrics.
+TEST(BrokerCurve, RefusesUnauthorizedClientsAndCountsThem) {
+  const auto server = generate_curve_keypair();
+  const auto good = generate_curve_keypair();
+  zmq::context_t broker_ctx(1);
+  BrokerConfig config;
+  config.endpoints.frontend = "tcp://127.0.0.1:*";
+  config.endpoints.backend = "tcp://127.0.0.1:*";
+  config.endpoints.sink = "inproc://nobody";
+  config.security.keys = server;
+  config.security.sink_key = server.public_key;
+  config.security.authorized = {good.public_key};
+  Broker broker(config, &broker_ctx);
+  StopSignal stop;
+  std::thread runner([&] { broker.run(stop); });
+
+  zmq::context_t ctx(1);
+  auto connect = [&](const CurveKeyPair& keys, zmq::socket_type type, const char* flag, const std::string& endpoint) {
+    Security security;
+    security.keys = keys;
+    security.broker_key = server.public_key;
+    auto s = make_socket(ctx, type, {});
+    connect_socket(s, flag, endpoint, security);
+    return s;
+  };
+  auto intruder = connect(generate_curve_keypair(), zmq::socket_type::pull, "--backend", broker.backend_endpoint());
+  auto worker = connect(good, zmq::socket_type::pull, "--backend", broker.backend_endpoint());
+  auto producer = connect(good, zmq::socket_type::push, "--frontend", broker.frontend_endpoint());
+  ASSERT_TRUE(producer.send(zmq::str_buffer("task"), zmq::send_flags::none));
+  worker.set(zmq::sockopt::rcvtimeo, 5000);
+  zmq::message_t msg;
+  ASSERT_TRUE(worker.recv(msg)) << "the authorized worker gets the task";
+  EXPECT_EQ(msg.to_string(), "task");
+  const auto deadline = steady_ms() + 5000;
+  while (broker.metrics_text().find("topicflow_broker_curve_refused_total 1") == std::string::npos && steady_ms() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_NE(broker.metrics_text().find("topicflow_broker_curve_refused_total 1"), std::string::npos)
+      << broker.metrics_text();
+  stop.trigger();
+  runner.join();
+}
+
 }  // namespace
 }  // namespace topicflow

@@ -86,6 +86,8 @@ std::string Broker::metrics_text() const {
   m.counter("broker_backend_waits_total",
             "Times a message had to wait because no worker could take it (all busy or none).",
             d(c.waits));
+  m.counter("broker_curve_refused_total", "CURVE clients refused: key not in --curve-authorized.",
+            curve_ ? d(curve_->denied()) : 0.0);
   m.gauge("broker_messages_held",
           "Messages in hand waiting for a free worker (0 or 1; the rest wait in the frontend "
           "queue).",

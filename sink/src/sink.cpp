@@ -758,6 +758,9 @@ class Sink::Impl {
     m.counter("sink_tasks_retried_total", "Retryable failures scheduled for another attempt.", static_cast<double>(c.retried));
     m.counter("sink_leases_expired_total", "Running tasks whose lease expired.", static_cast<double>(c.lease_expired));
     m.counter("sink_duplicate_deliveries_total", "Deliveries found to be duplicates.", static_cast<double>(c.duplicates));
+    // curve_ is set before the metrics server starts and never changes; denied() is atomic.
+    m.counter("sink_curve_refused_total", "CURVE clients refused: key not in --curve-authorized.",
+              curve_ ? static_cast<double>(curve_->denied()) : 0.0);
     m.counter("sink_stale_updates_total", "Late updates of superseded attempts or finished topics, ignored.", static_cast<double>(c.stale));
     m.counter("sink_bogus_updates_total", "Updates for unknown topics or attempts never handed out, ignored.", static_cast<double>(c.bogus));
     std::vector<std::pair<std::string, double>> samples;
