@@ -171,6 +171,13 @@ TEST_F(Curve, BadKeysAreOneLineStartupErrors) {
     EXPECT_NE(r.err.find(c.expect), std::string::npos) << c.binary << ": " << r.describe();
   }
   EXPECT_FALSE(std::filesystem::exists(sys_.db())) << "the sink stopped before opening the database";
+
+  const auto before = read_text(keys_ / "server.key");
+  const auto again = sys_.run({bin("topicflow"), "keygen", "--dir", keys_.string(), "server"}, 30s);
+  EXPECT_EQ(again.status.shell_code(), 1) << again.describe();
+  EXPECT_EQ(lines_of(again.err).size(), 1U) << again.describe();
+  EXPECT_NE(again.err.find("--force"), std::string::npos) << again.describe();
+  EXPECT_EQ(read_text(keys_ / "server.key"), before) << "keygen must not overwrite a key";
 }
 
 // `topicflow run` uses private ipc:// endpoints without CURVE: a deployment's CURVE variables in
