@@ -216,7 +216,7 @@ log "broker, sink and 4 workers healthy"
 
 log "SIGKILL the broker and one worker (simulated crashes)"
 broker=$(compose 30 ps -q broker)
-worker1=$(compose 30 ps -q worker | head -n1)
+worker1=$(compose 30 ps -q worker | sed -n 1p)  # not head: compose gets SIGPIPE (exit 141) when head exits first
 kill -KILL "$(podman inspect --format '{{.State.Pid}}' "$broker")"
 # With init: true the container's main process is the init; kill the worker under it.
 worker_init=$(podman inspect --format '{{.State.Pid}}' "$worker1")
