@@ -245,7 +245,8 @@ RunCommandLine::RunCommandLine(CLI::App& app, RunOptions& o) : app_(app), option
   add_flag_option(app, "--concurrency", o.concurrency, "handlers running at once per worker")
       ->check(CLI::Range(1, 10000));
   add_flag_option(app, "--handler", o.handler,
-                  "noop | sleep:MIN-MAX | fail:P | sleep:MIN-MAX,fail:P | exec:COMMAND");
+                  "noop | sleep:MIN-MAX | fail:P | sleep:MIN-MAX,fail:P | exec:COMMAND | "
+                  "exec-persistent:COMMAND");
   add_flag_option(app, "--format", o.format, "input format (auto: .jsonl files are JSON Lines)")
       ->check(CLI::IsMember({"auto", "text", "jsonl"}));
   add_flag_option(app, "--progress", o.progress, "bar, lines, none, or auto (a bar on a terminal)")

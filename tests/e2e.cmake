@@ -43,3 +43,14 @@ target_include_directories(exec_stress_test PRIVATE ${CMAKE_CURRENT_LIST_DIR})
 target_compile_definitions(exec_stress_test PRIVATE TOPICFLOW_BIN_DIR="${CMAKE_BINARY_DIR}/bin")
 add_dependencies(exec_stress_test topicflow-broker topicflow-sink topicflow-worker topicflow-producer)
 gtest_discover_tests(exec_stress_test PROPERTIES LABELS e2e TIMEOUT 400 DISCOVERY_TIMEOUT 60)
+
+# exec-persistent: through `topicflow run` with examples/handlers/summarise_server.py.
+add_executable(persistent_e2e_test ${CMAKE_CURRENT_LIST_DIR}/persistent_e2e_test.cpp)
+target_link_libraries(persistent_e2e_test PRIVATE GTest::gtest_main topicflow::common SQLite::SQLite3
+  nlohmann_json::nlohmann_json topicflow_warnings)
+target_include_directories(persistent_e2e_test PRIVATE ${CMAKE_CURRENT_LIST_DIR})
+target_compile_definitions(persistent_e2e_test PRIVATE
+  TOPICFLOW_BIN_DIR="${CMAKE_BINARY_DIR}/bin"
+  TOPICFLOW_EXAMPLES_DIR="${topicflow_SOURCE_DIR}/examples")
+add_dependencies(persistent_e2e_test topicflow topicflow-broker topicflow-sink topicflow-worker topicflow-producer)
+gtest_discover_tests(persistent_e2e_test PROPERTIES LABELS e2e TIMEOUT 300 DISCOVERY_TIMEOUT 60)

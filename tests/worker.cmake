@@ -2,3 +2,4 @@
 topicflow_test(handler_test topicflow::worker_core)
 topicflow_test(worker_test topicflow::worker_core)
 topicflow_test(run_worker_test topicflow::worker_core)
+topicflow_test(persistent_exec_test topicflow::worker_core)

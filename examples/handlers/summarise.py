@@ -27,6 +27,10 @@ bytes that are not UTF-8, a payload with no words, or one larger than SUMMARISE_
 Simulated transient trouble (for trying retries; off unless asked for):
   SUMMARISE_TEMPFAIL_ATTEMPTS=N   attempts 1..N of every topic exit 75
   SUMMARISE_TEMPFAIL_RATE=P       each attempt exits 75 with probability P (0..1)
+  SUMMARISE_STARTUP_MS=N          sleep N ms before anything else (a slow import, a model load;
+                                  bench/exec_modes compares exec: and exec-persistent: with it)
+
+summarise_server.py is the same handler as a persistent co-process (exec-persistent:).
 """
 
 import json
@@ -34,6 +38,7 @@ import os
 import random
 import re
 import sys
+import time
 import unicodedata
 from collections import Counter
 
@@ -50,6 +55,10 @@ STOP_WORDS = frozenset(
 )
 
 WORD = re.compile(r"[^\W_]+(?:['’\-][^\W_]+)*")
+
+
+class BadInput(ValueError):
+    """Input that will never summarise (a permanent failure)."""
 
 
 def fail(message, code=1):
@@ -107,7 +116,7 @@ def summarise(text):
     normalised = " ".join(unicodedata.normalize("NFKC", text).split())
     words = [w.lower() for w in WORD.findall(normalised)]
     if not words:
-        fail("payload has no words to summarise")
+        raise BadInput("payload has no words to summarise")
     counts = Counter(w for w in words if w not in STOP_WORDS and len(w) > 1)
     first_seen = {}
     for i, w in enumerate(words):
@@ -124,6 +133,7 @@ def summarise(text):
 
 
 def main():
+    time.sleep(env_number("SUMMARISE_STARTUP_MS", int, 0, 0, 600000) / 1000)
     simulated_tempfail()
     limit = env_number("SUMMARISE_MAX_BYTES", int, 1 << 20, 1, 1 << 30)
     raw = sys.stdin.buffer.read(limit + 1)
@@ -135,7 +145,10 @@ def main():
         payload = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         fail(f"payload is not valid UTF-8 (byte {e.start})")
-    summary = summarise(text_of(payload))
+    try:
+        summary = summarise(text_of(payload))
+    except BadInput as e:
+        fail(str(e))
     key = os.environ.get("TOPICFLOW_KEY")
     if key is not None:
         summary = {"key": key, **summary}

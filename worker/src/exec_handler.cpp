@@ -12,183 +12,32 @@
 #include <topicflow/log.hpp>
 #include <topicflow/utf8.hpp>
 
+#include "subprocess.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <spawn.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <algorithm>
 #include <array>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
-#include <fcntl.h>
-#include <poll.h>
-#include <pthread.h>
-#include <spawn.h>
 #include <stdexcept>
 #include <string>
-#include <sys/syscall.h>
-#include <sys/wait.h>
-#include <unistd.h>
 #include <vector>
-
-extern char** environ;  // NOLINT: POSIX global
 
 namespace topicflow {
 namespace {
 
-constexpr int kExitTempFail = 75;     // EX_TEMPFAIL
+using namespace subprocess;  // NOLINT(google-build-using-namespace): this file's toolbox
+
+constexpr int kExitTempFail = 75;      // EX_TEMPFAIL
 constexpr std::int64_t kSliceMs = 20;  // how often a running command checks its token
 constexpr std::int64_t kDrainMs = 50;  // after exit, how long to wait for pipes still held open
-
-std::string errno_text(const char* what, int err) { return std::string(what) + ": " + std::strerror(err); }
-
-// A file descriptor that closes itself.
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) noexcept : fd_(fd) {}
-  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  Fd& operator=(Fd&& other) noexcept {
-    if (this != &other) {
-      reset();
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { reset(); }
-  void reset() noexcept {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-  [[nodiscard]] int get() const noexcept { return fd_; }
-  [[nodiscard]] bool open() const noexcept { return fd_ >= 0; }
-
- private:
-  int fd_ = -1;
-};
-
-struct Pipe {
-  Fd read;
-  Fd write;
-};
-
-Pipe make_pipe() {
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error(errno_text("pipe2", errno));
-  return Pipe{Fd(fds[0]), Fd(fds[1])};
-}
-
-void set_nonblocking(int fd) {
-  const int flags = ::fcntl(fd, F_GETFL);
-  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
-    throw std::runtime_error(errno_text("fcntl(O_NONBLOCK)", errno));
-  }
-}
-
-// RAII for posix_spawn's two attribute objects.
-struct SpawnAttrs {
-  posix_spawnattr_t attr{};
-  posix_spawn_file_actions_t actions{};
-  SpawnAttrs() {
-    if (::posix_spawnattr_init(&attr) != 0) throw std::runtime_error("posix_spawnattr_init failed");
-    if (::posix_spawn_file_actions_init(&actions) != 0) {
-      ::posix_spawnattr_destroy(&attr);
-      throw std::runtime_error("posix_spawn_file_actions_init failed");
-    }
-  }
-  ~SpawnAttrs() {
-    ::posix_spawn_file_actions_destroy(&actions);
-    ::posix_spawnattr_destroy(&attr);
-  }
-  SpawnAttrs(const SpawnAttrs&) = delete;
-  SpawnAttrs& operator=(const SpawnAttrs&) = delete;
-};
-
-// Blocks SIGPIPE in this thread while we write the child's stdin, so that a command that exits
-// without reading its input gives EPIPE instead of killing the process; swallows the SIGPIPE
-// that such a write leaves pending before restoring the mask.
-class SigpipeGuard {
- public:
-  SigpipeGuard() {
-    sigemptyset(&set_);
-    sigaddset(&set_, SIGPIPE);
-    ::pthread_sigmask(SIG_BLOCK, &set_, &old_);
-  }
-  ~SigpipeGuard() {
-    if (got_epipe_) {
-      const timespec zero{};
-      while (::sigtimedwait(&set_, nullptr, &zero) == SIGPIPE) {
-      }
-    }
-    ::pthread_sigmask(SIG_SETMASK, &old_, nullptr);
-  }
-  SigpipeGuard(const SigpipeGuard&) = delete;
-  SigpipeGuard& operator=(const SigpipeGuard&) = delete;
-  void saw_epipe() noexcept { got_epipe_ = true; }
-
- private:
-  sigset_t set_{};
-  sigset_t old_{};
-  bool got_epipe_ = false;
-};
-
-std::vector<std::string> child_environment(const TaskView& task) {
-  std::vector<std::string> env;
-  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
-    const std::string_view entry(*e);
-    if (entry.starts_with("TOPICFLOW_JOB=") || entry.starts_with("TOPICFLOW_KEY=") ||
-        entry.starts_with("TOPICFLOW_ATTEMPT=")) {
-      continue;
-    }
-    env.emplace_back(entry);
-  }
-  env.push_back("TOPICFLOW_JOB=" + std::string(task.job));
-  env.push_back("TOPICFLOW_KEY=" + std::string(task.key));
-  env.push_back("TOPICFLOW_ATTEMPT=" + std::to_string(task.attempt));
-  return env;
-}
-
-// The last `max` bytes of stderr as readable text: no partial UTF-8 sequence at the front,
-// anything still invalid replaced by '?', trailing newlines dropped.
-std::string error_tail(std::string text, std::size_t max) {
-  if (text.size() > max) text.erase(0, text.size() - max);
-  std::size_t skip = 0;
-  while (skip < text.size() && skip < 3 && (static_cast<unsigned char>(text[skip]) & 0xC0U) == 0x80U) ++skip;
-  text.erase(0, skip);
-  if (!valid_utf8(text)) {
-    for (char& c : text) {
-      if (static_cast<unsigned char>(c) >= 0x80U) c = '?';
-    }
-  }
-  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-  return text;
-}
-
-// True once `pid` has terminated, without reaping it (it stays a zombie holding its pid and
-// process group id until waitpid()).
-bool has_exited(pid_t pid) {
-  siginfo_t info{};
-  if (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) != 0) return errno == ECHILD;
-  return info.si_pid == pid;
-}
-
-// A descriptor that becomes readable when `pid` exits (Linux 5.3+), so the poll loop wakes at
-// once instead of on its next tick; -1 where unavailable (the loop then ticks faster).
-Fd open_pidfd(pid_t pid) {
-#ifdef SYS_pidfd_open
-  return Fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));  // O_CLOEXEC by default
-#else
-  (void)pid;
-  return Fd();
-#endif
-}
-
-int reap(pid_t pid) {
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) return -1;
-  }
-  return status;
-}
 
 }  // namespace
 
@@ -203,36 +52,10 @@ Outcome ExecHandler::handle(const TaskView& task, const CancelToken& cancel) {
   Pipe out = make_pipe();
   Pipe err = make_pipe();
 
-  SpawnAttrs spawn;
-  // Child: stdin/stdout/stderr from the pipes (dup2 clears O_CLOEXEC on the copies; every
-  // original is O_CLOEXEC and vanishes at exec), its own process group, no blocked signals,
-  // default dispositions for what the worker ignores or catches.
-  ::posix_spawn_file_actions_adddup2(&spawn.actions, in.read.get(), STDIN_FILENO);
-  ::posix_spawn_file_actions_adddup2(&spawn.actions, out.write.get(), STDOUT_FILENO);
-  ::posix_spawn_file_actions_adddup2(&spawn.actions, err.write.get(), STDERR_FILENO);
-  sigset_t no_signals;
-  sigemptyset(&no_signals);
-  sigset_t defaults;
-  sigemptyset(&defaults);
-  for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&defaults, sig);
-  ::posix_spawnattr_setsigmask(&spawn.attr, &no_signals);
-  ::posix_spawnattr_setsigdefault(&spawn.attr, &defaults);
-  ::posix_spawnattr_setpgroup(&spawn.attr, 0);
-  ::posix_spawnattr_setflags(&spawn.attr, static_cast<short>(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                                              POSIX_SPAWN_SETSIGDEF));
-
-  std::string sh = "/bin/sh";
-  std::string dash_c = "-c";
-  std::string command = command_;
-  std::array<char*, 4> argv{sh.data(), dash_c.data(), command.data(), nullptr};
-  auto env_strings = child_environment(task);
-  std::vector<char*> envp;
-  envp.reserve(env_strings.size() + 1);
-  for (auto& s : env_strings) envp.push_back(s.data());
-  envp.push_back(nullptr);
-
   pid_t pid = -1;
-  if (const int rc = ::posix_spawn(&pid, sh.c_str(), &spawn.actions, &spawn.attr, argv.data(), envp.data()); rc != 0) {
+  if (const int rc = spawn_shell(command_, child_environment(task), in.read.get(), out.write.get(),
+                                 err.write.get(), pid);
+      rc != 0) {
     return Outcome::failed(errno_text("cannot start /bin/sh", rc), true);
   }
   in.read.reset();
@@ -314,7 +137,8 @@ Outcome ExecHandler::handle(const TaskView& task, const CancelToken& cancel) {
         if (r > 0) {
           const auto got = static_cast<std::size_t>(r);
           if (is_out) {
-            const auto room = options_.max_result_bytes - std::min(result.size(), options_.max_result_bytes);
+            const auto room =
+                options_.max_result_bytes - std::min(result.size(), options_.max_result_bytes);
             result.append(buffer.data(), std::min(got, room));
             if (got > room) truncated = true;
           } else {
@@ -341,19 +165,19 @@ Outcome ExecHandler::handle(const TaskView& task, const CancelToken& cancel) {
 
   switch (stop) {
     case Stop::timeout:
-      return Outcome::failed("timed out after " + std::to_string(cancel.timeout_ms()) + " ms", true);
-    case Stop::cancelled:
-      return Outcome::failed("cancelled", true);
-    case Stop::internal:
-      return Outcome::failed("exec handler: " + internal_error, true);
-    case Stop::none:
-      break;
+      return Outcome::failed("timed out after " + std::to_string(cancel.timeout_ms()) + " ms",
+                             true);
+    case Stop::cancelled: return Outcome::failed("cancelled", true);
+    case Stop::internal: return Outcome::failed("exec handler: " + internal_error, true);
+    case Stop::none: break;
   }
   if (status < 0) return Outcome::failed(errno_text("waitpid", errno), true);
   if (WIFEXITED(status)) {
     const int code = WEXITSTATUS(status);
     if (code == 0) {
-      if (truncated) spdlog::debug("exec: {}/{}: result truncated to {} bytes", task.job, task.key, result.size());
+      if (truncated)
+        spdlog::debug("exec: {}/{}: result truncated to {} bytes", task.job, task.key,
+                      result.size());
       return Outcome::completed(std::move(result));
     }
     auto tail = error_tail(std::move(errors), options_.max_error_bytes);
@@ -363,7 +187,8 @@ Outcome ExecHandler::handle(const TaskView& task, const CancelToken& cancel) {
   }
   if (WIFSIGNALED(status)) {
     std::string error = "killed by signal " + std::to_string(WTERMSIG(status));
-    if (const char* name = ::sigabbrev_np(WTERMSIG(status))) error += std::string(" (SIG") + name + ")";
+    if (const char* name = ::sigabbrev_np(WTERMSIG(status)))
+      error += std::string(" (SIG") + name + ")";
     error += " after " + std::to_string(elapsed) + " ms";
     auto tail = error_tail(std::move(errors), options_.max_error_bytes);
     if (!tail.empty()) error += ": " + tail;

@@ -130,12 +130,19 @@ double parse_probability(std::string_view whole, std::string_view text) {
 }  // namespace
 
 std::unique_ptr<Handler> make_handler(std::string_view spec, const HandlerOptions& options) {
+  if (spec.starts_with("exec-persistent:")) {
+    auto command = spec.substr(16);
+    if (command.find_first_not_of(" \t") == std::string_view::npos) {
+      bad_spec(spec, "empty command after 'exec-persistent:'");
+    }
+    return std::make_unique<PersistentExecHandler>(std::string(command), options);
+  }
   if (spec.starts_with("exec:")) {
     auto command = spec.substr(5);
     if (command.find_first_not_of(" \t") == std::string_view::npos) bad_spec(spec, "empty command after 'exec:'");
     return std::make_unique<ExecHandler>(std::string(command), options);
   }
-  if (spec.empty()) bad_spec(spec, "empty spec (expected noop, sleep:MIN-MAX, fail:P or exec:COMMAND)");
+  if (spec.empty()) bad_spec(spec, "empty spec (expected noop, sleep:MIN-MAX, fail:P, exec:COMMAND or exec-persistent:COMMAND)");
 
   std::optional<std::pair<std::int64_t, std::int64_t>> sleep_ms;
   std::optional<double> fail_probability;
@@ -159,7 +166,7 @@ std::unique_ptr<Handler> make_handler(std::string_view spec, const HandlerOption
     } else if (part.starts_with("fail:")) {
       if (fail_probability) bad_spec(spec, "'fail:' given twice");
       fail_probability = parse_probability(spec, part.substr(5));
-    } else if (part.starts_with("exec:")) {
+    } else if (part.starts_with("exec:") || part.starts_with("exec-persistent:")) {
       bad_spec(spec, "exec:COMMAND cannot be combined with other handlers");
     } else {
       bad_spec(spec, "unknown element '" + std::string(part) + "' (expected noop, sleep:MIN-MAX, fail:P or exec:COMMAND)");

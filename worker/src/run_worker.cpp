@@ -38,7 +38,8 @@ int run_worker(int argc, char** argv, HandlerFactory make_handler_for,
   add_flag_option(app, "--concurrency", cfg.concurrency, "handlers running at once");
   if (options.handler_option) {
     add_flag_option(app, "--handler", cfg.handler,
-                    "noop | sleep:MIN-MAX | fail:P | sleep:MIN-MAX,fail:P | exec:COMMAND");
+                    "noop | sleep:MIN-MAX | fail:P | sleep:MIN-MAX,fail:P | exec:COMMAND | "
+                    "exec-persistent:COMMAND");
   }
   add_flag_option(app, "--lease-ms", cfg.lease_ms, "task lease; heartbeats are sent every lease/3");
   add_flag_option(app, "--task-timeout-ms", cfg.task_timeout_ms,

@@ -9,6 +9,7 @@
 // on one Handler instance, so handle() must be safe to call from several threads at once (keep
 // per-task state on the stack; guard shared state). CancelToken is thread-safe.
 
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -17,6 +18,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace topicflow {
 
@@ -111,6 +113,7 @@ struct HandlerOptions {
 //   fail:P               fails (retryable, "simulated failure (fail:P)") with probability P
 //   sleep:20-100,fail:0.1  both (sleep, then maybe fail)
 //   exec:COMMAND         runs COMMAND through /bin/sh -c per task (see ExecHandler)
+//   exec-persistent:COMMAND  one long-lived COMMAND per slot, JSON Lines (see PersistentExecHandler)
 // Throws std::invalid_argument with a one-line reason on a bad spec.
 [[nodiscard]] std::unique_ptr<Handler> make_handler(std::string_view spec, const HandlerOptions& options = {});
 
@@ -131,6 +134,49 @@ class ExecHandler final : public Handler {
  private:
   std::string command_;
   HandlerOptions options_;
+};
+
+// exec-persistent:COMMAND: one long-lived `/bin/sh -c COMMAND` co-process per concurrently
+// running task (so at most --concurrency), started on first use and reused, each in its own
+// process group, speaking JSON Lines (docs/handlers.md, "Persistent mode"):
+//   request, one line on its stdin:   {"job":J,"key":K,"attempt":N,"payload":"..."}
+//     ("payload_base64":"..." instead of "payload" when the payload is not valid UTF-8)
+//   response, one line on its stdout: {"status":"completed","result":...}
+//                                     {"status":"retry","error":"..."}
+//                                     {"status":"failed","error":"..."}
+// A string result is stored as is, any other JSON value as its JSON text (then truncated to
+// max_result_bytes). A response line longer than 2 * max_result_bytes + 64 KiB is read and
+// discarded: permanent failure, the co-process is kept. A line that is not such a JSON object:
+// permanent failure, the co-process is restarted. The co-process dying mid-task, however it
+// ends: retryable failure with its exit status and stderr tail, and the next task starts a new
+// one (a topic that crashes it every time fails after --max-attempts). Closing its stdout
+// without exiting: permanent failure. Token deadline passed or cancelled: the group is killed (retryable
+// "timed out after N ms" / "cancelled") and the next task starts a new one. At destruction idle
+// co-processes get EOF on stdin and up to 1 s to exit before their groups are killed; all are
+// reaped. Thread-safe.
+class PersistentExecHandler final : public Handler {
+ public:
+  explicit PersistentExecHandler(std::string command, const HandlerOptions& options = {});
+  ~PersistentExecHandler() override;
+  [[nodiscard]] Outcome handle(const TaskView& task, const CancelToken& cancel) override;
+  [[nodiscard]] std::string describe() const override { return "exec-persistent:" + command_; }
+
+  // Co-processes started so far, and those idle now (for tests and logs).
+  [[nodiscard]] std::uint64_t started() const noexcept { return started_.load(); }
+  [[nodiscard]] std::size_t idle() const;
+
+  struct CoProcess;  // one running co-process (internal)
+
+ private:
+  std::unique_ptr<CoProcess> checkout(std::string& error);
+  std::unique_ptr<CoProcess> spawn(std::string& error);
+  void give_back(std::unique_ptr<CoProcess> co);
+
+  std::string command_;
+  HandlerOptions options_;
+  mutable std::mutex mutex_;
+  std::vector<std::unique_ptr<CoProcess>> idle_;  // guarded by mutex_
+  std::atomic<std::uint64_t> started_{0};
 };
 
 }  // namespace topicflow
