@@ -254,6 +254,18 @@ RunCommandLine::RunCommandLine(CLI::App& app, RunOptions& o) : app_(app), option
   add_flag_option(app, "--stop-timeout-ms", o.stop_timeout_ms,
                   "at shutdown, SIGKILL a child still running after this")
       ->check(CLI::Range(0, 3600000));
+  add_flag_option(app, "--metrics-port", o.metrics_port,
+                  "serve each role's Prometheus metrics and /healthz: the sink on this port, the "
+                  "broker on +1, worker i on +1+i (0: off)")
+      ->check(CLI::Range(0, 65535));
+  add_flag_option(app, "--metrics-address", o.metrics_address, "address of the metrics endpoints");
+  app.callback([&o] {
+    if (o.metrics_port > 0 && o.metrics_port + 1 + o.workers > 65535) {
+      throw CLI::ValidationError(
+          "--metrics-port", "the last worker's port " +
+                                std::to_string(o.metrics_port + 1 + o.workers) + " is above 65535");
+    }
+  });
   add_log_level_option(app, o.log_level);
 
   // Passed on to the roles only when given, so the roles' own defaults stay the defaults.
@@ -320,18 +332,36 @@ int run_command(const RunOptions& o, const StopSignal& stop, std::ostream& out) 
   endpoints.sink = "ipc://" + dir.path() + "/sink";
   endpoints.events = "ipc://" + dir.path() + "/events";
 
+  // Metrics: one port per role, fixed for the run (a restarted child gets its port back).
+  const auto metrics_args = [&](int offset) -> std::vector<std::pair<std::string, std::string>> {
+    if (o.metrics_port <= 0) return {};
+    return {{"--metrics-port", std::to_string(o.metrics_port + offset)},
+            {"--metrics-address", o.metrics_address}};
+  };
+  if (o.metrics_port > 0) {
+    const auto url = "http://" + o.metrics_address + ":";
+    out << "metrics: sink " << url << o.metrics_port << "/metrics, broker " << url
+        << o.metrics_port + 1 << "/metrics, workers " << url << o.metrics_port + 2
+        << (o.workers > 1 ? ".." + std::to_string(o.metrics_port + 1 + o.workers) : std::string())
+        << "/metrics" << std::endl;
+  }
+
   Supervisor sup;
   auto sink_argv = role_argv(sink_bin, endpoints, o.log_level);
   sink_argv.insert(sink_argv.end(), {"--db", o.db});
   append(sink_argv, o.sink_args);
+  append(sink_argv, metrics_args(0));
   Child& sink = sup.add("sink", std::move(sink_argv), true);
-  Child& broker = sup.add("broker", role_argv(broker_bin, endpoints, o.log_level), true);
+  auto broker_argv = role_argv(broker_bin, endpoints, o.log_level);
+  append(broker_argv, metrics_args(1));
+  Child& broker = sup.add("broker", std::move(broker_argv), true);
   std::vector<Child*> workers;
   for (int i = 1; i <= o.workers; ++i) {
     auto argv = role_argv(worker_bin, endpoints, o.log_level);
     argv.insert(argv.end(),
                 {"--concurrency", std::to_string(o.concurrency), "--handler", o.handler});
     append(argv, o.worker_args);
+    append(argv, metrics_args(1 + i));
     workers.push_back(&sup.add("worker " + std::to_string(i), std::move(argv), true));
   }
   auto producer_argv = role_argv(producer_bin, endpoints, o.log_level);

@@ -62,6 +62,10 @@ struct RunOptions {
   std::string log_level = "warn";  // for run and its children: quiet, so the bar stays readable
   std::string progress = "auto";
   std::int64_t stop_timeout_ms = 10000;  // SIGTERM -> SIGKILL grace per shutdown step
+  // --metrics-port P (0: off): the sink serves metrics on P, the broker on P+1, worker i (1..N)
+  // on P+1+i, all on metrics_address.
+  int metrics_port = 0;
+  std::string metrics_address = "127.0.0.1";
 
   // Role options given on the command line or in the environment, passed on verbatim
   // ("--batch-max", "500"); the roles' own defaults apply to the others.
