@@ -301,6 +301,20 @@ TEST_F(PersistentExec, GarbageOrTwoLinesRestartTheCoProcess) {
   EXPECT_EQ(h.started(), 3U);
 }
 
+TEST_F(PersistentExec, AnAnswerBeforeTheWholeRequestWasReadRestartsTheCoProcess) {
+  // Reads one byte of a request larger than a pipe's buffer, answers, then sleeps: given another
+  // task, it would never answer (or take the rest of this request for the next one).
+  tf::PersistentExecHandler h(
+      R"(head -c 1 >/dev/null; echo '{"status":"completed","result":"early"}'; sleep 30)",
+      options());
+  const auto first = run(h, "echo:" + std::string(300000, 'p'), 10000);
+  EXPECT_EQ(first.data, "early") << describe(first);
+  EXPECT_EQ(h.idle(), 0U) << "a co-process out of step must not be reused";
+  const auto second = run(h, "echo:x", 10000);
+  EXPECT_EQ(second.data, "early") << describe(second);
+  EXPECT_EQ(h.started(), 2U);
+}
+
 TEST_F(PersistentExec, ClosingStdoutWithoutExitingIsAPermanentFailure) {
   // exec: python is the only holder of the pipe, so closing its stdout closes the pipe.
   tf::PersistentExecHandler h("exec " + command_, options());

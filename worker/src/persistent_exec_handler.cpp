@@ -400,7 +400,7 @@ Outcome PersistentExecHandler::handle(const TaskView& task, const CancelToken& c
   }
 
   if (oversized) {
-    if (leftover.empty()) give_back(std::move(co));
+    if (leftover.empty() && written == request.size()) give_back(std::move(co));
     return Outcome::failed("response line longer than " + std::to_string(max_line) +
                                " bytes (2 x --max-result-bytes + 64 KiB)",
                            false);
@@ -411,6 +411,14 @@ Outcome PersistentExecHandler::handle(const TaskView& task, const CancelToken& c
     spdlog::warn(
         "exec-persistent: co-process {} wrote more than one line for {}/{} ({}); restarting it",
         co->pid, task.job, task.key, quote(leftover));
+    reuse = false;
+  }
+  if (written < request.size()) {
+    // It answered before taking the whole request: the rest would be read as the next one.
+    spdlog::warn(
+        "exec-persistent: co-process {} answered {}/{} before reading all of its request; "
+        "restarting it",
+        co->pid, task.job, task.key);
     reuse = false;
   }
   if (reuse) give_back(std::move(co));
