@@ -103,7 +103,12 @@ class SinkHarness {
       zmq::poll(&item, 1, std::chrono::milliseconds(50));
       zmq::message_t msg;
       while (frontend_.recv(msg, zmq::recv_flags::dontwait)) {
-        out.push_back(std::get<wire::Task>(wire::decode(msg.to_string_view())));
+        auto m = wire::decode(msg.to_string_view());
+        if (auto* batch = std::get_if<wire::TaskBatch>(&m)) {
+          for (auto& t : batch->tasks) out.push_back(std::move(t));
+        } else {
+          out.push_back(std::get<wire::Task>(m));
+        }
       }
     }
     return out;

@@ -204,6 +204,7 @@ std::vector<Sample> samples() {
       {"task", wire::Task{"default", "topic one", binary, 1}},
       {"task_max_attempt", wire::Task{"j", "k", "", std::numeric_limits<std::uint32_t>::max()}},
       {"task_unicode", wire::Task{"jöb", "ключ 🔑", "payload", 0}},
+      {"tasks", wire::TaskBatch{{wire::Task{"default", "a", binary, 1}, wire::Task{"jöb", "b", "", 7}}}},
       {"submit", submit},
       {"submit_empty", wire::Submit{"job", "sub", 0, false, {}}},
       {"report", report},
@@ -388,8 +389,14 @@ TEST(WireDecode, WrongVersionThrows) {
                       "version 1.0");
 }
 
+TEST(WireDecode, TaskBatchMustHoldValidTasks) {
+  expect_decode_error(wire::encode(wire::TaskBatch{}), "empty batch");
+  expect_decode_error(wire::encode(wire::TaskBatch{{wire::Task{"j", "k", "p", 1}, wire::Task{"j", "", "p", 1}}}),
+                      "second task with an empty key");
+}
+
 TEST(WireDecode, UnknownTypeThrows) {
-  for (std::uint64_t t : {std::uint64_t{0}, std::uint64_t{9}, std::uint64_t{255},
+  for (std::uint64_t t : {std::uint64_t{0}, std::uint64_t{10}, std::uint64_t{255},
                           std::uint64_t{256 + 1}, std::numeric_limits<std::uint64_t>::max()}) {
     const auto what = expect_decode_error(
         Frame().array(4).uint(1).uint(t).str("c").str("j").bytes(), "type " + std::to_string(t));

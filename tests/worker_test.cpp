@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <functional>
 #include <map>
+#include <set>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -370,6 +371,41 @@ TEST(Worker, GarbageFramesAreDroppedAndCountedAndServingGoesOn) {
   const auto c = h.worker().counters();
   EXPECT_EQ(c.bad_messages, 5U) << "dropped frames";
   EXPECT_EQ(c.received, 1U) << "valid tasks";
+  EXPECT_EQ(h.error(), "");
+}
+
+TEST(Worker, TaskBatchesAreRunAndReportedLikeSingleTasks) {
+  Harness h(config(2), tf::make_handler("noop"));
+  tf::wire::TaskBatch batch;
+  for (int i = 0; i < 40; ++i) batch.tasks.push_back(tf::wire::Task{"job", "b" + std::to_string(i), "p", 3});
+  h.push_raw(tf::wire::encode(batch));
+  h.push("single", 1);
+  const auto updates = h.collect_terminal(41);
+  EXPECT_EQ(Harness::count(updates, UpdateKind::completed), 41U) << show(updates);
+  std::set<std::string> keys;
+  for (const auto& u : updates) {
+    if (u.kind != UpdateKind::completed) continue;
+    keys.insert(u.key);
+    EXPECT_EQ(u.attempt, u.key == "single" ? 1U : 3U) << u.key;
+  }
+  EXPECT_EQ(keys.size(), 41U) << "every task of the batch exactly once";
+  EXPECT_EQ(h.worker().counters().received, 41U);
+  EXPECT_EQ(h.error(), "");
+}
+
+TEST(Worker, StopReleasesEveryTaskOfABatchNotFinished) {
+  auto cfg = config(1);
+  cfg.shutdown_grace_ms = 100;
+  Harness h(cfg, tf::make_handler("sleep:20000"));
+  tf::wire::TaskBatch batch;
+  for (int i = 0; i < 5; ++i) batch.tasks.push_back(tf::wire::Task{"job", "q" + std::to_string(i), "p", 2});
+  h.push_raw(tf::wire::encode(batch));
+  h.collect([](const auto& us) { return Harness::count(us, UpdateKind::started) >= 5; });
+  h.stop();
+  const auto updates = h.collect_terminal(5, 2000);
+  EXPECT_EQ(Harness::count(updates, UpdateKind::released), 5U) << "one running, four waiting for the slot: "
+                                                              << show(updates);
+  EXPECT_EQ(h.worker().counters().released, 5U);
   EXPECT_EQ(h.error(), "");
 }
 

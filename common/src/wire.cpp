@@ -34,6 +34,17 @@ struct Encoder {
     pack_bin(pk, m.payload);
     pk.pack_uint32(m.attempt);
   }
+  void operator()(const TaskBatch& m) const {
+    header(pk, Type::tasks, 1);
+    pk.pack_array(static_cast<std::uint32_t>(m.tasks.size()));
+    for (const auto& t : m.tasks) {
+      pk.pack_array(4);
+      pack_str(pk, t.job);
+      pack_str(pk, t.key);
+      pack_bin(pk, t.payload);
+      pk.pack_uint32(t.attempt);
+    }
+  }
   void operator()(const Submit& m) const {
     header(pk, Type::submit, 5);
     pack_str(pk, m.job);
@@ -222,6 +233,23 @@ Message decode_body(Type type, const msgpack::object& root, const Limits& lim) {
       m.attempt = f.uint<std::uint32_t>("attempt");
       return m;
     }
+    case Type::tasks: {
+      Fields f(body, 1, "tasks", lim);
+      TaskBatch m;
+      const auto& tasks = f.array("tasks");
+      if (tasks.via.array.size == 0) throw DecodeError("tasks.tasks is empty");
+      m.tasks.reserve(tasks.via.array.size);
+      for (std::uint32_t i = 0; i < tasks.via.array.size; ++i) {
+        Fields tf(tasks.via.array.ptr[i], 4, "tasks.task", lim);
+        Task t;
+        t.job = tf.text("job", lim.max_job_bytes, true);
+        t.key = tf.text("key", lim.max_key_bytes, true);
+        t.payload = tf.bytes("payload", lim.max_payload_bytes);
+        t.attempt = tf.uint<std::uint32_t>("attempt");
+        m.tasks.push_back(std::move(t));
+      }
+      return m;
+    }
     case Type::submit: {
       Fields f(body, 5, "submit", lim);
       Submit m;
@@ -360,15 +388,15 @@ Message decode(std::span<const std::byte> bytes, const Limits& limits) {
                       " (this build speaks " + std::to_string(kVersion) + ")");
   }
   const auto& type = root.via.array.ptr[1];
-  if (type.type != msgpack::type::POSITIVE_INTEGER || type.via.u64 < 1 || type.via.u64 > 8) {
+  if (type.type != msgpack::type::POSITIVE_INTEGER || type.via.u64 < 1 || type.via.u64 > 9) {
     throw DecodeError("unknown message type");
   }
   return decode_body(static_cast<Type>(type.via.u64), root, limits);
 }
 
 std::string_view type_name(const Message& message) {
-  static constexpr std::string_view names[] = {"task",         "submit", "report",  "hello",
-                                               "requeue",      "broker_hello", "ack", "progress"};
+  static constexpr std::string_view names[] = {"task",    "submit",       "report", "hello",   "requeue",
+                                               "broker_hello", "ack", "progress", "tasks"};
   return names[message.index()];
 }
 

@@ -313,49 +313,62 @@ struct Worker::Impl {
     in_flight_count.store(in_flight.size());
   }
 
-  // Per-message firewall: anything but a well-formed task is counted, logged (rate-limited)
-  // and dropped.
-  std::optional<wire::Task> decode_task(zmq::message_t& msg, zmq::socket_t& backend) {
+  // Per-message firewall: anything but a well-formed task (or batch of tasks) is counted,
+  // logged (rate-limited) and dropped.
+  std::vector<wire::Task> decode_tasks(zmq::message_t& msg, zmq::socket_t& backend) {
     bool multipart = msg.more();
     while (multipart) {  // drain the rest of a multipart message: tasks are one frame
       zmq::message_t part;
       if (!backend.recv(part, zmq::recv_flags::dontwait)) break;
       multipart = part.more();
     }
+    std::vector<wire::Task> tasks;
     if (msg.more()) {
       bad_messages.fetch_add(1);
       bad_log.warn("dropped a multipart message from the broker (tasks are one frame)");
-      return std::nullopt;
+      return tasks;
     }
     try {
       auto decoded = wire::decode(msg.to_string_view());
-      if (auto* t = std::get_if<wire::Task>(&decoded)) return std::move(*t);
-      bad_messages.fetch_add(1);
-      bad_log.warn("dropped a '" + std::string(wire::type_name(decoded)) + "' message from the broker (expected a task)");
+      if (auto* t = std::get_if<wire::Task>(&decoded)) {
+        tasks.push_back(std::move(*t));
+      } else if (auto* batch = std::get_if<wire::TaskBatch>(&decoded)) {
+        tasks = std::move(batch->tasks);
+      } else {
+        bad_messages.fetch_add(1);
+        bad_log.warn("dropped a '" + std::string(wire::type_name(decoded)) + "' message from the broker (expected a task)");
+      }
     } catch (const std::exception& e) {
       bad_messages.fetch_add(1);
       bad_log.warn(std::string("dropped an undecodable message from the broker: ") + e.what());
     }
-    return std::nullopt;
+    return tasks;
   }
 
+  // A batch of short tasks is taken whole: the sink sends batches only when a slot runs many
+  // tasks per millisecond, so what waits here for a slot is a few milliseconds of work.
   void receive(zmq::message_t& msg, zmq::socket_t& backend, const std::shared_ptr<Pool>& pool) {
-    auto decoded = decode_task(msg, backend);
-    if (!decoded) return;
-    auto task = std::move(*decoded);
-    received.fetch_add(1);
-    const auto task_id = next_task_id++;
-    auto token = std::make_shared<CancelToken>(cfg.task_timeout_ms);
-    spdlog::debug("{}/{} attempt {}: started", task.job, task.key, task.attempt);
-    queue(task_id, make_update(wire::UpdateKind::started, task));
-    in_flight.emplace(task_id, InFlight{task, token, steady_ms(), true});
-    in_flight_count.store(in_flight.size());
-    bump_max(max_in_flight, in_flight.size());
+    auto tasks = decode_tasks(msg, backend);
+    if (tasks.empty()) return;
     {
       std::lock_guard lock(pool->mutex);
-      pool->jobs.push_back(Job{task_id, std::move(task), std::move(token)});
+      for (auto& task : tasks) {
+        received.fetch_add(1);
+        const auto task_id = next_task_id++;
+        auto token = std::make_shared<CancelToken>(cfg.task_timeout_ms);
+        spdlog::debug("{}/{} attempt {}: started", task.job, task.key, task.attempt);
+        queue(task_id, make_update(wire::UpdateKind::started, task));
+        in_flight.emplace(task_id, InFlight{task, token, steady_ms(), true});
+        pool->jobs.push_back(Job{task_id, std::move(task), std::move(token)});
+      }
     }
-    pool->cv.notify_one();
+    in_flight_count.store(in_flight.size());
+    bump_max(max_in_flight, in_flight.size());
+    if (tasks.size() == 1) {
+      pool->cv.notify_one();
+    } else {
+      pool->cv.notify_all();
+    }
   }
 
   // At shutdown: tasks the broker already pushed into this worker's buffers (ZeroMQ pipe and
@@ -374,8 +387,8 @@ struct Worker::Impl {
           if (e.num() != EINTR) throw;
         }
         if (!msg) return;
-        if (auto task = decode_task(*msg, backend)) {
-          queue(0, make_update(wire::UpdateKind::released, *task));
+        for (auto& task : decode_tasks(*msg, backend)) {
+          queue(0, make_update(wire::UpdateKind::released, task));
           released.fetch_add(1);
           ++n;
           // Held until we have left the rotation (below), or the sink could hand them straight

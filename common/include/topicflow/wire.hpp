@@ -29,6 +29,7 @@ enum class Type : std::uint8_t {
   broker_hello = 6,  // broker -> sink: "I am broker instance X" (a new X means its queue was lost)
   ack = 7,           // sink PUB: answer to hello / submit / requeue
   progress = 8,      // sink PUB: a job's counts and the sink's counters
+  tasks = 9,         // sink -> broker -> worker: several short tasks in one message
 };
 
 struct Task {
@@ -37,6 +38,14 @@ struct Task {
   std::string payload;
   std::uint32_t attempt = 0;  // 1 for the first delivery
   bool operator==(const Task&) const = default;
+};
+
+// Several tasks for one worker. The sink sends these only when tasks are short (many started
+// per worker slot per millisecond), so per-message costs do not dominate; a worker treats each
+// as if it had arrived alone.
+struct TaskBatch {
+  std::vector<Task> tasks;
+  bool operator==(const TaskBatch&) const = default;
 };
 
 struct SubmitItem {
@@ -131,14 +140,14 @@ struct Progress {
   bool operator==(const Progress&) const = default;
 };
 
-using Message = std::variant<Task, Submit, Report, Hello, Requeue, BrokerHello, Ack, Progress>;
+using Message = std::variant<Task, Submit, Report, Hello, Requeue, BrokerHello, Ack, Progress, TaskBatch>;
 
 struct Limits {
   std::size_t max_job_bytes = 256;
   std::size_t max_key_bytes = 4096;
   std::size_t max_payload_bytes = 1 << 20;
   std::size_t max_data_bytes = 1 << 20;  // result / error text
-  std::size_t max_items = 100000;        // per Submit / Report
+  std::size_t max_items = 100000;        // per Submit / Report / TaskBatch
 };
 
 class DecodeError : public std::runtime_error {
