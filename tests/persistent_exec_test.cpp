@@ -5,6 +5,7 @@
 #include <topicflow/handler.hpp>
 
 #include <gtest/gtest.h>
+#include <spdlog/spdlog.h>
 
 #include <dirent.h>
 #include <unistd.h>
@@ -113,6 +114,10 @@ bool alive(pid_t pid) { return ::kill(pid, 0) == 0 || errno != ESRCH; }
 
 class PersistentExec : public ::testing::Test {
  protected:
+  // spdlog's registry is made on first use; a worker makes it in main (init_logging) before any
+  // handler thread runs, so do the same here: two threads logging first race on its creation
+  // (inside libspdlog, which TSan does not see).
+  PersistentExec() { (void)spdlog::default_logger_raw(); }
   std::string command_ = "python3 " + script_path();
 };
 
