@@ -4,6 +4,7 @@
 #include <topicflow/wire.hpp>
 
 #include <gtest/gtest.h>
+#include <spdlog/spdlog.h>
 
 #include <chrono>
 #include <optional>
@@ -219,6 +220,9 @@ TEST(BrokerSetup, InstanceIdsDiffer) {
 // With CURVE on, the broker's frontend and backend admit only authorized keys, and refusals show
 // in its metrics.
 TEST(BrokerCurve, RefusesUnauthorizedClientsAndCountsThem) {
+  // A real broker's main() sets logging up before any thread starts; here the runner thread and
+  // the ZAP handler's thread would race to create spdlog's registry (TSan saw it).
+  (void)spdlog::default_logger();
   const auto server = generate_curve_keypair();
   const auto good = generate_curve_keypair();
   zmq::context_t broker_ctx(1);
