@@ -180,6 +180,14 @@ class DbReader {
   sqlite3* db_ = nullptr;
 };
 
+// Exactly `n` rows in `job`, all completed (nothing pending, running or failed).
+inline ::testing::AssertionResult all_completed(DbReader& db, const std::string& job, std::int64_t n) {
+  const StatusCounts counts{db.counts(job)};
+  if (counts.all_completed(n)) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "expected " << n << " rows of job " << job
+                                       << ", all completed; got " << counts.describe();
+}
+
 // A private system: temp dir, four ipc:// endpoints, a database path, and the processes started.
 class System {
  public:
