@@ -320,14 +320,9 @@ TEST_F(EndToEnd, RunStopsEverythingOnSigint) {
   ChildProcess run({bin("topicflow"), "run", "--db", sys_.db(), "--handler", "sleep:100-200",
                     "--workers", "2", "--progress", "none", file},
                    options);
-  // Wait until work is under way (rows registered), then interrupt.
-  for (int i = 0; i < 100; ++i) {
-    std::this_thread::sleep_for(100ms);
-    if (std::filesystem::exists(sys_.db()) &&
-        DbReader(sys_.db()).scalar("SELECT count(*) FROM topics WHERE status = 'completed'") > 0) {
-      break;
-    }
-  }
+  // Wait until work is under way (a topic completed), then interrupt. counts() reads nothing
+  // until the sink has created the table: the file exists a moment before its schema does.
+  sys_.wait_for_counts([](const StatusCounts& c) { return c["completed"] > 0; }, 10s);
   const auto start = std::chrono::steady_clock::now();
   run.terminate(SIGINT);
   const auto status = run.wait_for(30s);
