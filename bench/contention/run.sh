@@ -15,9 +15,8 @@
 # Exit status: 0 when every run ran and topicflow left no row unfinished; 1 otherwise; 2 on
 # bad flags. Direct-design losses are results, not failures.
 set -uo pipefail
-
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/../.." && pwd)
+source "$here/../lib.sh"
 
 bin="$repo/build-bench/bin"
 out="$repo/build-bench/contention"
@@ -52,73 +51,26 @@ usage: $0 [options]
 EOF
 }
 
-die() { echo "run.sh: $*" >&2; exit 2; }
 while (($#)); do
   case "$1" in
-    --quick) quick=1; workers="8"; repeat=1; topics_n=100 ;;
-    --workers) workers="${2:?}"; shift ;;
-    --repeat) repeat="${2:?}"; shift ;;
-    --topics) topics_n="${2:?}"; shift ;;
-    --topics-file) topics_file="${2:?}"; shift ;;
-    --handler) handler="${2:?}"; shift ;;
-    --busy-timeout-ms) busy_timeout_ms="${2:?}"; shift ;;
-    --claim) claim="${2:?}"; shift ;;
-    --synchronous) synchronous="${2:?}"; shift ;;
-    --bin) bin="${2:?}"; shift ;;
-    --out) out="${2:?}"; shift ;;
-    --timeout) run_timeout="${2:?}"; shift ;;
-    --chart) chart="${2:?}"; shift ;;
+    --workers) workers="${2:?}"; shift 2 ;;
+    --topics) topics_n="${2:?}"; shift 2 ;;
+    --topics-file) topics_file="${2:?}"; shift 2 ;;
+    --handler) handler="${2:?}"; shift 2 ;;
+    --busy-timeout-ms) busy_timeout_ms="${2:?}"; shift 2 ;;
+    --claim) claim="${2:?}"; shift 2 ;;
+    --synchronous) synchronous="${2:?}"; shift 2 ;;
+    --chart) chart="${2:?}"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
-    *) usage >&2; die "unknown option '$1'" ;;
+    *) bench_option "$@" || { usage >&2; die "unknown option '$1'"; }; shift "$bench_shift" ;;
   esac
-  shift
 done
-[[ "$repeat" =~ ^[1-9][0-9]*$ ]] || die "--repeat must be a positive integer"
-[[ -z "$topics_n" || "$topics_n" =~ ^[1-9][0-9]*$ ]] || die "--topics must be a positive integer"
-[[ "$run_timeout" =~ ^[1-9][0-9]*$ ]] || die "--timeout must be a positive integer (seconds)"
-for n in $workers; do [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "bad worker count '$n'"; done
-for b in topicflow-direct-worker topicflow-broker topicflow-sink topicflow-worker topicflow-producer; do
-  [[ -x "$bin/$b" ]] || die "$bin/$b not found (build: ninja -C build-bench, or pass --bin)"
-done
+if ((quick)); then workers="8"; repeat=1; topics_n=100; fi
+need_int --repeat "$repeat"; need_int --timeout "$run_timeout"; need_int --workers $workers
+[[ -z "$topics_n" ]] || need_int --topics "$topics_n"
+need_bins "$bin" topicflow-direct-worker topicflow-broker topicflow-sink topicflow-worker topicflow-producer
 command -v sqlite3 >/dev/null || die "the sqlite3 shell is needed to read the final state"
-
-mkdir -p "$out" || die "cannot create $out"
-out=$(cd "$out" && pwd)
-
-# --- cleanup: every process we start is tracked; the trap ends them and removes temp dirs -------
-pids=()
-tmpdirs=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-  sleep 0.2
-  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
-  for p in "${tmpdirs[@]}"; do rm -rf "$p"; done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-now_ms() { date +%s%3N; }
-load1() { cut -d' ' -f1 /proc/loadavg; }
-
-# Waits for the given pids, at most $1 seconds, then kills what is left. Returns 1 on timeout.
-wait_bounded() {
-  local limit_s=$1; shift
-  local deadline=$(( $(now_ms) + limit_s * 1000 )) p alive
-  while :; do
-    alive=0
-    for p in "$@"; do kill -0 "$p" 2>/dev/null && { alive=1; break; }; done
-    ((alive)) || break
-    if (( $(now_ms) >= deadline )); then
-      for p in "$@"; do kill -KILL "$p" 2>/dev/null; done
-      for p in "$@"; do wait "$p" 2>/dev/null; done
-      return 1
-    fi
-    sleep 0.05
-  done
-  for p in "$@"; do wait "$p" 2>/dev/null; done
-  return 0
-}
+bench_outdir
 
 # Sum / max of a numeric field over JSON lines (flat objects, as the direct workers print).
 json_agg() {  # json_agg sum|max FIELD FILES...
@@ -145,13 +97,9 @@ topic_count=$(grep -c -v '^[[:space:]]*$' "$topics")
 csv="$out/contention.csv"
 echo "design,workers,rep,topics,handler,busy_timeout_ms,claim,synchronous,wall_ms,span_ms,locked_errors,retries,gave_up,stuck,completed,status_writes,transactions,completed_per_s,writes_per_s,load1,ok" >"$csv"
 
-cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 {
-  echo "contention bench: $(date -u +%FT%TZ) on $(hostname)"
-  echo "nproc $(nproc); CPU $cpu_model; build: $(grep -m1 '^CMAKE_BUILD_TYPE' "$bin/../CMakeCache.txt" 2>/dev/null | cut -d= -f2)"
-  echo "source: $(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown); binaries: $bin"
+  bench_meta "contention bench"
   echo "topics $topic_count ($topics); handler $handler; workers $workers; repeat $repeat; direct busy_timeout ${busy_timeout_ms} ms, claim $claim, synchronous $synchronous"
-  echo "load at start: $(uptime)"
 } | tee "$out/meta.txt"
 
 failures=0
@@ -159,7 +107,7 @@ failures=0
 # --- (a) direct: every worker process writes its own rows ---------------------------------------
 run_direct() {
   local n=$1 rep=$2 tmp
-  tmp=$(mktemp -d /tmp/tfc-direct.XXXXXX) && tmpdirs+=("$tmp")
+  tmp=$(bench_tmpdir tfc-direct) && tmpdirs+=("$tmp")
   local db="$tmp/direct.db" load; load=$(load1)
   if ! "$bin/topicflow-direct-worker" --db "$db" --seed "$topics" >"$tmp/seed.json" 2>"$tmp/seed.err"; then
     echo "direct N=$n: seeding failed: $(cat "$tmp/seed.err")" >&2
@@ -203,36 +151,19 @@ run_direct() {
 # --- (b) topicflow: workers report over ZeroMQ, the sink writes in batches ----------------------
 run_topicflow() {
   local n=$1 rep=$2 tmp
-  tmp=$(mktemp -d /tmp/tfc.XXXXXX) && tmpdirs+=("$tmp")
-  local db="$tmp/tf.db" load; load=$(load1)
-  local e=(--frontend "ipc://$tmp/fe" --backend "ipc://$tmp/be" --sink "ipc://$tmp/sink" --events "ipc://$tmp/ev")
-  local rpids=() i ok=1
-  "$bin/topicflow-broker" "${e[@]}" 2>"$tmp/broker.log" & rpids+=($!); pids+=($!)
-  "$bin/topicflow-sink" "${e[@]}" --db "$db" 2>"$tmp/sink.log" & rpids+=($!); pids+=($!)
-  for ((i = 0; i < n; i++)); do
-    "$bin/topicflow-worker" "${e[@]}" --handler "$handler" 2>"$tmp/worker$i.log" & rpids+=($!); pids+=($!)
-  done
-  # Ready when the sink has opened its database and every worker has started (bounded).
-  local deadline=$(( $(now_ms) + 30000 )) started=0
-  while (( $(now_ms) < deadline )); do
-    started=$(cat "$tmp"/worker*.log 2>/dev/null | grep -c ' starting: ')
-    grep -q 'sink ready' "$tmp/sink.log" 2>/dev/null && (( started >= n )) && break
-    sleep 0.05
-  done
-  (( started >= n )) || { ok=0; echo "topicflow N=$n: only $started of $n workers started" >&2; }
-  sleep 0.3  # let the workers' connections complete
-  local t0 t1 rc
+  tmp=$(bench_tmpdir tfc) && tmpdirs+=("$tmp")
+  local load ok=1; load=$(load1)
+  # Ready when the sink has opened its database, the broker streams and every worker started.
+  tf_start "$tmp" "$n" -- --handler "$handler" || { ok=0; echo "topicflow N=$n: not every worker started" >&2; }
+  local db=$tf_db t0 t1 rc
   t0=$(now_ms)
-  timeout -k 5 "$run_timeout" "$bin/topicflow-producer" "${e[@]}" --wait --progress none "$topics" \
+  timeout -k 5 "$run_timeout" "$bin/topicflow-producer" "${tf_endpoints[@]}" --wait --progress none "$topics" \
     >"$tmp/producer.out" 2>"$tmp/producer.log"
   rc=$?
   t1=$(now_ms)
   (( rc == 0 )) || { ok=0; echo "topicflow N=$n: producer exited $rc: $(tail -1 "$tmp/producer.log")" >&2; }
   # Workers first (nothing in flight), then the sink commits what it holds and stops.
-  for ((i = 2; i < ${#rpids[@]}; i++)); do kill -TERM "${rpids[$i]}" 2>/dev/null; done
-  wait_bounded 15 "${rpids[@]:2}" || echo "topicflow N=$n: workers needed SIGKILL" >&2
-  kill -TERM "${rpids[1]}" "${rpids[0]}" 2>/dev/null
-  wait_bounded 15 "${rpids[0]}" "${rpids[1]}" || { ok=0; echo "topicflow N=$n: sink/broker needed SIGKILL" >&2; }
+  tf_stop 15 || { ok=0; echo "topicflow N=$n: sink/broker needed SIGKILL" >&2; }
   local stopped updates batches locked gave_up
   stopped=$(grep -o 'sink stopped: [0-9]* updates in [0-9]* batches, [0-9]* busy retries' "$tmp/sink.log" | tail -1)
   read -r updates batches locked <<<"$(sed -E 's/[^0-9]+/ /g' <<<"$stopped")"
@@ -245,7 +176,6 @@ run_topicflow() {
   span=$(sqlite3 "$db" "SELECT max(updated_at) - min(created_at) FROM topics" 2>/dev/null || echo 0)
   record topicflow "$n" "$rep" $(( t1 - t0 )) "${span:-0}" "${locked:-0}" "${locked:-0}" "$gave_up" "$stuck" \
     "$completed" "${updates:-0}" "${batches:-0}" "$load" "$ok"
-  pids=()  # all reaped: never signal a pid that may have been reused
   rm -rf "$tmp"
   ((ok))
 }
@@ -273,26 +203,7 @@ echo "load at end: $(uptime)" | tee -a "$out/meta.txt"
 
 # --- medians and the table -----------------------------------------------------------------------
 medians="$out/contention-medians.csv"
-awk -F, -v order="$workers" '
-  NR == 1 { next }
-  { key = $1 "," $2; n[key]++
-    for (c = 9; c <= 19; c++) v[key, c, n[key]] = $c }
-  function median(key, c,   m, i, j, t, a) {
-    m = n[key]; for (i = 1; i <= m; i++) a[i] = v[key, c, i] + 0
-    for (i = 2; i <= m; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
-    return m % 2 ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
-  }
-  END {
-    print "design,workers,runs,wall_ms,span_ms,locked_errors,retries,gave_up,stuck,completed,status_writes,transactions,completed_per_s,writes_per_s"
-    k = split(order, ns, " ")
-    for (i = 1; i <= k; i++) for (d = 1; d <= 2; d++) {
-      key = (d == 1 ? "direct" : "topicflow") "," ns[i]
-      if (!(key in n)) continue
-      line = key "," n[key]
-      for (c = 9; c <= 19; c++) line = line "," median(key, c)
-      print line
-    }
-  }' "$csv" >"$medians"
+csv_medians 1,2 9-19 "$csv" >"$medians"
 
 table="$out/contention.md"
 awk -F, '

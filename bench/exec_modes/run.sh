@@ -13,9 +13,8 @@
 # Writes runs.csv, medians.csv, table.md and meta.txt to --out. Exit 0 when every run completed
 # every topic, 1 otherwise, 2 on bad flags.
 set -uo pipefail
-
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/../.." && pwd)
+source "$here/../lib.sh"
 
 bin="$repo/build/release/bin"
 out="$repo/build/exec_modes"
@@ -25,6 +24,7 @@ workers=1
 concurrency=4
 topics_file="$repo/examples/topics.txt"
 run_timeout=600
+quick=0
 
 usage() {
   cat <<USAGE
@@ -36,32 +36,32 @@ usage: $0 [options]
   --topics-file FILE    topics, one per line (default examples/topics.txt)
   --bin DIR             the topicflow binaries (default build/release/bin)
   --out DIR             results (default build/exec_modes)
+  --timeout S           bound on each run (default $run_timeout s)
+  --quick               CI: 12 topics, start-up 0 ms, once: checks that both modes run
 USAGE
 }
-die() { echo "run.sh: $*" >&2; exit 2; }
 while (($#)); do
   case "$1" in
-    --repeat) repeat="${2:?}"; shift ;;
-    --startup-ms) startups="${2:?}"; shift ;;
-    --workers) workers="${2:?}"; shift ;;
-    --concurrency) concurrency="${2:?}"; shift ;;
-    --topics-file) topics_file="${2:?}"; shift ;;
-    --bin) bin="${2:?}"; shift ;;
-    --out) out="${2:?}"; shift ;;
+    --startup-ms) startups="${2:?}"; shift 2 ;;
+    --workers) workers="${2:?}"; shift 2 ;;
+    --concurrency) concurrency="${2:?}"; shift 2 ;;
+    --topics-file) topics_file="${2:?}"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
-    *) usage >&2; die "unknown option '$1'" ;;
+    *) bench_option "$@" || { usage >&2; die "unknown option '$1'"; }; shift "$bench_shift" ;;
   esac
-  shift
 done
-[[ "$repeat" =~ ^[1-9][0-9]*$ ]] || die "--repeat must be a positive integer"
-[[ -x "$bin/topicflow" ]] || die "no $bin/topicflow: build first (cmake --preset release && cmake --build --preset release)"
+need_int --repeat "$repeat"; need_int --timeout "$run_timeout"
+need_bins "$bin" topicflow
 command -v python3 >/dev/null || die "python3 is needed"
 command -v sqlite3 >/dev/null || die "sqlite3 is needed"
 [[ -f "$topics_file" ]] || die "no topics file $topics_file"
 
-mkdir -p "$out"
-tmp=$(mktemp -d /tmp/topicflow-exec-modes-XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
+bench_outdir
+tmp=$(bench_tmpdir topicflow-exec-modes) && tmpdirs+=("$tmp")
+if ((quick)); then
+  head -12 "$topics_file" >"$tmp/topics.txt"
+  topics_file="$tmp/topics.txt"; startups="0"; repeat=1
+fi
 n=$(grep -c . "$topics_file")
 per_task="exec:python3 $repo/examples/handlers/summarise.py"
 persistent="exec-persistent:python3 $repo/examples/handlers/summarise_server.py"

@@ -16,9 +16,8 @@
 # (user space only: syscalls are not counted) per topic per process; wall times are then
 # meaningless. Exit status 0 when every run completed every topic.
 set -uo pipefail
-
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/../.." && pwd)
+source "$here/../lib.sh"
 
 bins=()
 out="$repo/build-bench/pipeline"
@@ -47,79 +46,35 @@ usage: $0 [options]
   --worker-arg ARG    extra argument for topicflow-worker (repeatable)
   --out DIR           results directory (default build-bench/pipeline)
   --timeout S         bound on each run (default $run_timeout s)
+  --quick             CI: 2,000 topics once; checks that it runs and every topic completes
 EOF
 }
-die() { echo "run.sh: $*" >&2; exit 2; }
+quick=0
 while (($#)); do
   case "$1" in
-    --bin) bins+=("$(cd "${2:?}" && pwd)") || die "no directory $2"; shift ;;
-    --topics) topics_n="${2:?}"; shift ;;
-    --workers) workers="${2:?}"; shift ;;
-    --concurrency) concurrency="${2:?}"; shift ;;
-    --handler) handler="${2:?}"; shift ;;
-    --repeat) repeat="${2:?}"; shift ;;
-    --callgrind) callgrind=1 ;;
-    --sink-arg) sink_args+=("${2?}"); shift ;;
-    --worker-arg) worker_args+=("${2?}"); shift ;;
-    --out) out="${2:?}"; shift ;;
-    --timeout) run_timeout="${2:?}"; shift ;;
+    --bin) bins+=("$(cd "${2:?}" && pwd)") || die "no directory $2"; shift 2 ;;
+    --topics) topics_n="${2:?}"; shift 2 ;;
+    --workers) workers="${2:?}"; shift 2 ;;
+    --concurrency) concurrency="${2:?}"; shift 2 ;;
+    --handler) handler="${2:?}"; shift 2 ;;
+    --callgrind) callgrind=1; shift ;;
+    --sink-arg) sink_args+=("${2?}"); shift 2 ;;
+    --worker-arg) worker_args+=("${2?}"); shift 2 ;;
     -h|--help) usage; exit 0 ;;
-    *) usage >&2; die "unknown option '$1'" ;;
+    *) bench_option "$@" || { usage >&2; die "unknown option '$1'"; }; shift "$bench_shift" ;;
   esac
-  shift
 done
+if ((quick)); then topics_n=2000; repeat=1; fi
 ((${#bins[@]})) || bins=("$repo/build/release/bin")
-for v in "$topics_n" "$workers" "$concurrency" "$repeat" "$run_timeout"; do
-  [[ "$v" =~ ^[1-9][0-9]*$ ]] || die "'$v' is not a positive integer"
-done
-for b in "${bins[@]}"; do
-  for x in topicflow-broker topicflow-sink topicflow-worker topicflow-producer; do
-    [[ -x "$b/$x" ]] || die "$b/$x not found"
-  done
-done
+need_int --topics "$topics_n"; need_int --workers "$workers"; need_int --concurrency "$concurrency"
+need_int --repeat "$repeat"; need_int --timeout "$run_timeout"
+for b in "${bins[@]}"; do need_bins "$b" topicflow-broker topicflow-sink topicflow-worker topicflow-producer; done
 command -v sqlite3 >/dev/null || die "the sqlite3 shell is needed to read the final state"
 ((callgrind)) && { command -v valgrind >/dev/null || die "valgrind is not installed"; }
-mkdir -p "$out" && out=$(cd "$out" && pwd) || die "cannot create $out"
-
-pids=()
-tmpdirs=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-  sleep 0.2
-  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
-  for p in "${tmpdirs[@]}"; do rm -rf "$p"; done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-now_ms() { date +%s%3N; }
-load1() { cut -d' ' -f1 /proc/loadavg; }
-clk_tck=$(getconf CLK_TCK)
-# CPU ms (user + sys) and peak RSS (KiB) of a live process.
-cpu_ms() { awk -v t="$clk_tck" '{ sub(/^.*\) /, ""); printf "%.0f", ($12 + $13) * 1000 / t }' "/proc/$1/stat" 2>/dev/null || echo 0; }
-rss_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
-
-wait_bounded() {  # seconds pids...: 1 if they had to be killed
-  local limit_s=$1; shift
-  local deadline=$(( $(now_ms) + limit_s * 1000 )) p alive
-  while :; do
-    alive=0
-    for p in "$@"; do kill -0 "$p" 2>/dev/null && { alive=1; break; }; done
-    ((alive)) || break
-    if (( $(now_ms) >= deadline )); then
-      for p in "$@"; do kill -KILL "$p" 2>/dev/null; done
-      for p in "$@"; do wait "$p" 2>/dev/null; done
-      return 1
-    fi
-    sleep 0.05
-  done
-  for p in "$@"; do wait "$p" 2>/dev/null; done
-  return 0
-}
+bench_outdir
 
 topics="$out/topics-$topics_n.txt"
-[[ -s "$topics" ]] || awk -v n="$topics_n" 'BEGIN { for (i = 1; i <= n; i++) printf "topic %07d\n", i }' >"$topics"
+make_topics "$topics_n" "$topics"
 
 csv="$out/pipeline.csv"
 echo "build,rep,topics,workers,concurrency,handler,wall_ms,topics_per_s,completed,producer_cpu_ms,sink_cpu_ms,broker_cpu_ms,workers_cpu_ms,sink_rss_kb,producer_rss_kb,broker_rss_kb,load1,ok" >"$csv"
@@ -135,7 +90,7 @@ echo "build,rep,topics,workers,concurrency,handler,wall_ms,topics_per_s,complete
 failures=0
 run_one() {  # build-index rep
   local bi=$1 rep=$2 bin=${bins[$1]} tmp
-  tmp=$(mktemp -d /tmp/tfp.XXXXXX) && tmpdirs+=("$tmp")
+  tmp=$(bench_tmpdir tfp) && tmpdirs+=("$tmp")
   local db="$tmp/p.db" load; load=$(load1)
   local e=(--frontend "ipc://$tmp/fe" --backend "ipc://$tmp/be" --sink "ipc://$tmp/sink" --events "ipc://$tmp/ev")
   local vg=()
@@ -217,14 +172,8 @@ done
 echo "load at end: $(uptime)" | tee -a "$out/meta.txt"
 
 # Medians per build.
-for ((bi = 0; bi < ${#bins[@]}; bi++)); do
-  awk -F, -v b="$bi" -v name="${bins[$bi]}" '
-    NR > 1 && $1 == b { n++; w[n] = $7; t[n] = $8; p[n] = $10; s[n] = $11; k[n] = $12; x[n] = $13; rs[n] = $14 }
-    function med(a, n,   i, j, tmp) {
-      for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { tmp = a[i]; a[i] = a[j]; a[j] = tmp }
-      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-    }
-    END { if (n) printf "build %d (%s): median of %d: %.0f ms, %.0f topics/s; CPU ms producer %.0f, sink %.0f, broker %.0f, workers %.0f; sink RSS %.0f MiB\n",
-            b, name, n, med(w, n), med(t, n), med(p, n), med(s, n), med(k, n), med(x, n), med(rs, n) / 1024 }' "$csv"
-done | tee "$out/summary.txt"
+csv_medians 1 7-16 "$csv" >"$out/pipeline-medians.csv"
+awk -F, -v names="${bins[*]}" 'BEGIN { split(names, name, " ") }
+  NR > 1 { printf "build %d (%s): median of %d: %.0f ms, %.0f topics/s; CPU ms producer %.0f, sink %.0f, broker %.0f, workers %.0f; sink RSS %.0f MiB\n",
+             $1, name[$1 + 1], $2, $3, $4, $6, $7, $8, $9, $10 / 1024 }' "$out/pipeline-medians.csv" | tee "$out/summary.txt"
 ((failures == 0))
