@@ -133,11 +133,12 @@ run_flood() {  # run_flood HWM:N:B REP
   pids=()
   local accepted; accepted=$(grep -o '"sent":[0-9]*' <<<"$result" | cut -d: -f2)
   [[ -n "$accepted" ]] || ok=0
-  # What the HWM allows the broker to hold: --hwm messages in its frontend queue plus the one it
-  # holds for the backend, each the payload plus ~100 bytes of envelope and ZeroMQ's bookkeeping.
+  # The payload the HWM lets the broker hold: --hwm messages in its frontend queue plus the one
+  # it holds for the backend (+100 bytes of envelope each). ZeroMQ's receive side keeps small
+  # messages inside its 8 KiB decoder buffers, so messages under 8 KiB cost up to 8 KiB each.
   local bound=$(( (hwm + 1) * (bytes + 100) / 1024 ))
   echo "$hwm,$n,$bytes,$rep,${accepted:-0},$idle,$peak,$(( peak - idle )),$bound,$load,$ok" >>"$bcsv"
-  printf '  broker --hwm %5d, %7d x %6d B offered: %7d accepted before backpressure; RSS %.1f -> %.1f MiB (+%.1f; HWM x message = %.1f MiB) (load %s)%s\n' \
+  printf '  broker --hwm %5d, %7d x %6d B offered: %7d accepted before backpressure; RSS %.1f -> %.1f MiB (+%.1f; (HWM + 1) x payload = %.1f MiB) (load %s)%s\n' \
     "$hwm" "$n" "$bytes" "${accepted:-0}" "$(bc -l <<<"$idle / 1024")" "$(bc -l <<<"$peak / 1024")" \
     "$(bc -l <<<"($peak - $idle) / 1024")" "$(bc -l <<<"$bound / 1024")" "$load" "$( ((ok)) || echo ' FAILED')"
   rm -rf "$tmp"
@@ -160,7 +161,7 @@ table="$out/memory.md"
     $8 / 1024, $9 / 1024, $10 / 1024, $11 / 1024 }' "$out/pipeline-medians.csv"
   if [[ -n "$floods" ]]; then
     echo
-    echo "| broker --hwm | messages offered | payload (B) | accepted before backpressure | broker RSS idle (MiB) | peak (MiB) | growth (MiB) | (HWM + 1) × message (MiB) |"
+    echo "| broker --hwm | messages offered | payload (B) | accepted before backpressure | broker RSS idle (MiB) | peak (MiB) | growth (MiB) | (HWM + 1) × payload (MiB) |"
     echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
     awk -F, 'NR > 1 { printf "| %d | %d | %d | %d | %.1f | %.1f | %.1f | %.1f |\n", $1, $2, $3, $5, $6 / 1024, $7 / 1024, $8 / 1024, $9 / 1024 }' \
       "$out/broker-medians.csv"

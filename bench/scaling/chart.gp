@@ -1,7 +1,8 @@
 # Chart of bench/scaling medians: wall/ideal and throughput against concurrent tasks.
 #   gnuplot -e "medians='DIR/scaling-medians.csv'; output='scaling.png'; mean_ms=60; subtitle='...'" chart.gp
 # Columns: level,workers,concurrency,runs,topics,ideal_ms,wall_ms,span_ms,wall_ratio,span_ratio,
-# completed,completed_per_s,sink_cpu_ms,broker_cpu_ms,workers_cpu_ms,sink_cpu_share,batches
+# completed,completed_per_s,sink_cpu_ms,broker_cpu_ms,workers_cpu_ms,sink_cpu_share,batches,steady,
+# last_wave_ms. Optional: runs='DIR/scaling.csv' (every run, drawn as points).
 if (!exists("subtitle")) subtitle = ""
 set terminal pngcairo size 1300,600 font "DejaVu Sans,10"
 set output output
@@ -17,9 +18,12 @@ set multiplot layout 1,2 title "bench/scaling: topicflow with a sleep handler, a
 
 set title "time against the ideal (lower is better; target <= 1.2)"
 set ylabel "time / ideal"
-set yrange [0.9:*]
+stats medians using 9 nooutput
+top = STATS_max > 1.3 ? STATS_max * 1.1 : 1.4
+set yrange [0.95:top]
 set key top left Left reverse
-plot medians using ($2*$3):9 with linespoints lw 3 pt 5 lc rgb blue title "wall (producer start to exit)", \
+plot medians using ($2*$3):9 with linespoints lw 3 pt 5 lc rgb blue title "wall (producer start to exit), median", \
+     (exists("runs") ? runs : medians) using ($2*$3):9 with points pt 1 ps 1 lc rgb blue title "wall, each run", \
      medians using ($2*$3):10 with linespoints lw 2 pt 7 lc rgb green title "work span (first registration to last completion)", \
      1.2 with lines lw 1 dt 2 lc rgb red title "target 1.2", \
      1.0 with lines lw 1 dt 3 lc rgb gray title "ideal"

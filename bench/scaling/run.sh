@@ -11,6 +11,13 @@
 #   span       first registration to last completion, from the rows' created_at / updated_at
 #   wall/ideal, span/ideal, completed/s (= topics / wall), and the CPU time of sink, broker and
 #              workers over the run; sink CPU share = sink CPU / wall (1.0 = one core busy)
+#   where the time goes, from the completion times: steady = the completion rate between the
+#              10th and 90th percentile of completions against the ideal rate (concurrency /
+#              mean work; 1.0 = no slot ever waits for a task); last wave = from the
+#              (topics - concurrency)-th completion to the last (when every remaining task could
+#              be running at once: at most one task, 100 ms, if none waits behind another);
+#              start lag = time to the 10th percentile of completions minus its ideal (0.1 x ideal)
+#              from the first registration: registration, first dispatch, workers' ramp-up
 # Medians of R runs (levels interleaved within each repetition), a CSV of every run, a Markdown
 # table and, with --chart, a gnuplot PNG.
 #
@@ -69,7 +76,7 @@ command -v sqlite3 >/dev/null || die "the sqlite3 shell is needed to read the fi
 bench_outdir
 
 csv="$out/scaling.csv"
-echo "level,workers,concurrency,rep,topics,ideal_ms,wall_ms,span_ms,wall_ratio,span_ratio,completed,completed_per_s,sink_cpu_ms,broker_cpu_ms,workers_cpu_ms,sink_cpu_share,batches,load1,ok" >"$csv"
+echo "level,workers,concurrency,rep,topics,ideal_ms,wall_ms,span_ms,wall_ratio,span_ratio,completed,completed_per_s,sink_cpu_ms,broker_cpu_ms,workers_cpu_ms,sink_cpu_share,batches,steady,last_wave_ms,start_lag_ms,load1,ok" >"$csv"
 {
   bench_meta "scaling bench"
   echo "levels $levels; rounds $rounds; handler $handler (mean $mean_ms ms); repeat $repeat; sink args: ${sink_args[*]:-}"
@@ -101,17 +108,29 @@ run_level() {  # run_level WxC rep
   (( completed == topics_n )) || { ok=0; echo "$1: only $completed of $topics_n topics completed" >&2; }
   span=$(sqlite3 "$tf_db" "SELECT max(updated_at) - min(created_at) FROM topics" 2>/dev/null || echo 0)
   batches=$(grep -o 'sink stopped: [0-9]* updates in [0-9]* batches' "$tmp/sink.log" | awk '{ print $6 }' | tail -1)
+  # Completion times at ranks 10 %, 90 %, topics - concurrency, and the last.
+  local at=() r
+  for r in $(( topics_n / 10 )) $(( topics_n * 9 / 10 )) $(( topics_n > w * c ? topics_n - w * c : 1 )) "$topics_n"; do
+    at+=("$(sqlite3 "$tf_db" "SELECT updated_at FROM topics WHERE status='completed' ORDER BY updated_at LIMIT 1 OFFSET $(( r > 0 ? r - 1 : 0 ))" 2>/dev/null)")
+  done
+  local steady last_wave
+  steady=$(awk -v n="$topics_n" -v m="$mean_ms" -v c=$(( w * c )) -v a="${at[0]:-0}" -v b="${at[1]:-0}" \
+    'BEGIN { printf "%.3f", (b > a ? 0.8 * n * m / c / (b - a) : 0) }')
+  last_wave=$(( ${at[3]:-0} - ${at[2]:-0} ))
+  local t_first start_lag
+  t_first=$(sqlite3 "$tf_db" "SELECT min(created_at) FROM topics" 2>/dev/null)
+  start_lag=$(( ${at[0]:-0} - ${t_first:-0} - ideal / 10 ))
   local wall=$(( t1 - t0 )) scpu=$(( c1[1] - c0[1] )) bcpu=$(( c1[0] - c0[0] )) wcpu=0
   for ((i = 2; i < ${#c1[@]}; i++)); do wcpu=$(( wcpu + c1[i] - c0[i] )); done
   local line
   line=$(awk -v l="$1" -v w="$w" -v c="$c" -v rep="$rep" -v n="$topics_n" -v ideal="$ideal" -v wall="$wall" \
     -v span="${span:-0}" -v done="$completed" -v s="$scpu" -v b="$bcpu" -v k="$wcpu" -v bt="${batches:-0}" \
-    -v load="$load" -v ok="$ok" 'BEGIN {
-      printf "%s,%d,%d,%d,%d,%d,%d,%d,%.3f,%.3f,%d,%.1f,%d,%d,%d,%.3f,%d,%s,%d\n", l, w, c, rep, n, ideal, wall, span,
-        wall / ideal, span / ideal, done, (wall > 0 ? done * 1000 / wall : 0), s, b, k, (wall > 0 ? s / wall : 0), bt, load, ok }')
+    -v st="$steady" -v lw="$last_wave" -v sl="$start_lag" -v load="$load" -v ok="$ok" 'BEGIN {
+      printf "%s,%d,%d,%d,%d,%d,%d,%d,%.3f,%.3f,%d,%.1f,%d,%d,%d,%.3f,%d,%s,%d,%d,%s,%d\n", l, w, c, rep, n, ideal, wall, span,
+        wall / ideal, span / ideal, done, (wall > 0 ? done * 1000 / wall : 0), s, b, k, (wall > 0 ? s / wall : 0), bt, st, lw, sl, load, ok }')
   echo "$line" >>"$csv"
-  awk -F, '{ printf "  %-6s rep %d: %6d topics, wall %5d ms (%.2fx ideal), span %5d ms (%.2fx), %7.0f completed/s, sink CPU %.0f%% of a core, %d batches (load %s)%s\n",
-    $1, $4, $5, $7, $9, $8, $10, $12, $16 * 100, $17, $18, ($19 ? "" : " FAILED") }' <<<"$line"
+  awk -F, '{ printf "  %-6s rep %d: %6d topics, wall %5d ms (%.2fx ideal), span %5d ms (%.2fx), %7.0f completed/s, start lag %d ms, steady %.2f, last wave %d ms, sink CPU %.0f%% of a core, %d batches (load %s)%s\n",
+    $1, $4, $5, $7, $9, $8, $10, $12, $20, $18, $19, $16 * 100, $17, $21, ($22 ? "" : " FAILED") }' <<<"$line"
   rm -rf "$tmp"
   ((ok))
 }
@@ -126,14 +145,14 @@ done
 echo "load at end: $(uptime)" | tee -a "$out/meta.txt"
 
 medians="$out/scaling-medians.csv"
-csv_medians 1-3 5-17 "$csv" >"$medians"
+csv_medians 1-3 5-20 "$csv" >"$medians"
 table="$out/scaling.md"
 awk -F, 'NR == 1 { next } {
-    # level,workers,concurrency,runs,topics,ideal,wall,span,wall_ratio,span_ratio,completed,cps,sink,broker,workers,share,batches
-    printf "| %d | %d × %d | %d | %.2f | %.2f | %.2f | **%.2f×** | %.2f× | %.0f | %.0f | %.0f %% | %.0f | %.0f | %.0f |\n",
-      $2 * $3, $2, $3, $5, $6 / 1000, $7 / 1000, $8 / 1000, $9, $10, $12, $5 * 1000 / $6, $16 * 100, $13, $15, $17 }
-  BEGIN { print "| concurrent tasks | workers × concurrency | topics | ideal (s) | wall (s) | work span (s) | wall / ideal | span / ideal | completed/s | ideal/s | sink CPU (share of a core) | sink CPU ms | workers CPU ms | batches |"
-          print "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" }' "$medians" >"$table"
+    # level,workers,concurrency,runs,topics,ideal,wall,span,wall_ratio,span_ratio,completed,cps,sink,broker,workers,share,batches,steady,last_wave,start_lag
+    printf "| %d | %d × %d | %d | %.2f | %.2f | %.2f | **%.2f×** | %.2f× | %.0f | %.0f | %.2f | %.2f | %.2f | %.0f %% | %.0f | %.0f |\n",
+      $2 * $3, $2, $3, $5, $6 / 1000, $7 / 1000, $8 / 1000, $9, $10, $12, $5 * 1000 / $6, $20 / 1000, $18, $19 / 1000, $16 * 100, $15, $17 }
+  BEGIN { print "| concurrent tasks | workers × concurrency | topics | ideal (s) | wall (s) | work span (s) | wall / ideal | span / ideal | completed/s | ideal/s | start lag (s) | steady rate / ideal | last wave (s) | sink CPU (share of a core) | workers CPU ms | batches |"
+          print "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" }' "$medians" >"$table"
 echo
 echo "Medians of $repeat run(s), handler $handler, $rounds tasks per slot:"
 echo
@@ -143,7 +162,7 @@ echo "raw: $csv; medians: $medians; table: $table"
 
 if [[ -n "$chart" ]]; then
   if command -v gnuplot >/dev/null; then
-    gnuplot -e "medians='$medians'; output='$chart'; mean_ms=$mean_ms; subtitle='$handler, $rounds tasks per slot (ideal $(awk -v r="$rounds" -v m="$mean_ms" 'BEGIN { print r * m / 1000 }') s), medians of $repeat runs'" \
+    gnuplot -e "medians='$medians'; runs='$csv'; output='$chart'; mean_ms=$mean_ms; subtitle='$handler, $rounds tasks per slot (ideal $(awk -v r="$rounds" -v m="$mean_ms" 'BEGIN { print r * m / 1000 }') s), medians of $repeat runs'" \
       "$here/chart.gp" && echo "chart: $chart"
   else
     echo "run.sh: gnuplot not found; no chart" >&2
@@ -151,7 +170,7 @@ if [[ -n "$chart" ]]; then
 fi
 
 lost=$(awk -F, 'NR > 1 { s += $5 - $11 } END { print s + 0 }' "$csv")
-ran=$(awk -F, 'NR > 1 && $19 == 1' "$csv" | wc -l)
+ran=$(awk -F, 'NR > 1 && $22 == 1' "$csv" | wc -l)
 if (( failures > 0 || ran == 0 || lost > 0 )); then
   echo "FAILED: $failures run(s) failed, $lost topic(s) not completed" >&2
   exit 1
