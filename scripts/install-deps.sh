@@ -22,6 +22,7 @@ packages=(
                                                  # only a Recommends of clang, not pulled in)
   python3                                        # examples/handlers/summarise.py, its e2e tests
   prometheus                                     # promtool: the metrics_promtool test
+  time procps                                    # bench/: /usr/bin/time (peak RSS), uptime
 )
 
 case "${1:-}" in

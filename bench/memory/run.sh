@@ -74,6 +74,8 @@ bcsv="$out/broker.csv"
 echo "hwm,offered,payload_bytes,rep,accepted,broker_rss_idle_kb,broker_rss_peak_kb,broker_growth_kb,bound_kb,load1,ok" >"$bcsv"
 failures=0
 
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }  # KiB -> MiB
+
 run_pipeline() {  # run_pipeline K REP
   local k=$1 rep=$2 tmp ok=1 load
   tmp=$(bench_tmpdir tfmem) && tmpdirs+=("$tmp")
@@ -106,8 +108,8 @@ run_pipeline() {  # run_pipeline K REP
   local prss; prss=$(tail -1 "$tmp/producer.time")
   echo "$k,$rep,$(( t1 - t0 )),$completed,$srss,${first:-0},${last:-0},${prss:-0},$brss,$wrss,$db_kb,$load,$ok" >>"$pcsv"
   printf '  %8d topics rep %d: %6d ms; peak RSS MiB: sink %.1f (sampled %.1f at start, %.1f at end), producer %.1f, broker %.1f, worker %.1f; DB %.0f MiB (load %s)%s\n' \
-    "$k" "$rep" $(( t1 - t0 )) "$(bc -l <<<"$srss / 1024")" "$(bc -l <<<"${first:-0} / 1024")" "$(bc -l <<<"${last:-0} / 1024")" \
-    "$(bc -l <<<"${prss:-0} / 1024")" "$(bc -l <<<"$brss / 1024")" "$(bc -l <<<"$wrss / 1024")" "$(bc -l <<<"$db_kb / 1024")" \
+    "$k" "$rep" $(( t1 - t0 )) "$(mib $srss)" "$(mib ${first:-0})" "$(mib ${last:-0})" \
+    "$(mib ${prss:-0})" "$(mib $brss)" "$(mib $wrss)" "$(mib $db_kb)" \
     "$load" "$( ((ok)) || echo ' FAILED')"
   rm -rf "$tmp"
   ((ok))
@@ -139,8 +141,8 @@ run_flood() {  # run_flood HWM:N:B REP
   local bound=$(( (hwm + 1) * (bytes + 100) / 1024 ))
   echo "$hwm,$n,$bytes,$rep,${accepted:-0},$idle,$peak,$(( peak - idle )),$bound,$load,$ok" >>"$bcsv"
   printf '  broker --hwm %5d, %7d x %6d B offered: %7d accepted before backpressure; RSS %.1f -> %.1f MiB (+%.1f; (HWM + 1) x payload = %.1f MiB) (load %s)%s\n' \
-    "$hwm" "$n" "$bytes" "${accepted:-0}" "$(bc -l <<<"$idle / 1024")" "$(bc -l <<<"$peak / 1024")" \
-    "$(bc -l <<<"($peak - $idle) / 1024")" "$(bc -l <<<"$bound / 1024")" "$load" "$( ((ok)) || echo ' FAILED')"
+    "$hwm" "$n" "$bytes" "${accepted:-0}" "$(mib $idle)" "$(mib $peak)" \
+    "$(mib $(( peak - idle )))" "$(mib $bound)" "$load" "$( ((ok)) || echo ' FAILED')"
   rm -rf "$tmp"
   ((ok))
 }
