@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <map>
 #include <random>
 #include <thread>
 
@@ -235,6 +236,43 @@ TEST(Sink, ReorderedMessagesNeverMoveBackwards) {
   EXPECT_EQ(attempts, 1);
   EXPECT_EQ(h.counters().duplicates, 1u);
   EXPECT_GE(h.counters().stale, 3u);
+}
+
+// The SQL guard alone, with the state machine out of the way: another connection moves rows
+// behind the sink's back (its cache still says "in transit, attempt 1"), so the state machine
+// decides to write, and only the WHERE clause of the UPDATE can refuse. Fails if the guard of the
+// statements that write completions and `running` is dropped.
+TEST(Sink, SqlGuardRefusesWritesTheStateMachineGotWrong) {
+  SinkHarness h;
+  h.send(h.submit("j", 4));
+  auto tasks = h.tasks(4);
+  ASSERT_EQ(tasks.size(), 4u);
+  std::map<std::string, wire::Task> by_key;
+  for (const auto& t : tasks) by_key[t.key] = t;
+  {
+    sqlite::Database other(h.config().db, sqlite::OpenMode::read_write);
+    other.busy_timeout(5000);
+    other.exec("UPDATE topics SET status = 'completed', result = 'external' WHERE key = 'key-0'");
+    other.exec("UPDATE topics SET attempts = 7 WHERE key = 'key-1'");
+    other.exec("UPDATE topics SET status = 'failed', error = 'external' WHERE key = 'key-2'");
+  }
+  h.send(report({upd(wire::UpdateKind::completed, by_key["key-0"], "late"),
+                 upd(wire::UpdateKind::started, by_key["key-1"]),
+                 upd(wire::UpdateKind::completed, by_key["key-2"], "late"),
+                 upd(wire::UpdateKind::completed, by_key["key-3"], "ok")}));
+  h.progress_until("j", [](const wire::Progress& x) { return x.completed >= 1; });
+  h.stop();
+  EXPECT_EQ(h.counters().guard_refused, 3u);
+  std::int64_t attempts = 0;
+  EXPECT_EQ(h.status_of("j", "key-0"), "completed");
+  EXPECT_EQ(h.status_of("j", "key-1", &attempts), "pending") << "a stale `started` must not run it";
+  EXPECT_EQ(attempts, 7) << "attempts never go down";
+  EXPECT_EQ(h.status_of("j", "key-2"), "failed") << "a failed row changes only by a requeue";
+  EXPECT_EQ(h.status_of("j", "key-3"), "completed");
+  auto db = h.db();
+  auto s = db.prepare("SELECT result FROM topics WHERE job = 'j' AND key = 'key-0'");
+  ASSERT_TRUE(s.step());
+  EXPECT_EQ(s.column_blob(0), "external") << "a completed row never changes";
 }
 
 TEST(Sink, ResubmissionSkipsCompleted) {

@@ -102,6 +102,18 @@ class Sink::Impl {
                          "payload = iif(?11, ?12, payload), result = iif(?13, ?14, result) "
                          "WHERE job = ?1 AND key = ?2 AND status <> 'completed' AND "
                          "((status <> 'failed' AND attempts <= ?4) OR (?15 AND status = 'failed'))"),
+        // The three writes of every topic's normal life, each setting only what its transition
+        // changes (fewer bindings and expressions than the generic UPDATE) under the same guard
+        // as the generic one with requeue off: not completed, not failed, attempts not ahead.
+        dispatch_row_(db_, "UPDATE topics SET status = 'pending', attempts = ?3, due_at = ?4, dispatched_at = ?5, "
+                           "updated_at = ?6 WHERE job = ?1 AND key = ?2 AND status <> 'completed' AND "
+                           "status <> 'failed' AND attempts <= ?3"),
+        run_row_(db_, "UPDATE topics SET status = 'running', due_at = ?3, dispatched_at = NULL, updated_at = ?4, "
+                      "worker = ?5 WHERE job = ?1 AND key = ?2 AND status <> 'completed' AND status <> 'failed' "
+                      "AND attempts <= ?6"),
+        complete_row_(db_, "UPDATE topics SET status = 'completed', result = ?3, error = NULL, updated_at = ?4, "
+                           "due_at = NULL, dispatched_at = NULL, worker = ?5 WHERE job = ?1 AND key = ?2 AND "
+                           "status <> 'completed' AND status <> 'failed' AND attempts <= ?6"),
         sweep_timers_(db_, "SELECT job, key, payload, status, attempts, dispatched_at, error, submission, worker "
                            "FROM topics WHERE (status = 'running' OR dispatched_at IS NOT NULL) "
                            "AND due_at <= ?1 ORDER BY due_at LIMIT ?2"),
@@ -387,16 +399,82 @@ class Sink::Impl {
 
   enum class Write : std::uint8_t { written, exists, refused };
 
-  // INSERT for a row not in the database yet (`existed` false: ON CONFLICT DO NOTHING, so a row
-  // that exists after all comes back as Write::exists and nothing changed), else the guarded
-  // UPDATE.
-  Write write_row(const std::string& job, const std::string& key, const sink::Row& row, bool existed,
+  // Which UPDATE writes the change from `before` to `row`: one of the narrow statements when
+  // the transition is one of a topic's normal life and changes nothing else, else the generic
+  // one (requeue, new payload, lease expiry, retry, failure, release, ...).
+  enum class Narrow : std::uint8_t { none, dispatch, run, complete };
+
+  static Narrow narrow_write(const sink::Row& before, const sink::Row& row) {
+    if (!before.exists || row.requeued || row.new_payload || row.attempts < before.attempts ||
+        row.submission != before.submission || store::is_terminal(before.status)) {
+      return Narrow::none;
+    }
+    const bool same_attempt = row.attempts == before.attempts;
+    switch (row.status) {
+      case Status::pending:
+        return before.status == Status::pending && !row.new_result && row.dispatched_at && row.due_at &&
+                       row.error == before.error && row.worker == before.worker
+                   ? Narrow::dispatch
+                   : Narrow::none;
+      case Status::running:
+        return same_attempt && !row.new_result && !row.dispatched_at && row.due_at && row.error == before.error
+                   ? Narrow::run
+                   : Narrow::none;
+      case Status::completed:
+        return same_attempt && row.new_result && !row.dispatched_at && !row.due_at && !row.error ? Narrow::complete
+                                                                                                 : Narrow::none;
+      case Status::failed:
+        return Narrow::none;
+    }
+    return Narrow::none;
+  }
+
+  // Runs a guarded UPDATE; false if the guard refused it.
+  bool step_update(sqlite::Statement& stmt) {
+    stmt.step();
+    const auto changed = db_.changes();
+    stmt.reset();
+    return changed == 1;
+  }
+
+  bool update_narrow(Narrow kind, const std::string& job, const std::string& key, const sink::Row& row,
+                     std::int64_t wall) {
+    switch (kind) {
+      case Narrow::dispatch:
+        dispatch_row_.bind_static(1, job).bind_static(2, key).bind(3, row.attempts).bind(4, *row.due_at);
+        dispatch_row_.bind(5, *row.dispatched_at).bind(6, wall);
+        return step_update(dispatch_row_);
+      case Narrow::run:
+        run_row_.bind_static(1, job).bind_static(2, key).bind(3, *row.due_at).bind(4, wall);
+        run_row_.bind_static(5, row.worker).bind(6, row.attempts);
+        return step_update(run_row_);
+      case Narrow::complete:
+        complete_row_.bind_static(1, job).bind_static(2, key).bind_blob_static(3, *row.new_result).bind(4, wall);
+        complete_row_.bind_static(5, row.worker).bind(6, row.attempts);
+        return step_update(complete_row_);
+      case Narrow::none:
+        break;
+    }
+    return false;
+  }
+
+  // INSERT for a row not in the database yet (`before` does not exist: ON CONFLICT DO NOTHING,
+  // so a row that exists after all comes back as Write::exists and nothing changed), else a
+  // guarded UPDATE.
+  Write write_row(const std::string& job, const std::string& key, const sink::Row& before, const sink::Row& row,
                   std::int64_t wall, Effects& fx) {
     auto bind_opt = [](sqlite::Statement& s, int i, const std::optional<std::int64_t>& v) {
       if (v) s.bind(i, *v); else s.bind_null(i);
     };
     const auto status = store::to_string(row.status);
-    if (!existed) {
+    if (const auto narrow = narrow_write(before, row); narrow != Narrow::none) {
+      if (!update_narrow(narrow, job, key, row, wall)) {
+        ++fx.guard_refused;
+        spdlog::error("internal: the SQL guard refused an update of {}/{} to {} (attempt {})", job, key, status,
+                      row.attempts);
+        return Write::refused;
+      }
+    } else if (!before.exists) {
       insert_row_.bind_static(1, job).bind_static(2, key);
       insert_row_.bind_blob_static(3, row.new_payload ? std::string_view(*row.new_payload) : std::string_view());
       insert_row_.bind_static(4, status).bind(5, row.attempts);
@@ -493,7 +571,7 @@ class Sink::Impl {
                           window_ - (in_transit_ + fx.in_transit_delta) > 0;
     if (dispatch) sink::on_due(row, policy_, wall);
     if (row.changed) {
-      const auto written = write_row(entry.job, entry.key, row, before.exists, wall, fx);
+      const auto written = write_row(entry.job, entry.key, before, row, wall, fx);
       if (written == Write::exists) return false;
       stage_cache(fx, entry.id, written, row);
     }
@@ -582,7 +660,7 @@ class Sink::Impl {
         const sink::Row before = d.row;
         const auto r = sink::on_due(d.row, policy_, wall);
         if (!d.row.changed) continue;
-        const auto written = write_row(d.job, d.key, d.row, true, wall, fx);
+        const auto written = write_row(d.job, d.key, before, d.row, wall, fx);
         std::string id;
         id.reserve(d.job.size() + d.key.size() + 1);
         id.append(d.job).push_back('\0');
@@ -915,6 +993,9 @@ class Sink::Impl {
   sqlite::Statement select_row_;
   sqlite::Statement insert_row_;
   sqlite::Statement update_row_;
+  sqlite::Statement dispatch_row_;
+  sqlite::Statement run_row_;
+  sqlite::Statement complete_row_;
   sqlite::Statement sweep_timers_;
   sqlite::Statement sweep_ready_;
   sqlite::Statement next_timer_;
