@@ -31,6 +31,8 @@ synchronous="normal"
 run_timeout=120
 chart=""
 quick=0
+keep=0
+designs="direct topicflow"
 
 usage() {
   cat <<EOF
@@ -48,6 +50,8 @@ usage: $0 [options]
   --out DIR            results directory (default build-bench/contention)
   --timeout S          bound on each run (default $run_timeout s)
   --chart FILE.png     also draw wall time and updates/s against N (needs gnuplot)
+  --design D           run only this design (direct or topicflow; default both)
+  --keep               keep each topicflow run's database and logs in OUT/runs/topicflow-N-REP
 EOF
 }
 
@@ -61,6 +65,8 @@ while (($#)); do
     --claim) claim="${2:?}"; shift 2 ;;
     --synchronous) synchronous="${2:?}"; shift 2 ;;
     --chart) chart="${2:?}"; shift 2 ;;
+    --design) designs="${2:?}"; shift 2 ;;
+    --keep) keep=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) bench_option "$@" || { usage >&2; die "unknown option '$1'"; }; shift "$bench_shift" ;;
   esac
@@ -95,7 +101,7 @@ fi
 topic_count=$(grep -c -v '^[[:space:]]*$' "$topics")
 
 csv="$out/contention.csv"
-echo "design,workers,rep,topics,handler,busy_timeout_ms,claim,synchronous,wall_ms,span_ms,locked_errors,retries,gave_up,stuck,completed,status_writes,transactions,completed_per_s,writes_per_s,load1,ok" >"$csv"
+echo "design,workers,rep,topics,handler,busy_timeout_ms,claim,synchronous,wall_ms,span_ms,locked_errors,retries,gave_up,stuck,completed,status_writes,transactions,completed_per_s,writes_per_s,load1,ok,max_per_worker" >"$csv"
 
 {
   bench_meta "contention bench"
@@ -141,8 +147,10 @@ run_direct() {
   stuck=$(sqlite3 "$db" "SELECT count(*) FROM topics WHERE status<>'completed'")
   span=$(( $(sqlite3 "$db" "SELECT max(updated_at) FROM topics") - start ))
   local wall=$(( end - start ))
+  local maxw
+  maxw=$(sqlite3 "$db" "SELECT max(c) FROM (SELECT count(*) AS c FROM topics WHERE status='completed' GROUP BY worker)")
   # Each committed status change was one transaction.
-  record direct "$n" "$rep" "$wall" "$span" "$locked" "$retries" "$gave_up" "$stuck" "$completed" "$writes" "$writes" "$load" "$ok"
+  record direct "$n" "$rep" "$wall" "$span" "$locked" "$retries" "$gave_up" "$stuck" "$completed" "$writes" "$writes" "$load" "$ok" "${maxw:-0}"
   pids=()  # all reaped: never signal a pid that may have been reused
   rm -rf "$tmp"
   ((ok))
@@ -174,46 +182,53 @@ run_topicflow() {
   completed=$(sqlite3 "$db" "SELECT count(*) FROM topics WHERE status='completed'" 2>/dev/null || echo 0)
   stuck=$(( topic_count - completed ))
   span=$(sqlite3 "$db" "SELECT max(updated_at) - min(created_at) FROM topics" 2>/dev/null || echo 0)
+  # Tasks per worker: the `worker` column of a completed row names the worker that completed it.
+  local maxw
+  maxw=$(sqlite3 "$db" "SELECT max(c) FROM (SELECT count(*) AS c FROM topics WHERE status='completed' GROUP BY worker)" 2>/dev/null)
   record topicflow "$n" "$rep" $(( t1 - t0 )) "${span:-0}" "${locked:-0}" "${locked:-0}" "$gave_up" "$stuck" \
-    "$completed" "${updates:-0}" "${batches:-0}" "$load" "$ok"
+    "$completed" "${updates:-0}" "${batches:-0}" "$load" "$ok" "${maxw:-0}"
+  if ((keep)); then
+    mkdir -p "$out/runs" && rm -rf "$out/runs/topicflow-$n-$rep" && cp -r "$tmp" "$out/runs/topicflow-$n-$rep"
+    rm -f "$out/runs/topicflow-$n-$rep"/{fe,be,sink,ev}
+  fi
   rm -rf "$tmp"
   ((ok))
 }
 
-record() {  # design n rep wall span locked retries gave_up stuck completed writes transactions load ok
+record() {  # design n rep wall span locked retries gave_up stuck completed writes transactions load ok max_per_worker
   local design=$1 n=$2 rep=$3 wall=$4 span=$5 locked=$6 retries=$7 gave_up=$8 stuck=$9 completed=${10}
-  local writes=${11} tx=${12} load=${13} ok=${14}
+  local writes=${11} tx=${12} load=${13} ok=${14} maxw=${15}
   local cps wps
   cps=$(awk -v c="$completed" -v w="$wall" 'BEGIN { printf "%.1f", (w > 0 ? c * 1000 / w : 0) }')
   wps=$(awk -v c="$writes" -v w="$wall" 'BEGIN { printf "%.1f", (w > 0 ? c * 1000 / w : 0) }')
-  echo "$design,$n,$rep,$topic_count,$handler,$busy_timeout_ms,$claim,$synchronous,$wall,$span,$locked,$retries,$gave_up,$stuck,$completed,$writes,$tx,$cps,$wps,$load,$ok" >>"$csv"
-  printf '  %-9s N=%-4s rep %d: wall %6.2f s, locked %5d, gave up %3d, stuck %3d, %7.1f completed/s, %7.1f writes/s in %d transactions (load %s)\n' \
-    "$design" "$n" "$rep" "$(awk -v w="$wall" 'BEGIN { print w / 1000 }')" "$locked" "$gave_up" "$stuck" "$cps" "$wps" "$tx" "$load"
+  echo "$design,$n,$rep,$topic_count,$handler,$busy_timeout_ms,$claim,$synchronous,$wall,$span,$locked,$retries,$gave_up,$stuck,$completed,$writes,$tx,$cps,$wps,$load,$ok,$maxw" >>"$csv"
+  printf '  %-9s N=%-4s rep %d: wall %6.2f s (span %6.2f s), locked %5d, gave up %3d, stuck %3d, %7.1f completed/s, %7.1f writes/s in %d transactions, max %d per worker (load %s)\n' \
+    "$design" "$n" "$rep" "$(awk -v w="$wall" 'BEGIN { print w / 1000 }')" "$(awk -v w="$span" 'BEGIN { print w / 1000 }')" "$locked" "$gave_up" "$stuck" "$cps" "$wps" "$tx" "$maxw" "$load"
 }
 
 # Repetitions outermost and the designs interleaved, so a burst of load from other work on the
 # machine lands on both designs rather than on one.
 for ((rep = 1; rep <= repeat; rep++)); do
   for n in $workers; do
-    run_direct "$n" "$rep" || failures=$((failures + 1))
-    run_topicflow "$n" "$rep" || failures=$((failures + 1))
+    if [[ " $designs " == *" direct "* ]]; then run_direct "$n" "$rep" || failures=$((failures + 1)); fi
+    if [[ " $designs " == *" topicflow "* ]]; then run_topicflow "$n" "$rep" || failures=$((failures + 1)); fi
   done
 done
 echo "load at end: $(uptime)" | tee -a "$out/meta.txt"
 
 # --- medians and the table -----------------------------------------------------------------------
 medians="$out/contention-medians.csv"
-csv_medians 1,2 9-19 "$csv" >"$medians"
+csv_medians 1,2 9-19,22 "$csv" >"$medians"
 
 table="$out/contention.md"
 awk -F, '
   NR == 1 { next }
   { d = $1; n = $2; wall[d, n] = $4; span[d, n] = $5; locked[d, n] = $6; gave[d, n] = $8; stuck[d, n] = $9
-    tx[d, n] = $12; cps[d, n] = $13; wps[d, n] = $14; runs[d, n] = $3
+    tx[d, n] = $12; cps[d, n] = $13; wps[d, n] = $14; runs[d, n] = $3; maxw[d, n] = $15
     if (!(n in seen)) { seen[n] = 1; ns[++k] = n } }
   END {
-    print "| workers | design | wall (s) | work span (s) | \"database is locked\" | gave up | stuck rows | completed/s | status writes/s | transactions | completed/s vs direct | wall vs direct |"
-    print "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    print "| workers | design | wall (s) | work span (s) | \"database is locked\" | gave up | stuck rows | completed/s | status writes/s | transactions | max tasks per worker | completed/s vs direct | wall vs direct |"
+    print "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for (i = 1; i <= k; i++) {
       n = ns[i]
       for (j = 1; j <= 2; j++) {
@@ -223,8 +238,8 @@ awk -F, '
         if (d == "topicflow" && (("direct", n) in wall) && cps["direct", n] > 0 && wall["direct", n] > 0) {
           r1 = sprintf("%.2f×", cps[d, n] / cps["direct", n]); r2 = sprintf("%.2f×", wall[d, n] / wall["direct", n])
         }
-        printf "| %s | %s | %.2f | %.2f | %g | %g | %g | %.0f | %.0f | %g | %s | %s |\n", n, d, wall[d, n] / 1000, span[d, n] / 1000,
-          locked[d, n], gave[d, n], stuck[d, n], cps[d, n], wps[d, n], tx[d, n], r1, r2
+        printf "| %s | %s | %.2f | %.2f | %g | %g | %g | %.0f | %.0f | %g | %g | %s | %s |\n", n, d, wall[d, n] / 1000, span[d, n] / 1000,
+          locked[d, n], gave[d, n], stuck[d, n], cps[d, n], wps[d, n], tx[d, n], maxw[d, n], r1, r2
       }
     }
   }' "$medians" >"$table"
@@ -251,6 +266,8 @@ fi
 tf_stuck=$(awk -F, 'NR > 1 && $1 == "topicflow" { s += $14 } END { print s + 0 }' "$csv")
 ran_direct=$(awk -F, 'NR > 1 && $1 == "direct" && $21 == 1' "$csv" | wc -l)
 ran_tf=$(awk -F, 'NR > 1 && $1 == "topicflow" && $21 == 1' "$csv" | wc -l)
+[[ " $designs " == *" direct "* ]] || ran_direct=-1
+[[ " $designs " == *" topicflow "* ]] || ran_tf=-1
 if (( failures > 0 || ran_direct == 0 || ran_tf == 0 || tf_stuck > 0 )); then
   echo "FAILED: $failures run(s) failed; direct ran $ran_direct, topicflow ran $ran_tf; topicflow left $tf_stuck row(s) unfinished" >&2
   exit 1

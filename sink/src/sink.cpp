@@ -27,6 +27,7 @@ constexpr std::int64_t kProgressIntervalMs = 100;
 constexpr std::int64_t kShutdownBusyBudgetMs = 10000;
 constexpr double kBatchWorkMs = 2.0;
 constexpr std::int64_t kMaxTasksPerMessage = 64;
+constexpr std::int64_t kWindowWithoutWorkers = 8;
 
 using Counts = std::array<std::int64_t, 4>;
 
@@ -35,6 +36,7 @@ struct Entry {
   std::string job;
   std::string key;
   std::vector<sink::Event> events;
+  bool takes = false;  // a report of a task in transit: its commit frees room in the dispatch window
 };
 
 struct RequeueRequest {
@@ -288,7 +290,16 @@ class Sink::Impl {
     id.append(key);
     auto [it, inserted] = index_.try_emplace(id, entries_.size());
     if (inserted) entries_.push_back(Entry{std::move(id), job, key, {}});
-    entries_[it->second].events.push_back(std::move(event));
+    auto& entry = entries_[it->second];
+    if (!entry.takes && event.kind != sink::EventKind::submit && event.kind != sink::EventKind::heartbeat) {
+      // Only a hint for when to commit (the state machine decides what the event does).
+      const auto cached = row_cache_.find(entry.id);
+      if (cached != row_cache_.end() && cached->second.in_transit()) {
+        entry.takes = true;
+        ++batch_takes_;
+      }
+    }
+    entry.events.push_back(std::move(event));
     ++batch_events_;
     mark_batch_started();
   }
@@ -305,9 +316,15 @@ class Sink::Impl {
 
   [[nodiscard]] std::int64_t budget() const { return std::max<std::int64_t>(window_ - in_transit_, 0); }
 
+  // Due work, or enough room in the dispatch window for topics waiting: committed now rather
+  // than at the end of the batch delay. The room counts the tasks the buffered reports say were
+  // taken (their commit frees it), so a worker that starts its queued task gets the next one a
+  // round trip later instead of a batch delay later: what keeps `noop` streaming while the
+  // window grows, and a slot from idling when its queue is one task deep.
   [[nodiscard]] bool sweep_due(std::int64_t wall) const {
     if (next_timer_due_ <= wall) return true;
-    return next_ready_due_ <= wall && budget() >= std::max<std::int64_t>(1, window_ / 4);
+    return next_ready_due_ <= wall &&
+           budget() + static_cast<std::int64_t>(batch_takes_) >= std::max<std::int64_t>(1, window_ / 4);
   }
 
   std::int64_t poll_timeout(std::int64_t now) const {
@@ -772,6 +789,7 @@ class Sink::Impl {
     acks_.clear();
     requeues_.clear();
     batch_events_ = 0;
+    batch_takes_ = 0;
     batch_started_ms_ = -1;
     refresh_due_hints();
     publish_dirty(false);
@@ -784,16 +802,22 @@ class Sink::Impl {
   }
 
   // The dispatch window: how many tasks may be handed to the broker and not yet started.
-  // ZeroMQ's PUSH cannot see which worker is idle and socket buffers hold far more than any
-  // HWM, so every task in transit may sit in one busy worker's buffers. Keep it to what keeps
-  // the workers fed: two tasks per worker slot, or ~100 ms of the observed start rate (so cheap
-  // tasks still stream at full speed), capped by --dispatch-window.
+  // ZeroMQ's PUSH cannot see which worker is idle, and a worker connection holds several
+  // messages beyond its HWMs (socket buffers, the ZeroMQ engine's read batch), so tasks in
+  // transit may sit behind a busy worker's running task. Worse, a burst of more tasks than there
+  // are idle connections makes the broker's thread and its I/O thread feed whichever connection
+  // drains first, one after another: one worker got 68 of 288 tasks that way. So keep in
+  // transit what keeps the workers fed and no more: one task per worker slot (reported in every
+  // report), more per slot only when a slot starts tasks faster than that (~100 ms of the
+  // observed start rate, so cheap tasks still stream), capped by --dispatch-window. The rate is
+  // measured every 100 ms; it rises at once (the window grows geometrically while it limits the
+  // rate) and falls smoothly.
   void resize_window() {
     const auto now = steady_ms();
     const auto elapsed = now - rate_window_start_ms_;
-    if (elapsed < 250) return;
+    if (elapsed < 100) return;
     const auto rate = static_cast<double>(taken_in_window_) * 1000.0 / static_cast<double>(elapsed);
-    taken_rate_ = taken_rate_ == 0.0 ? rate : 0.5 * taken_rate_ + 0.5 * rate;
+    taken_rate_ = rate >= taken_rate_ ? rate : 0.5 * taken_rate_ + 0.5 * rate;
     taken_in_window_ = 0;
     rate_window_start_ms_ = now;
     live_workers();
@@ -807,22 +831,27 @@ class Sink::Impl {
   // of one slot's work (the observed start rate per slot), at most kMaxTasksPerMessage: what
   // a worker holds beyond its free slots stays a few milliseconds of work.
   [[nodiscard]] std::size_t tasks_per_message() const {
-    std::uint64_t slots = 0;
-    for (const auto& [id, w] : workers_seen_) slots += w.slots;
-    const double per_slot = taken_rate_ / static_cast<double>(std::max<std::uint64_t>(slots, 1));
+    const double per_slot = taken_rate_ / static_cast<double>(std::max<std::uint64_t>(total_slots(), 1));
     const auto n = static_cast<std::int64_t>(per_slot * kBatchWorkMs / 1000.0);
     return static_cast<std::size_t>(std::clamp<std::int64_t>(n, 1, kMaxTasksPerMessage));
   }
 
-  void recompute_window() {
+  [[nodiscard]] std::uint64_t total_slots() const {
     std::uint64_t slots = 0;
-    for (const auto& [id, w] : workers_seen_) slots += w.slots;
+    for (const auto& [id, w] : workers_seen_) slots += std::max<std::uint32_t>(w.slots, 1);
+    return slots;
+  }
+
+  void recompute_window() {
+    const auto slots = total_slots();
+    if (slots == 0) {  // no worker heard from yet: a few tasks, so the first ones find the work
+      window_ = std::min<std::int64_t>(cfg_.dispatch_window, kWindowWithoutWorkers);
+      return;
+    }
     const auto target_ms = std::max<std::int64_t>(100, 4 * cfg_.batch_delay_ms);
-    const auto by_slots = static_cast<std::int64_t>(2 * slots + 8);
-    // Growth is geometric while the window limits the rate (rate x target / round trip), so the
-    // window also floors at twice what is in transit whenever everything in transit was taken.
-    const auto by_rate = static_cast<std::int64_t>(taken_rate_ * static_cast<double>(target_ms) / 1000.0);
-    window_ = std::min(cfg_.dispatch_window, std::max(by_slots, by_rate));
+    const double per_slot = taken_rate_ / static_cast<double>(slots);
+    const auto queued = std::max<std::int64_t>(1, static_cast<std::int64_t>(per_slot * static_cast<double>(target_ms) / 1000.0));
+    window_ = std::min(cfg_.dispatch_window, static_cast<std::int64_t>(slots) * queued);
   }
 
   // ---- metrics -------------------------------------------------------------------------------
@@ -1020,6 +1049,7 @@ class Sink::Impl {
   std::vector<RequeueRequest> requeues_;
   std::optional<std::string> new_broker_;
   std::size_t batch_events_ = 0;
+  std::size_t batch_takes_ = 0;  // entries with Entry::takes
   std::int64_t batch_started_ms_ = -1;
 
   // scheduling
