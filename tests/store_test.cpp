@@ -97,6 +97,56 @@ TEST(StoreSchema, ApplyIsIdempotentAndKeepsData) {
   EXPECT_FALSE(version.step()) << "exactly one schema_version row";
 }
 
+// Files written before schema version 2 have a WITHOUT ROWID table; opening one rebuilds it as a
+// rowid table (the sink writes rows by rowid) and keeps every row, index and the meta table.
+TEST(StoreSchema, MigratesAVersionOneWithoutRowidTable) {
+  TempDir dir;
+  const auto path = dir.file("v1.db");
+  {
+    sql::Database old(path);
+    old.exec(R"sql(
+CREATE TABLE topics (
+  job TEXT NOT NULL, key TEXT NOT NULL, payload BLOB,
+  status TEXT NOT NULL CHECK (status = 'pending' OR status = 'running' OR status = 'completed' OR status = 'failed'),
+  attempts INTEGER NOT NULL DEFAULT 0, result BLOB, error TEXT, updated_at INTEGER NOT NULL,
+  created_at INTEGER NOT NULL, submission TEXT, due_at INTEGER, dispatched_at INTEGER, worker TEXT,
+  PRIMARY KEY (job, key)
+) WITHOUT ROWID;
+CREATE INDEX topics_timer ON topics(due_at) WHERE status = 'running' OR dispatched_at IS NOT NULL;
+CREATE INDEX topics_ready ON topics(due_at) WHERE status = 'pending' AND dispatched_at IS NULL;
+CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta VALUES ('schema_version', '1'), ('broker_instance', 'b1');
+INSERT INTO topics VALUES ('j', 'a', x'01', 'completed', 1, x'02', NULL, 5, 4, 's', NULL, NULL, 'w'),
+                          ('j', 'b', x'03', 'running', 2, NULL, 'boom', 7, 4, 's', 99, NULL, 'w');
+)sql");
+  }
+  auto db = store::open_for_writing(path);
+  auto kind = db.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'topics'");
+  ASSERT_TRUE(kind.step());
+  EXPECT_EQ(std::string(kind.column_text(0)).find("WITHOUT ROWID"), std::string::npos);
+  auto rows = db.prepare("SELECT key, hex(payload), status, attempts, hex(result), error, due_at, rowid > 0 "
+                         "FROM topics ORDER BY key");
+  ASSERT_TRUE(rows.step());
+  EXPECT_EQ(rows.column_text(0), "a");
+  EXPECT_EQ(rows.column_text(1), "01");
+  EXPECT_EQ(rows.column_text(2), "completed");
+  EXPECT_EQ(rows.column_text(4), "02");
+  ASSERT_TRUE(rows.step());
+  EXPECT_EQ(rows.column_text(0), "b");
+  EXPECT_EQ(rows.column_int(3), 2);
+  EXPECT_EQ(rows.column_text(5), "boom");
+  EXPECT_EQ(rows.column_int(6), 99);
+  EXPECT_EQ(rows.column_int(7), 1);
+  EXPECT_FALSE(rows.step());
+  auto indexes = db.prepare("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN ('topics_timer', 'topics_ready')");
+  ASSERT_TRUE(indexes.step());
+  EXPECT_EQ(indexes.column_int(0), 2);
+  auto meta = db.prepare("SELECT group_concat(name || '=' || value, ',') FROM (SELECT * FROM meta ORDER BY name)");
+  ASSERT_TRUE(meta.step());
+  EXPECT_EQ(meta.column_text(0), "broker_instance=b1,schema_version=" + std::to_string(store::kSchemaVersion));
+  EXPECT_THROW(insert(db, {"j", "a", "pending", 0, std::nullopt, 1}), sql::SqliteError) << "(job, key) stays unique";
+}
+
 TEST(StoreSchema, WalAndSpecColumns) {
   TempDir dir;
   auto db = store::open_for_writing(dir.file("wal.db"));

@@ -67,6 +67,8 @@ void Database::busy_timeout(int ms) { sqlite3_busy_timeout(db_.get(), ms); }
 
 std::int64_t Database::changes() const noexcept { return sqlite3_changes64(db_.get()); }
 
+std::int64_t Database::last_insert_rowid() const noexcept { return sqlite3_last_insert_rowid(db_.get()); }
+
 void Statement::Finalizer::operator()(sqlite3_stmt* stmt) const noexcept { sqlite3_finalize(stmt); }
 
 Statement::Statement(Database& db, std::string_view sql) : db_(db.handle()) {

@@ -90,7 +90,7 @@ class Sink::Impl {
         own_context_(context == nullptr ? std::make_unique<zmq::context_t>(1) : nullptr),
         context_(context == nullptr ? own_context_.get() : context),
         db_(store::open_for_writing(cfg_.db)),
-        select_row_(db_, "SELECT status, attempts, due_at, dispatched_at, error, submission, worker "
+        select_row_(db_, "SELECT status, attempts, due_at, dispatched_at, error, submission, worker, rowid "
                          "FROM topics WHERE job = ?1 AND key = ?2"),
         insert_row_(db_, "INSERT INTO topics(job, key, payload, status, attempts, error, updated_at, "
                          "created_at, submission, due_at, dispatched_at, worker) "
@@ -102,24 +102,24 @@ class Sink::Impl {
         update_row_(db_, "UPDATE topics SET status = ?3, attempts = ?4, error = ?5, updated_at = ?6, "
                          "submission = ?7, due_at = ?8, dispatched_at = ?9, worker = ?10, "
                          "payload = iif(?11, ?12, payload), result = iif(?13, ?14, result) "
-                         "WHERE job = ?1 AND key = ?2 AND status <> 'completed' AND "
+                         "WHERE rowid = ?16 AND job = ?1 AND key = ?2 AND status <> 'completed' AND "
                          "((status <> 'failed' AND attempts <= ?4) OR (?15 AND status = 'failed'))"),
         // The three writes of every topic's normal life, each setting only what its transition
         // changes (fewer bindings and expressions than the generic UPDATE) under the same guard
         // as the generic one with requeue off: not completed, not failed, attempts not ahead.
         dispatch_row_(db_, "UPDATE topics SET status = 'pending', attempts = ?3, due_at = ?4, dispatched_at = ?5, "
-                           "updated_at = ?6 WHERE job = ?1 AND key = ?2 AND status <> 'completed' AND "
+                           "updated_at = ?6 WHERE rowid = ?7 AND job = ?1 AND key = ?2 AND status <> 'completed' AND "
                            "status <> 'failed' AND attempts <= ?3"),
         run_row_(db_, "UPDATE topics SET status = 'running', due_at = ?3, dispatched_at = NULL, updated_at = ?4, "
-                      "worker = ?5 WHERE job = ?1 AND key = ?2 AND status <> 'completed' AND status <> 'failed' "
-                      "AND attempts <= ?6"),
+                      "worker = ?5 WHERE rowid = ?7 AND job = ?1 AND key = ?2 AND status <> 'completed' AND "
+                      "status <> 'failed' AND attempts <= ?6"),
         complete_row_(db_, "UPDATE topics SET status = 'completed', result = ?3, error = NULL, updated_at = ?4, "
-                           "due_at = NULL, dispatched_at = NULL, worker = ?5 WHERE job = ?1 AND key = ?2 AND "
+                           "due_at = NULL, dispatched_at = NULL, worker = ?5 WHERE rowid = ?7 AND job = ?1 AND key = ?2 AND "
                            "status <> 'completed' AND status <> 'failed' AND attempts <= ?6"),
-        sweep_timers_(db_, "SELECT job, key, payload, status, attempts, dispatched_at, error, submission, worker "
+        sweep_timers_(db_, "SELECT job, key, payload, status, attempts, dispatched_at, error, submission, worker, rowid "
                            "FROM topics WHERE (status = 'running' OR dispatched_at IS NOT NULL) "
                            "AND due_at <= ?1 ORDER BY due_at LIMIT ?2"),
-        sweep_ready_(db_, "SELECT job, key, payload, status, attempts, dispatched_at, error, submission, worker "
+        sweep_ready_(db_, "SELECT job, key, payload, status, attempts, dispatched_at, error, submission, worker, rowid "
                           "FROM topics WHERE status = 'pending' AND dispatched_at IS NULL "
                           "AND due_at <= ?1 ORDER BY due_at LIMIT ?2"),
         next_timer_(db_, "SELECT min(due_at) FROM topics WHERE status = 'running' OR dispatched_at IS NOT NULL"),
@@ -409,6 +409,7 @@ class Sink::Impl {
       if (!select_row_.is_null(4)) row.error = std::string(select_row_.column_text(4));
       row.submission = std::string(select_row_.column_text(5));
       row.worker = std::string(select_row_.column_text(6));
+      row.rowid = select_row_.column_int(7);
     }
     select_row_.reset();
     return row;
@@ -459,15 +460,15 @@ class Sink::Impl {
     switch (kind) {
       case Narrow::dispatch:
         dispatch_row_.bind_static(1, job).bind_static(2, key).bind(3, row.attempts).bind(4, *row.due_at);
-        dispatch_row_.bind(5, *row.dispatched_at).bind(6, wall);
+        dispatch_row_.bind(5, *row.dispatched_at).bind(6, wall).bind(7, row.rowid);
         return step_update(dispatch_row_);
       case Narrow::run:
         run_row_.bind_static(1, job).bind_static(2, key).bind(3, *row.due_at).bind(4, wall);
-        run_row_.bind_static(5, row.worker).bind(6, row.attempts);
+        run_row_.bind_static(5, row.worker).bind(6, row.attempts).bind(7, row.rowid);
         return step_update(run_row_);
       case Narrow::complete:
         complete_row_.bind_static(1, job).bind_static(2, key).bind_blob_static(3, *row.new_result).bind(4, wall);
-        complete_row_.bind_static(5, row.worker).bind(6, row.attempts);
+        complete_row_.bind_static(5, row.worker).bind(6, row.attempts).bind(7, row.rowid);
         return step_update(complete_row_);
       case Narrow::none:
         break;
@@ -478,7 +479,8 @@ class Sink::Impl {
   // INSERT for a row not in the database yet (`before` does not exist: ON CONFLICT DO NOTHING,
   // so a row that exists after all comes back as Write::exists and nothing changed), else a
   // guarded UPDATE.
-  Write write_row(const std::string& job, const std::string& key, const sink::Row& before, const sink::Row& row,
+  // Sets row.rowid after an INSERT; an existing row is addressed by the rowid it was read with.
+  Write write_row(const std::string& job, const std::string& key, const sink::Row& before, sink::Row& row,
                   std::int64_t wall, Effects& fx) {
     auto bind_opt = [](sqlite::Statement& s, int i, const std::optional<std::int64_t>& v) {
       if (v) s.bind(i, *v); else s.bind_null(i);
@@ -504,6 +506,7 @@ class Sink::Impl {
       const auto inserted = db_.changes();
       insert_row_.reset();
       if (inserted != 1) return Write::exists;
+      row.rowid = db_.last_insert_rowid();
     } else {
       update_row_.bind_static(1, job).bind_static(2, key).bind_static(3, status).bind(4, row.attempts);
       if (row.error) update_row_.bind_static(5, *row.error); else update_row_.bind_null(5);
@@ -515,7 +518,7 @@ class Sink::Impl {
       if (row.new_payload) update_row_.bind_blob_static(12, *row.new_payload); else update_row_.bind_null(12);
       update_row_.bind(13, std::int64_t{row.new_result.has_value()});
       if (row.new_result) update_row_.bind_blob_static(14, *row.new_result); else update_row_.bind_null(14);
-      update_row_.bind(15, std::int64_t{row.requeued});
+      update_row_.bind(15, std::int64_t{row.requeued}).bind(16, row.rowid);
       update_row_.step();
       const auto changed = db_.changes();
       update_row_.reset();
@@ -662,6 +665,7 @@ class Sink::Impl {
       if (!select.is_null(6)) d.row.error = std::string(select.column_text(6));
       d.row.submission = std::string(select.column_text(7));
       d.row.worker = std::string(select.column_text(8));
+      d.row.rowid = select.column_int(9);
       d.row.due_at = wall;
       rows.push_back(std::move(d));
     }

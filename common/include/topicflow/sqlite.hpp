@@ -46,6 +46,7 @@ class Database {
   [[nodiscard]] Statement prepare(std::string_view sql);
   void busy_timeout(int ms);
   [[nodiscard]] std::int64_t changes() const noexcept;
+  [[nodiscard]] std::int64_t last_insert_rowid() const noexcept;
   [[nodiscard]] sqlite3* handle() const noexcept { return db_.get(); }
   [[nodiscard]] const std::string& path() const noexcept { return path_; }
 

@@ -24,10 +24,11 @@ inline constexpr std::array<std::string_view, 4> kStatusNames = {"pending", "run
   return s == Status::completed || s == Status::failed;
 }
 
-inline constexpr int kSchemaVersion = 1;
+// 2: `topics` is a rowid table (1 was WITHOUT ROWID; apply_schema migrates it).
+inline constexpr int kSchemaVersion = 2;
 
 // WAL, synchronous=NORMAL (a SIGKILLed process loses nothing committed), the tables and
-// indexes. Idempotent. Throws SqliteError, e.g. when the file is not a database.
+// indexes. Idempotent; rebuilds a version 1 table. Throws SqliteError, e.g. when the file is not a database.
 void apply_schema(sqlite::Database& db);
 
 // Opens (creating) the sink's database; a missing directory or an unwritable path gives a

@@ -22,6 +22,7 @@ struct Row {
   std::optional<std::string> error;
   std::string submission;
   std::string worker;
+  std::int64_t rowid = 0;  // the row's SQLite rowid once it exists (the sink writes by rowid)
   // Written only when set (not read back from the DB: blobs stay out of the hot path).
   std::optional<std::string> new_payload;
   std::optional<std::string> new_result;
