@@ -19,3 +19,6 @@ topicflow_system_test(exec_stress_test LABEL e2e TIMEOUT 400)
 
 # exec-persistent: through `topicflow run` with examples/handlers/summarise_server.py.
 topicflow_system_test(persistent_e2e_test LABEL e2e TIMEOUT 300)
+
+# Dispatch: a job spreads evenly over its workers (no worker hoards tasks).
+topicflow_system_test(dispatch_e2e_test LABEL e2e TIMEOUT 300)

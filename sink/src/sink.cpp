@@ -852,7 +852,7 @@ class Sink::Impl {
       window_ = std::min<std::int64_t>(cfg_.dispatch_window, kWindowWithoutWorkers);
       return;
     }
-    const auto target_ms = std::max<std::int64_t>(100, 4 * cfg_.batch_delay_ms);
+    const auto target_ms = std::max<std::int64_t>(40, 2 * cfg_.batch_delay_ms);
     const double per_slot = taken_rate_ / static_cast<double>(slots);
     const auto queued = std::max<std::int64_t>(1, static_cast<std::int64_t>(per_slot * static_cast<double>(target_ms) / 1000.0));
     window_ = std::min(cfg_.dispatch_window, static_cast<std::int64_t>(slots) * queued);

@@ -31,10 +31,7 @@ constexpr int kSinkLingerMs = 500;                     // final reports get this
 constexpr std::int64_t kMaxIdLength = 200;             // wire allows 256
 constexpr std::int64_t kDrainMs = 200;                 // shutdown: longest spent giving back buffered tasks
 constexpr std::int64_t kDrainQuietMs = 20;             // ... and the quiet time that ends it early
-// TCP receive buffering of tasks: the kernel's minimum (1 byte asked; Linux makes it 2304),
-// since a 32 KiB buffer held hundreds of small tasks. (ipc:// is bounded by the broker's send
-// buffer instead.)
-constexpr int kBackendRcvbuf = 1;
+constexpr int kBackendRcvbuf = 32 << 10;               // cap TCP receive buffering (no autotuning to MBs)
 
 struct Job {
   std::uint64_t id = 0;

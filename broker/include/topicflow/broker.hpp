@@ -32,11 +32,12 @@ struct BrokerConfig {
   int hwm = 1000;                          // queue of the frontend (tasks waiting for a worker)
   // Per worker connection: tiny, so tasks wait in the broker (where any free worker can take
   // them) instead of in one busy worker's pipe. ZeroMQ HWMs do not cover the kernel's socket
-  // buffers, hence the smallest send buffer the kernel allows too (1 byte asked; Linux raises it
-  // to its minimum, 4608 bytes: about 6 small tasks on ipc://, 17 on tcp://, against 43 and
-  // more with 16 KiB).
+  // buffers, hence the small send buffer too; it only applies to tcp:// (libzmq 4.3 sets no
+  // buffer sizes on ipc:// connections), and even there each connection still holds ZeroMQ's
+  // 8 KiB read batch: what really bounds the tasks a busy worker can hold is the sink's
+  // dispatch window (docs/ARCHITECTURE.md, "Dispatch and flow control").
   int backend_hwm = 1;
-  int backend_sndbuf = 1;
+  int backend_sndbuf = 16384;
   std::int64_t hello_interval_ms = 1000;   // wire::BrokerHello period
   std::int64_t stats_interval_ms = 10000;  // rate line period
   std::size_t burst = 1024;                // messages moved per wake-up before polling again
