@@ -317,16 +317,14 @@ class Sink::Impl {
   [[nodiscard]] std::int64_t budget() const { return std::max<std::int64_t>(window_ - in_transit_, 0); }
 
   // Due work, or enough room in the dispatch window for topics waiting: committed now rather
-  // than at the end of the batch delay. While tasks are shorter than the batch delay (or their
-  // length is not known yet), the room counts the tasks the buffered reports say were taken
-  // (their commit frees it): a slot that runs through its queue in less than a batch delay gets
-  // more a round trip later instead of a batch delay later, which keeps `noop` streaming while
-  // the window grows. Longer tasks hide the batch delay behind the one queued per slot, so their
-  // reports wait for it and stay batched.
+  // than at the end of the batch delay. The room counts the tasks the buffered reports say were
+  // taken (their commit frees it), so a worker that starts its queued task gets the next one a
+  // round trip later instead of a batch delay later: what keeps `noop` streaming while the
+  // window grows, and a slot from idling when its queue is one task deep.
   [[nodiscard]] bool sweep_due(std::int64_t wall) const {
     if (next_timer_due_ <= wall) return true;
-    const auto takes = eager_dispatch_ ? static_cast<std::int64_t>(batch_takes_) : 0;
-    return next_ready_due_ <= wall && budget() + takes >= std::max<std::int64_t>(1, window_ / 4);
+    return next_ready_due_ <= wall &&
+           budget() + static_cast<std::int64_t>(batch_takes_) >= std::max<std::int64_t>(1, window_ / 4);
   }
 
   std::int64_t poll_timeout(std::int64_t now) const {
@@ -857,7 +855,6 @@ class Sink::Impl {
     const auto target_ms = std::max<std::int64_t>(40, 2 * cfg_.batch_delay_ms);
     const double per_slot = taken_rate_ / static_cast<double>(slots);
     const auto queued = std::max<std::int64_t>(1, static_cast<std::int64_t>(per_slot * static_cast<double>(target_ms) / 1000.0));
-    eager_dispatch_ = taken_rate_ == 0.0 || per_slot * static_cast<double>(cfg_.batch_delay_ms) / 1000.0 >= 1.0;
     window_ = std::min(cfg_.dispatch_window, static_cast<std::int64_t>(slots) * queued);
   }
 
@@ -1075,7 +1072,6 @@ class Sink::Impl {
 
   std::unordered_map<std::string, SeenWorker> workers_seen_;
   std::int64_t window_ = 8;
-  bool eager_dispatch_ = true;  // see sweep_due()
   std::uint64_t taken_in_window_ = 0;
   double taken_rate_ = 0.0;
   std::int64_t rate_window_start_ms_ = 0;
