@@ -119,9 +119,14 @@ class Sink::Impl {
         sweep_timers_(db_, "SELECT job, key, payload, status, attempts, dispatched_at, error, submission, worker, rowid "
                            "FROM topics WHERE (status = 'running' OR dispatched_at IS NOT NULL) "
                            "AND due_at <= ?1 ORDER BY due_at LIMIT ?2"),
-        sweep_ready_(db_, "SELECT job, key, payload, status, attempts, dispatched_at, error, submission, worker, rowid "
-                          "FROM topics WHERE status = 'pending' AND dispatched_at IS NULL "
-                          "AND due_at <= ?1 ORDER BY due_at LIMIT ?2"),
+        // A new attempt for every ready row due (oldest due first, up to the window's room), as
+        // one statement: sink::on_due's "new attempt" transition. Its WHERE is the ready
+        // condition, so it can only raise the attempts of a pending row nobody holds.
+        dispatch_ready_(db_, "UPDATE topics SET attempts = attempts + 1, dispatched_at = ?1, due_at = ?2, "
+                             "updated_at = ?1 WHERE rowid IN (SELECT rowid FROM topics WHERE status = 'pending' "
+                             "AND dispatched_at IS NULL AND due_at <= ?1 ORDER BY due_at LIMIT ?3) "
+                             "AND status = 'pending' AND dispatched_at IS NULL "
+                             "RETURNING rowid, job, key, payload, attempts, error, submission, worker"),
         next_timer_(db_, "SELECT min(due_at) FROM topics WHERE status = 'running' OR dispatched_at IS NOT NULL"),
         next_ready_(db_, "SELECT min(due_at) FROM topics WHERE status = 'pending' AND dispatched_at IS NULL"),
         redeliver_in_transit_(db_, "UPDATE topics SET due_at = ?1 WHERE status = 'pending' AND dispatched_at IS NOT NULL"),
@@ -699,8 +704,47 @@ class Sink::Impl {
     auto timers = collect(sweep_timers_, wall, kTimerSweepLimit);
     handle_due(timers);
     const auto room = window_ - (in_transit_ + fx.in_transit_delta);
-    auto ready = collect(sweep_ready_, wall, room);
-    handle_due(ready);
+    dispatch_ready(wall, room, fx);
+  }
+
+  // The ready half of the sweep in one UPDATE ... RETURNING instead of a SELECT and one UPDATE
+  // per row (that pair was a third of the sink's instructions per backlogged topic). The rows
+  // come back in rowid order (registration order for first attempts), and each is accounted
+  // exactly as sink::on_due + write_row would have: attempts + 1, in transit, due after the
+  // dispatch timeout.
+  void dispatch_ready(std::int64_t wall, std::int64_t room, Effects& fx) {
+    if (room <= 0) return;
+    auto& q = dispatch_ready_;
+    q.bind(1, wall).bind(2, wall + policy_.dispatch_timeout_ms).bind(3, room);
+    while (q.step()) {
+      sink::Row row;
+      row.exists = true;
+      row.status = Status::pending;
+      row.rowid = q.column_int(0);
+      std::string job(q.column_text(1));
+      std::string key(q.column_text(2));
+      std::string payload(q.column_blob(3));
+      row.attempts = q.column_int(4);
+      if (!q.is_null(5)) row.error = std::string(q.column_text(5));
+      row.submission = std::string(q.column_text(6));
+      row.worker = std::string(q.column_text(7));
+      sink::Row before = row;  // ready: pending, not handed out, the previous attempt
+      before.attempts -= 1;
+      before.due_at = wall;
+      row.dispatched_at = wall;
+      row.due_at = wall + policy_.dispatch_timeout_ms;
+      ++fx.updates;
+      ++fx.written[static_cast<std::size_t>(Status::pending)];
+      std::string id;
+      id.reserve(job.size() + key.size() + 1);
+      id.append(job).push_back('\0');
+      id.append(key);
+      stage_cache(fx, id, Write::written, row);
+      account(job, before, row, fx);
+      fx.tasks.push_back(wire::Task{std::move(job), std::move(key), std::move(payload),
+                                    static_cast<std::uint32_t>(row.attempts)});
+    }
+    q.reset();
   }
 
   void refresh_due_hints() {
@@ -1030,7 +1074,7 @@ class Sink::Impl {
   sqlite::Statement run_row_;
   sqlite::Statement complete_row_;
   sqlite::Statement sweep_timers_;
-  sqlite::Statement sweep_ready_;
+  sqlite::Statement dispatch_ready_;
   sqlite::Statement next_timer_;
   sqlite::Statement next_ready_;
   sqlite::Statement redeliver_in_transit_;
