@@ -192,3 +192,15 @@ make_topics() {  # make_topics K FILE
   [[ -s "$2" && $(wc -l <"$2") -eq $1 ]] && return 0
   awk -v n="$1" 'BEGIN { for (i = 1; i <= n; i++) printf "topic %07d\n", i }' >"$2"
 }
+
+# bench_finish FAILED_WHY OK_MESSAGE: a harness's last words. Exits 1 with FAILED_WHY on stderr
+# when it is non-empty, else prints OK_MESSAGE (and the quick-mode caveat) and exits 0.
+bench_finish() {
+  if [[ -n $1 ]]; then
+    echo "FAILED: $1" >&2
+    exit 1
+  fi
+  echo "OK: $2"
+  if (( ${quick:-0} )); then echo "(quick mode: checks that it runs; numbers are not a benchmark)"; fi
+  exit 0
+}

@@ -268,10 +268,8 @@ ran_direct=$(awk -F, 'NR > 1 && $1 == "direct" && $21 == 1' "$csv" | wc -l)
 ran_tf=$(awk -F, 'NR > 1 && $1 == "topicflow" && $21 == 1' "$csv" | wc -l)
 [[ " $designs " == *" direct "* ]] || ran_direct=-1
 [[ " $designs " == *" topicflow "* ]] || ran_tf=-1
+why=""
 if (( failures > 0 || ran_direct == 0 || ran_tf == 0 || tf_stuck > 0 )); then
-  echo "FAILED: $failures run(s) failed; direct ran $ran_direct, topicflow ran $ran_tf; topicflow left $tf_stuck row(s) unfinished" >&2
-  exit 1
+  why="$failures run(s) failed; direct ran $ran_direct, topicflow ran $ran_tf; topicflow left $tf_stuck row(s) unfinished"
 fi
-echo "OK: both designs ran ($ran_direct + $ran_tf runs); topicflow left 0 rows unfinished"
-(( quick )) && echo "(quick mode: checks that it runs; numbers are not a benchmark)"
-exit 0
+bench_finish "$why" "both designs ran ($ran_direct + $ran_tf runs); topicflow left 0 rows unfinished"

@@ -158,10 +158,5 @@ echo
 echo "raw: $csv; medians: $medians; table: $table"
 
 ran=$(awk -F, 'NR > 1 && $14 == 1' "$csv" | wc -l)
-if (( failures > 0 || ran == 0 )); then
-  echo "FAILED: $failures run(s) failed" >&2
-  exit 1
-fi
-echo "OK: $ran run(s)"
-(( quick )) && echo "(quick mode: checks that it runs; numbers are not a benchmark)"
-exit 0
+(( failures > 0 || ran == 0 )) && why="$failures run(s) failed"
+bench_finish "${why:-}" "$ran run(s)"

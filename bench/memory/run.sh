@@ -177,10 +177,5 @@ echo
 echo "raw: $pcsv, $bcsv; table: $table"
 
 ran=$(awk -F, 'NR > 1 && $13 == 1' "$pcsv" | wc -l)
-if (( failures > 0 || ran == 0 )); then
-  echo "FAILED: $failures run(s) failed" >&2
-  exit 1
-fi
-echo "OK: $ran pipeline run(s), every topic completed"
-(( quick )) && echo "(quick mode: checks that it runs; numbers are not a benchmark)"
-exit 0
+(( failures > 0 || ran == 0 )) && why="$failures run(s) failed"
+bench_finish "${why:-}" "$ran pipeline run(s), every topic completed"

@@ -171,10 +171,5 @@ fi
 
 lost=$(awk -F, 'NR > 1 { s += $5 - $11 } END { print s + 0 }' "$csv")
 ran=$(awk -F, 'NR > 1 && $22 == 1' "$csv" | wc -l)
-if (( failures > 0 || ran == 0 || lost > 0 )); then
-  echo "FAILED: $failures run(s) failed, $lost topic(s) not completed" >&2
-  exit 1
-fi
-echo "OK: $ran run(s), every topic completed"
-(( quick )) && echo "(quick mode: checks that it runs; numbers are not a benchmark)"
-exit 0
+(( failures > 0 || ran == 0 || lost > 0 )) && why="$failures run(s) failed, $lost topic(s) not completed"
+bench_finish "${why:-}" "$ran run(s), every topic completed"
