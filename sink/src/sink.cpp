@@ -288,11 +288,17 @@ class Sink::Impl {
                                    wire::type_name(wire::Message(T{}))));
   }
 
-  void add_event(const std::string& job, const std::string& key, sink::Event event) {
+  // The key of a topic in the batch index and the row cache: job NUL key.
+  static std::string row_id(const std::string& job, const std::string& key) {
     std::string id;
     id.reserve(job.size() + key.size() + 1);
     id.append(job).push_back('\0');
     id.append(key);
+    return id;
+  }
+
+  void add_event(const std::string& job, const std::string& key, sink::Event event) {
+    auto id = row_id(job, key);
     auto [it, inserted] = index_.try_emplace(id, entries_.size());
     if (inserted) entries_.push_back(Entry{std::move(id), job, key, {}});
     auto& entry = entries_[it->second];
@@ -491,13 +497,9 @@ class Sink::Impl {
       if (v) s.bind(i, *v); else s.bind_null(i);
     };
     const auto status = store::to_string(row.status);
+    bool updated = true;
     if (const auto narrow = narrow_write(before, row); narrow != Narrow::none) {
-      if (!update_narrow(narrow, job, key, row, wall)) {
-        ++fx.guard_refused;
-        spdlog::error("internal: the SQL guard refused an update of {}/{} to {} (attempt {})", job, key, status,
-                      row.attempts);
-        return Write::refused;
-      }
+      updated = update_narrow(narrow, job, key, row, wall);
     } else if (!before.exists) {
       insert_row_.bind_static(1, job).bind_static(2, key);
       insert_row_.bind_blob_static(3, row.new_payload ? std::string_view(*row.new_payload) : std::string_view());
@@ -524,15 +526,13 @@ class Sink::Impl {
       update_row_.bind(13, std::int64_t{row.new_result.has_value()});
       if (row.new_result) update_row_.bind_blob_static(14, *row.new_result); else update_row_.bind_null(14);
       update_row_.bind(15, std::int64_t{row.requeued}).bind(16, row.rowid);
-      update_row_.step();
-      const auto changed = db_.changes();
-      update_row_.reset();
-      if (changed != 1) {
-        ++fx.guard_refused;
-        spdlog::error("internal: the SQL guard refused an update of {}/{} to {} (attempt {})", job, key, status,
-                      row.attempts);
-        return Write::refused;
-      }
+      updated = step_update(update_row_);
+    }
+    if (!updated) {
+      ++fx.guard_refused;
+      spdlog::error("internal: the SQL guard refused an update of {}/{} to {} (attempt {})", job, key, status,
+                    row.attempts);
+      return Write::refused;
     }
     ++fx.updates;
     ++fx.written[static_cast<std::size_t>(row.status)];
@@ -687,11 +687,7 @@ class Sink::Impl {
         const auto r = sink::on_due(d.row, policy_, wall);
         if (!d.row.changed) continue;
         const auto written = write_row(d.job, d.key, before, d.row, wall, fx);
-        std::string id;
-        id.reserve(d.job.size() + d.key.size() + 1);
-        id.append(d.job).push_back('\0');
-        id.append(d.key);
-        stage_cache(fx, id, written, d.row);
+        stage_cache(fx, row_id(d.job, d.key), written, d.row);
         account(d.job, before, d.row, fx);
         if (r.lease_expired) ++fx.lease_expired;
         if (r.redelivery) ++fx.redelivered;
@@ -709,37 +705,34 @@ class Sink::Impl {
 
   // The ready half of the sweep in one UPDATE ... RETURNING instead of a SELECT and one UPDATE
   // per row (that pair was a third of the sink's instructions per backlogged topic). The rows
-  // come back in rowid order (registration order for first attempts), and each is accounted
-  // exactly as sink::on_due + write_row would have: attempts + 1, in transit, due after the
-  // dispatch timeout.
+  // come back in rowid order (registration order for first attempts); sink::on_due gives each
+  // its new state (attempts + 1, in transit, due after the dispatch timeout), which the
+  // statement's SET mirrors, and it is accounted as write_row would have.
   void dispatch_ready(std::int64_t wall, std::int64_t room, Effects& fx) {
     if (room <= 0) return;
     auto& q = dispatch_ready_;
     q.bind(1, wall).bind(2, wall + policy_.dispatch_timeout_ms).bind(3, room);
     while (q.step()) {
-      sink::Row row;
-      row.exists = true;
-      row.status = Status::pending;
-      row.rowid = q.column_int(0);
+      // The row as it was (ready: pending, not handed out, the previous attempt), and the
+      // state machine's new attempt applied to it: what the statement wrote.
+      sink::Row before;
+      before.exists = true;
+      before.status = Status::pending;
+      before.rowid = q.column_int(0);
       std::string job(q.column_text(1));
       std::string key(q.column_text(2));
       std::string payload(q.column_blob(3));
-      row.attempts = q.column_int(4);
-      if (!q.is_null(5)) row.error = std::string(q.column_text(5));
-      row.submission = std::string(q.column_text(6));
-      row.worker = std::string(q.column_text(7));
-      sink::Row before = row;  // ready: pending, not handed out, the previous attempt
-      before.attempts -= 1;
+      before.attempts = q.column_int(4) - 1;
+      if (!q.is_null(5)) before.error = std::string(q.column_text(5));
+      before.submission = std::string(q.column_text(6));
+      before.worker = std::string(q.column_text(7));
       before.due_at = wall;
-      row.dispatched_at = wall;
-      row.due_at = wall + policy_.dispatch_timeout_ms;
+      sink::Row row = before;
+      sink::on_due(row, policy_, wall);
+      assert(row.attempts == q.column_int(4) && row.in_transit());
       ++fx.updates;
       ++fx.written[static_cast<std::size_t>(Status::pending)];
-      std::string id;
-      id.reserve(job.size() + key.size() + 1);
-      id.append(job).push_back('\0');
-      id.append(key);
-      stage_cache(fx, id, Write::written, row);
+      stage_cache(fx, row_id(job, key), Write::written, row);
       account(job, before, row, fx);
       fx.tasks.push_back(wire::Task{std::move(job), std::move(key), std::move(payload),
                                     static_cast<std::uint32_t>(row.attempts)});
