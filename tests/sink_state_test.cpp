@@ -102,8 +102,18 @@ TEST_F(SinkState, ResultOfSupersededAttemptIsAcceptedWhileNotTerminal) {
   dispatch(row);
   update(row, EventKind::started, 1);
   now += policy.lease_ms + 1;
-  auto r = on_due(row, policy, now);  // lease expired: attempt 2 goes out
+  auto r = on_due(row, policy, now);  // lease expired: ready again, attempt 1 given back
   EXPECT_TRUE(r.lease_expired);
+  EXPECT_TRUE(r.redelivery);
+  EXPECT_FALSE(r.dispatch) << "the ready sweep sends the next attempt";
+  EXPECT_EQ(row.status, Status::pending);
+  EXPECT_FALSE(row.dispatched_at);
+  EXPECT_EQ(row.due_at, now);
+  EXPECT_EQ(row.attempts, 1);
+  EXPECT_EQ(update(row, EventKind::started, 1), Outcome::stale) << "attempt 1 was given back";
+  EXPECT_EQ(update(row, EventKind::heartbeat, 1), Outcome::stale);
+  EXPECT_EQ(row.status, Status::pending);
+  dispatch(row);  // attempt 2 goes out
   EXPECT_EQ(row.attempts, 2);
   EXPECT_EQ(update(row, EventKind::started, 1), Outcome::stale) << "a late start of attempt 1 is ignored";
   EXPECT_EQ(update(row, EventKind::failed, 1, true, "x"), Outcome::stale) << "attempt 2 is on its way";
@@ -164,10 +174,11 @@ TEST_F(SinkState, LeaseExpiryAtMaxAttemptsFails) {
   Row row;
   submit(row, "s1");
   for (std::uint32_t attempt = 1; attempt <= 3; ++attempt) {
-    if (attempt == 1) dispatch(row);
+    dispatch(row);
+    ASSERT_EQ(row.attempts, attempt);
     update(row, EventKind::started, attempt);
     now += policy.lease_ms + 1;
-    on_due(row, policy, now);
+    EXPECT_TRUE(on_due(row, policy, now).lease_expired);
   }
   EXPECT_EQ(row.status, Status::failed);
   EXPECT_EQ(row.attempts, 3);
@@ -196,6 +207,35 @@ TEST_F(SinkState, LostInTransitIsResentWithSameAttempt) {
   EXPECT_EQ(row.attempts, 1);
 }
 
+// The sink hands an attempt out from memory and writes it only with the attempt's first report.
+// A sink that lost track of it (restarted; or resent it after the dispatch timeout) reads the
+// row as ready with the attempt before, and must still take that report.
+TEST_F(SinkState, FirstReportOfAnAttemptHandedOutFromMemoryIsAdopted) {
+  Row row;
+  submit(row, "s1");  // ready, attempts 0
+  EXPECT_EQ(update(row, EventKind::started, 1), Outcome::applied);
+  EXPECT_EQ(row.status, Status::running);
+  EXPECT_EQ(row.attempts, 1);
+
+  Row fresh;
+  submit(fresh, "s1");
+  EXPECT_EQ(update(fresh, EventKind::completed, 1, false, "done"), Outcome::applied);
+  EXPECT_EQ(fresh.status, Status::completed);
+  EXPECT_EQ(fresh.attempts, 1);
+
+  Row retried;  // attempt 1 failed and is retried: only attempt 2 is adoptable
+  submit(retried, "s1");
+  dispatch(retried);
+  update(retried, EventKind::failed, 1, true, "try again");
+  ASSERT_EQ(retried.status, Status::pending);
+  EXPECT_EQ(update(retried, EventKind::started, 1), Outcome::stale);
+  EXPECT_EQ(update(retried, EventKind::failed, 1, true, "late"), Outcome::stale);
+  EXPECT_EQ(update(retried, EventKind::started, 3), Outcome::bogus) << "never handed out";
+  EXPECT_EQ(retried.status, Status::pending);
+  EXPECT_EQ(update(retried, EventKind::started, 2), Outcome::applied);
+  EXPECT_EQ(retried.attempts, 2);
+}
+
 TEST_F(SinkState, ReleasedTaskGoesBackToPendingDueNow) {
   Row row;
   submit(row, "s1");
@@ -206,12 +246,18 @@ TEST_F(SinkState, ReleasedTaskGoesBackToPendingDueNow) {
   EXPECT_EQ(row.status, Status::pending);
   EXPECT_EQ(row.due_at, now);
   EXPECT_FALSE(row.dispatched_at);
+  EXPECT_EQ(update(row, EventKind::heartbeat, 1), Outcome::stale) << "a released attempt stays given back";
+  EXPECT_EQ(row.status, Status::pending);
 }
 
 TEST_F(SinkState, UpdatesForUnknownRowsOrAttemptsAreBogus) {
   Row none;
   EXPECT_EQ(update(none, EventKind::completed, 1), Outcome::bogus);
   EXPECT_FALSE(none.exists);
+  Row ready;
+  submit(ready, "s1");
+  EXPECT_EQ(update(ready, EventKind::started, 2), Outcome::bogus) << "only attempt 1 can have been handed out";
+  EXPECT_EQ(ready.attempts, 0);
   Row row;
   submit(row, "s1");
   dispatch(row);

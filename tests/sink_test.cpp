@@ -353,6 +353,56 @@ TEST(Sink, NewBrokerInstanceRedeliversTasksInTransit) {
   for (const auto& t : again) EXPECT_EQ(t.attempt, 1u);
 }
 
+// A task in transit is in the sink's memory only (its row keeps the previous attempt). Lost in
+// a dead worker's buffers, it is sent again with the same attempt after the dispatch timeout;
+// a late report of the first delivery still counts.
+TEST(Sink, TaskNeverStartedIsResentAfterTheDispatchTimeout) {
+  SinkConfig cfg;
+  cfg.dispatch_timeout_ms = 300;
+  SinkHarness h(cfg);
+  h.send(h.submit("j", 3));
+  auto first = h.tasks(3);
+  ASSERT_EQ(first.size(), 3u);
+  std::int64_t attempts = -1;
+  EXPECT_EQ(h.status_of("j", first[0].key, &attempts), "pending");
+  EXPECT_EQ(attempts, 0) << "the attempt in transit is written with its first report";
+  h.send(report({upd(wire::UpdateKind::completed, first[0])}));
+  h.progress_until("j", [](const wire::Progress& x) { return x.completed == 1; });
+  auto again = h.tasks(2, 3000);
+  ASSERT_EQ(again.size(), 2u) << "the two never started come back";
+  for (const auto& t : again) {
+    EXPECT_NE(t.key, first[0].key);
+    EXPECT_EQ(t.attempt, 1u) << "same attempt: it was never started";
+  }
+  h.send(report({upd(wire::UpdateKind::started, first[1]), upd(wire::UpdateKind::completed, again[1])}));
+  h.progress_until("j", [](const wire::Progress& x) { return x.completed == 2 && x.running == 1; });
+  EXPECT_TRUE(h.tasks(1, 500).empty()) << "a started task is not resent by the dispatch timeout";
+  h.stop();
+  EXPECT_EQ(h.counters().redelivered, 2u);
+  EXPECT_EQ(h.counters().guard_refused, 0u);
+}
+
+// A sink stopped with tasks in transit: the next one sends them again with the same attempt and
+// still takes the reports of the first deliveries.
+TEST(Sink, RestartResendsTasksInTransitWithTheSameAttempt) {
+  SinkHarness h;
+  h.send(h.submit("j", 2));
+  auto first = h.tasks(2);
+  ASSERT_EQ(first.size(), 2u);
+  h.stop();
+  h.start();
+  auto again = h.tasks(2, 3000);
+  ASSERT_EQ(again.size(), 2u);
+  for (const auto& t : again) EXPECT_EQ(t.attempt, 1u);
+  h.send(report({upd(wire::UpdateKind::completed, first[0]), upd(wire::UpdateKind::started, first[1])}));
+  h.progress_until("j", [](const wire::Progress& x) { return x.completed == 1 && x.running == 1; });
+  h.send(report({upd(wire::UpdateKind::completed, again[0]), upd(wire::UpdateKind::completed, again[1])}));
+  h.progress_until("j", [](const wire::Progress& x) { return x.completed == 2; });
+  std::int64_t attempts = -1;
+  EXPECT_EQ(h.status_of("j", first[1].key, &attempts), "completed");
+  EXPECT_EQ(attempts, 1);
+}
+
 TEST(Sink, GarbageIsCountedAndDropped) {
   SinkHarness h;
   h.send_raw("");

@@ -5,6 +5,7 @@
 
 #include "support/temp_dir.hpp"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
@@ -145,6 +146,32 @@ INSERT INTO topics VALUES ('j', 'a', x'01', 'completed', 1, x'02', NULL, 5, 4, '
   ASSERT_TRUE(meta.step());
   EXPECT_EQ(meta.column_text(0), "broker_instance=b1,schema_version=" + std::to_string(store::kSchemaVersion));
   EXPECT_THROW(insert(db, {"j", "a", "pending", 0, std::nullopt, 1}), sql::SqliteError) << "(job, key) stays unique";
+}
+
+// An older sink marked tasks in transit in their rows (dispatched_at, attempts already raised);
+// now that state lives in the sink's memory. Opening such a file makes those rows ready with the
+// attempt before, so the same attempt is sent again; other rows are left alone.
+TEST(StoreSchema, RowsMarkedInTransitByAnOlderSinkAreReadyAgain) {
+  TempDir dir;
+  const auto path = dir.file("transit.db");
+  {
+    auto db = store::open_for_writing(path);
+    db.exec(R"sql(
+INSERT INTO topics(job, key, status, attempts, updated_at, created_at, due_at, dispatched_at) VALUES
+  ('j', 'transit', 'pending', 2, 1, 1, 5000, 4000),
+  ('j', 'ready', 'pending', 1, 1, 1, 300, NULL),
+  ('j', 'running', 'running', 3, 1, 1, 7000, NULL);
+)sql");
+  }
+  auto db = store::open_for_writing(path);
+  auto rows = db.prepare("SELECT key, status, attempts, due_at, dispatched_at IS NULL FROM topics ORDER BY key");
+  std::vector<std::string> got;
+  while (rows.step()) {
+    got.push_back(fmt::format("{} {} {} {} {}", rows.column_text(0), rows.column_text(1), rows.column_int(2),
+                              rows.column_int(3), rows.column_int(4)));
+  }
+  EXPECT_EQ(got, (std::vector<std::string>{"ready pending 1 300 1", "running running 3 7000 1",
+                                           "transit pending 1 5000 1"}));
 }
 
 TEST(StoreSchema, WalAndSpecColumns) {

@@ -76,7 +76,7 @@ void apply_schema(sqlite::Database& db) {
   db.exec(create_topics("topics"));
   db.exec(R"sql(
 -- The sink's two timers, as partial indexes so each sweep and each "next due" is an index seek:
--- in flight (leases of running rows, dispatch timeouts of rows handed to the broker) ...
+-- leases of running rows (and, from older sinks, rows handed to the broker) ...
 CREATE INDEX IF NOT EXISTS topics_timer ON topics(due_at)
   WHERE status = 'running' OR dispatched_at IS NOT NULL;
 -- ... and ready (new rows, and retries waiting for their backoff).
@@ -87,6 +87,13 @@ CREATE TABLE IF NOT EXISTS meta (
   value TEXT NOT NULL
 );
 INSERT OR IGNORE INTO meta(name, value) VALUES ('schema_version', '2');
+-- A task in transit (handed to the broker, not started yet) lives in the sink's memory only: its
+-- row stays ready with the previous attempt until the attempt's first report. A file from an
+-- older sink may hold rows it marked in transit (dispatched_at, attempts already raised): they
+-- are made ready with the attempt before, so the same attempt is sent again and a report of it
+-- is still accepted. (The first condition lets SQLite use topics_timer: a seek, not a scan.)
+UPDATE topics SET dispatched_at = NULL, attempts = max(attempts - 1, 0)
+  WHERE (status = 'running' OR dispatched_at IS NOT NULL) AND dispatched_at IS NOT NULL;
 )sql");
 }
 

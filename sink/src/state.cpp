@@ -62,16 +62,25 @@ Outcome apply(Row& row, const Event& e, const Policy& p, Backoff& backoff, std::
   if (e.kind == EventKind::submit) return apply_submit(row, e, now);
   if (!row.exists) return Outcome::bogus;
   const auto attempt = static_cast<std::int64_t>(e.attempt);
-  if (attempt > row.attempts || attempt < 1) return Outcome::bogus;
+  // A ready row (pending, not handed out) holds the last attempt that was given back (failed
+  // and retried, released, lease expired) or 0. The sink hands the next attempt out from memory
+  // and writes it with the attempt's first report; a sink that lost track of it (restarted, or
+  // its dispatch timeout resent the task) still accepts that report: the attempt it adopts.
+  const bool ready = row.status == Status::pending && !row.dispatched_at;
+  const bool adopted = ready && attempt == row.attempts + 1;
+  if (!adopted && (attempt > row.attempts || attempt < 1)) return Outcome::bogus;
   if (store::is_terminal(row.status)) {
     const bool repeat = row.status == Status::completed && e.kind == EventKind::completed;
     return repeat ? Outcome::duplicate : Outcome::stale;
   }
+  // Any other report of a ready row's attempts belongs to an attempt already given back.
+  const bool superseded = attempt < row.attempts || (ready && !adopted);
+  if (adopted) row.attempts = attempt;
 
   switch (e.kind) {
     case EventKind::started:
     case EventKind::heartbeat: {
-      if (attempt < row.attempts) return Outcome::stale;
+      if (superseded) return Outcome::stale;
       // pending with this attempt: in transit (or started message lost / reordered)
       const bool repeat = row.status == Status::running && e.kind == EventKind::started;
       const bool other_worker = repeat && !row.worker.empty() && row.worker != e.origin;
@@ -86,7 +95,7 @@ Outcome apply(Row& row, const Event& e, const Policy& p, Backoff& backoff, std::
       make_terminal(row, Status::completed);
       return Outcome::applied;
     case EventKind::failed:
-      if (attempt < row.attempts) return Outcome::stale;  // a newer attempt is on its way
+      if (superseded) return Outcome::stale;  // a newer attempt is on its way, or due
       row.error = e.data;
       row.worker = e.origin;
       if (e.retryable && row.attempts < p.max_attempts) {
@@ -97,7 +106,7 @@ Outcome apply(Row& row, const Event& e, const Policy& p, Backoff& backoff, std::
       make_terminal(row, Status::failed);
       return Outcome::applied;
     case EventKind::released:
-      if (attempt < row.attempts) return Outcome::stale;
+      if (superseded) return Outcome::stale;
       make_pending(row, now);
       return Outcome::applied;
     case EventKind::submit:
@@ -110,17 +119,20 @@ SweepResult on_due(Row& row, const Policy& p, std::int64_t now) {
   SweepResult r;
   if (!row.exists || store::is_terminal(row.status)) return r;
   if (row.status == Status::running) {
+    // The attempt is given back: the row is ready again, and the ready sweep hands out the
+    // next attempt like any other (so this write and the dispatch are one commit apart at most).
     r.lease_expired = true;
     row.error = "lease expired on attempt " + std::to_string(row.attempts) +
                 " (no heartbeat for " + std::to_string(p.lease_ms) + " ms: worker lost or stuck)";
     if (row.attempts >= p.max_attempts) {
       make_terminal(row, Status::failed);
-      return r;
+    } else {
+      make_pending(row, now);
+      r.redelivery = true;
     }
-    row.attempts += 1;
-    r.dispatch = true;
-    r.redelivery = true;
-  } else if (row.dispatched_at) {
+    return r;
+  }
+  if (row.dispatched_at) {
     r.dispatch = true;  // handed to the broker but never started: lost in transit
     r.redelivery = true;
   } else {

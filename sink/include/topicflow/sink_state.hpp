@@ -69,8 +69,10 @@ enum class Outcome : std::uint8_t {
 // Applies one event. `backoff` gives the retry delay; `now` is the sink's wall clock (ms).
 Outcome apply(Row& row, const Event& event, const Policy& policy, Backoff& backoff, std::int64_t now);
 
-// Sweep decisions for a due row (see Sink::sweep). Returns true if a task must be sent with
-// attempt row.attempts; sets `redelivery` when it resends an attempt already handed out.
+// Sweep decisions for a due row (see Sink::sweep): a ready row gets its next attempt, in
+// transit (dispatch = true, send attempt row.attempts); a running row whose lease expired is
+// ready again (redelivery: the ready sweep sends the next attempt) or failed at max attempts; a
+// row in transit past its dispatch timeout is sent again with the same attempt (redelivery).
 struct SweepResult {
   bool dispatch = false;
   bool redelivery = false;
