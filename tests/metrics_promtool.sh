@@ -22,22 +22,32 @@ trap cleanup EXIT
 
 endpoints=(--frontend "ipc://$dir/frontend" --backend "ipc://$dir/backend"
   --sink "ipc://$dir/sink" --events "ipc://$dir/events")
-# Three loopback ports that are free now (0 means "no endpoint" for these flags).
-read -r sink_port broker_port worker_port < <(python3 -c '
-import socket
-socks = [socket.socket() for _ in range(3)]
-for s in socks: s.bind(("127.0.0.1", 0))
-print(*(s.getsockname()[1] for s in socks))')
+# start ROLE BINARY ARGS...: starts one process with --metrics-port on a loopback port that is
+# free now, and again on another one if the port was taken in between (other tests bind
+# ephemeral ports too: "cannot serve metrics ... address in use"). Sets ${ROLE}_port.
+start() {
+  local role=$1 binary=$2 port pid attempt
+  shift 2
+  for attempt in 1 2 3 4 5; do
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    "$bin/$binary" "${endpoints[@]}" --metrics-port "$port" "$@" 2>"$dir/$role.log" &
+    pid=$!
+    sleep 0.3
+    if kill -0 "$pid" 2>/dev/null || ! grep -q 'cannot serve metrics' "$dir/$role.log"; then
+      pids+=("$pid")
+      printf -v "${role}_port" '%s' "$port"
+      return 0
+    fi
+    wait "$pid" 2>/dev/null || true
+    echo "note: $role could not bind metrics port $port (attempt $attempt); trying another" >&2
+  done
+  echo "FAIL: $role never got a metrics port" >&2
+  exit 1
+}
 
-"$bin/topicflow-sink" "${endpoints[@]}" --db "$dir/t.db" --metrics-port "$sink_port" \
-  --max-attempts 2 --retry-base-ms 10 --retry-max-ms 50 --log-level info 2>"$dir/sink.log" &
-pids+=($!)
-"$bin/topicflow-broker" "${endpoints[@]}" --metrics-port "$broker_port" --log-level info \
-  2>"$dir/broker.log" &
-pids+=($!)
-"$bin/topicflow-worker" "${endpoints[@]}" --metrics-port "$worker_port" --concurrency 4 \
-  --handler 'sleep:1-5,fail:0.2' --log-level info 2>"$dir/worker.log" &
-pids+=($!)
+start sink topicflow-sink --db "$dir/t.db" --max-attempts 2 --retry-base-ms 10 --retry-max-ms 50 --log-level info
+start broker topicflow-broker --log-level info
+start worker topicflow-worker --concurrency 4 --handler 'sleep:1-5,fail:0.2' --log-level info
 
 for i in $(seq 1 60); do echo "topic $i"; done >"$dir/topics.txt"
 status=0
