@@ -53,13 +53,19 @@ void BM_SinkCommitRate(benchmark::State& state) {
     push.connect("inproc://sink");
     state.ResumeTiming();
 
+    // Ids shaped like the real ones, so the sink copies what it copies in production: the
+    // producer's submission id is 16 hex digits (random_client_id), a worker's id is
+    // hostname-pid (default_worker_id; 19 bytes for an EC2-style hostname). Both are longer
+    // than std::string's 15-byte inline buffer.
+    const std::string submission = "5f3a9c0d1e7b2a64";
+    const std::string worker = "ip-10-0-12-34-48213";
     const auto started = steady_us();
     // producer: register every topic
     // messages never larger than a batch, so batch_max really bounds rows per transaction
     const int chunk = static_cast<int>(std::min<std::int64_t>(batch_max, 500));
     const auto per_report = static_cast<std::size_t>(std::min<std::int64_t>(batch_max, 256));
     for (int base = 0; base < topics; base += chunk) {
-      wire::Submit s{"bench", "s1", static_cast<std::uint32_t>(base / chunk), false, {}};
+      wire::Submit s{"bench", submission, static_cast<std::uint32_t>(base / chunk), false, {}};
       for (int i = base; i < std::min(base + chunk, topics); ++i) s.items.push_back({"topic-" + std::to_string(i), "payload"});
       zmq::message_t msg(wire::encode(s));
       (void)push.send(msg, zmq::send_flags::none);
@@ -68,7 +74,7 @@ void BM_SinkCommitRate(benchmark::State& state) {
     // Like a real worker, it reports what it has whenever no further task is waiting, so the
     // sink's dispatch window (which counts tasks not yet reported) never stalls the loop.
     int done = 0;
-    wire::Report report{"bench-worker", {}, static_cast<std::uint32_t>(per_report)};
+    wire::Report report{worker, {}, static_cast<std::uint32_t>(per_report)};
     frontend.set(zmq::sockopt::rcvtimeo, 30000);
     while (done < topics) {
       zmq::message_t msg;
