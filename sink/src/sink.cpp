@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <array>
 #include <cassert>
+#include <deque>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -33,10 +34,12 @@ using Counts = std::array<std::int64_t, 4>;
 
 struct Entry {
   std::string id;  // job '\0' key: the key of the batch index and of the row cache
-  std::string job;
-  std::string key;
+  std::size_t job_size = 0;
   std::vector<sink::Event> events;
   bool takes = false;  // a report of a task in transit: its commit frees room in the dispatch window
+
+  [[nodiscard]] std::string_view job() const noexcept { return std::string_view(id).substr(0, job_size); }
+  [[nodiscard]] std::string_view key() const noexcept { return std::string_view(id).substr(job_size + 1); }
 };
 
 // Where the ready sweep goes on: every ready row (pending, not handed out) that is not in
@@ -56,7 +59,7 @@ struct RequeueRequest {
 // Everything one commit did, merged into the sink's state only once COMMIT succeeded.
 struct Effects {
   std::vector<wire::Task> tasks;
-  std::map<std::string, Counts> count_delta;
+  std::map<std::string, Counts, std::less<>> count_delta;
   std::int64_t in_transit_delta = 0;
   std::vector<wire::Ack> acks;
   std::array<std::uint64_t, 4> written{};  // rows written, by new status
@@ -75,6 +78,12 @@ struct Effects {
   // Rows this commit gave back from transit to ready (released, retried at once): the row cache
   // still says "in transit" until COMMIT, and the ready sweep must not skip them.
   std::vector<std::int64_t> ready_again;
+
+  Counts& delta(std::string_view job) {
+    auto it = count_delta.find(job);
+    if (it == count_delta.end()) it = count_delta.emplace(job, Counts{}).first;
+    return it->second;
+  }
 
   // A row is ready at (due, rowid): the sweep must still reach it.
   void ready_from(std::int64_t due, std::int64_t rowid) {
@@ -256,12 +265,16 @@ class Sink::Impl {
   void on_message(wire::Submit& m) {
     const auto ack = static_cast<std::int32_t>(acks_.size());
     acks_.push_back(wire::Ack{.client = m.submission, .kind = wire::AckKind::submit, .seq = m.seq});
+    if (m.items.empty()) {
+      mark_batch_started();
+      return;
+    }
+    const std::string_view origin = origins_.emplace_back(std::move(m.submission));
     for (auto& item : m.items) {
       add_event(m.job, item.key,
                 sink::Event{.kind = sink::EventKind::submit, .requeue_failed = m.requeue_failed,
-                            .data = std::move(item.payload), .origin = m.submission, .ack = ack});
+                            .data = std::move(item.payload), .origin = origin, .ack = ack});
     }
-    if (m.items.empty()) mark_batch_started();
   }
 
   void on_message(wire::Report& m) {
@@ -271,10 +284,12 @@ class Sink::Impl {
       seen = SeenWorker{steady_ms(), m.slots};
       if (resized) recompute_window();
     }
+    if (m.updates.empty()) return;
+    const std::string_view origin = origins_.emplace_back(std::move(m.worker));
     for (auto& u : m.updates) {
       add_event(u.job, u.key,
                 sink::Event{.kind = to_event_kind(u.kind), .attempt = u.attempt, .retryable = u.retryable,
-                            .data = std::move(u.data), .origin = m.worker});
+                            .data = std::move(u.data), .origin = origin});
     }
   }
 
@@ -308,18 +323,24 @@ class Sink::Impl {
   }
 
   // The key of a topic in the batch index and the row cache: job NUL key.
-  static std::string row_id(const std::string& job, const std::string& key) {
-    std::string id;
+  static void row_id(std::string& id, std::string_view job, std::string_view key) {
     id.reserve(job.size() + key.size() + 1);
-    id.append(job).push_back('\0');
+    id.assign(job).push_back('\0');
     id.append(key);
+  }
+  static std::string row_id(std::string_view job, std::string_view key) {
+    std::string id;
+    row_id(id, job, key);
     return id;
   }
 
-  void add_event(const std::string& job, const std::string& key, sink::Event event) {
-    auto id = row_id(job, key);
-    auto [it, inserted] = index_.try_emplace(id, entries_.size());
-    if (inserted) entries_.push_back(Entry{std::move(id), job, key, {}});
+  void add_event(std::string_view job, std::string_view key, sink::Event event) {
+    row_id(id_scratch_, job, key);  // (a lookup needs no allocation of its own)
+    auto it = index_.find(id_scratch_);
+    if (it == index_.end()) {
+      const auto& added = entries_.emplace_back(Entry{.id = id_scratch_, .job_size = job.size(), .events = {}});
+      it = index_.emplace(added.id, entries_.size() - 1).first;
+    }
     auto& entry = entries_[it->second];
     if (!entry.takes && event.kind != sink::EventKind::submit && event.kind != sink::EventKind::heartbeat) {
       // Only a hint for when to commit (the state machine decides what the event does).
@@ -434,7 +455,7 @@ class Sink::Impl {
                  busy_attempt_, delay);
   }
 
-  sink::Row load_row(const std::string& job, const std::string& key) {
+  sink::Row load_row(std::string_view job, std::string_view key) {
     sink::Row row;
     select_row_.bind_static(1, job).bind_static(2, key);
     if (select_row_.step()) {
@@ -488,7 +509,7 @@ class Sink::Impl {
     return changed == 1;
   }
 
-  bool update_narrow(Narrow kind, const std::string& job, const std::string& key, const sink::Row& row,
+  bool update_narrow(Narrow kind, std::string_view job, std::string_view key, const sink::Row& row,
                      std::int64_t wall) {
     switch (kind) {
       case Narrow::run:
@@ -509,7 +530,7 @@ class Sink::Impl {
   // so a row that exists after all comes back as Write::exists and nothing changed), else a
   // guarded UPDATE.
   // Sets row.rowid after an INSERT; an existing row is addressed by the rowid it was read with.
-  Write write_row(const std::string& job, const std::string& key, const sink::Row& before, sink::Row& row,
+  Write write_row(std::string_view job, std::string_view key, const sink::Row& before, sink::Row& row,
                   std::int64_t wall, Effects& fx) {
     auto bind_opt = [](sqlite::Statement& s, int i, const std::optional<std::int64_t>& v) {
       if (v) s.bind(i, *v); else s.bind_null(i);
@@ -573,21 +594,20 @@ class Sink::Impl {
     return row.exists && (row.status == Status::running || row.in_transit());
   }
 
-  static void stage_cache(Effects& fx, const std::string& id, Write written, const sink::Row& row) {
+  static void stage_cache(Effects& fx, std::string id, Write written, sink::Row row) {
     if (written == Write::written && cacheable(row)) {
-      sink::Row kept = row;
-      kept.new_payload.reset();
-      kept.new_result.reset();
-      kept.changed = false;
-      kept.requeued = false;
-      fx.cache.emplace_back(id, std::move(kept));
+      row.new_payload.reset();
+      row.new_result.reset();
+      row.changed = false;
+      row.requeued = false;
+      fx.cache.emplace_back(std::move(id), std::move(row));
     } else {
-      fx.cache.emplace_back(id, std::nullopt);
+      fx.cache.emplace_back(std::move(id), std::nullopt);
     }
   }
 
-  void account(const std::string& job, const sink::Row& before, const sink::Row& after, Effects& fx) {
-    auto& delta = fx.count_delta[job];
+  void account(std::string_view job, const sink::Row& before, const sink::Row& after, Effects& fx) {
+    auto& delta = fx.delta(job);
     if (before.exists) --delta[static_cast<std::size_t>(before.status)];
     if (after.exists) ++delta[static_cast<std::size_t>(after.status)];
     fx.in_transit_delta += static_cast<std::int64_t>(after.in_transit()) - static_cast<std::int64_t>(before.in_transit());
@@ -596,27 +616,30 @@ class Sink::Impl {
 
   void apply_entry(Entry& entry, std::int64_t wall, Effects& fx) {
     if (auto it = row_cache_.find(entry.id); it != row_cache_.end()) {
-      (void)apply_events(entry, it->second, wall, fx);
+      (void)apply_events(entry, it->second, true, wall, fx);
       return;
     }
     // A registration is INSERTed first: a new topic needs no SELECT. Only if the row exists
     // after all (a resubmission) is it read and the events applied to what is there.
-    if (entry.events.front().kind == sink::EventKind::submit && apply_events(entry, sink::Row{}, wall, fx)) return;
-    const bool applied = apply_events(entry, load_row(entry.job, entry.key), wall, fx);
+    if (entry.events.front().kind == sink::EventKind::submit && apply_events(entry, sink::Row{}, false, wall, fx)) {
+      return;
+    }
+    const bool applied = apply_events(entry, load_row(entry.job(), entry.key()), false, wall, fx);
     assert(applied);
     (void)applied;
   }
 
-  // Applies an entry's events to `row` (the state before them) and writes the result. Returns
-  // false, with no effect at all, when `row` said "no row" but the INSERT found one.
-  bool apply_events(Entry& entry, const sink::Row& before, std::int64_t wall, Effects& fx) {
+  // Applies an entry's events to `row` (the state before them; `cached`: from the row cache)
+  // and writes the result. Returns false, with no effect at all, when `row` said "no row" but
+  // the INSERT found one.
+  bool apply_events(Entry& entry, const sink::Row& before, bool cached, std::int64_t wall, Effects& fx) {
     sink::Row row = before;
     outcomes_.clear();
     for (const auto& event : entry.events) outcomes_.push_back(sink::apply(row, event, policy_, retry_backoff_, wall));
+    auto written = Write::refused;
     if (row.changed) {
-      const auto written = write_row(entry.job, entry.key, before, row, wall, fx);
+      written = write_row(entry.job(), entry.key(), before, row, wall, fx);
       if (written == Write::exists) return false;
-      stage_cache(fx, entry.id, written, row);
     }
     for (std::size_t i = 0; i < entry.events.size(); ++i) {
       const auto& event = entry.events[i];
@@ -631,7 +654,12 @@ class Sink::Impl {
       }
       if (event.ack >= 0) count_ack(acks_[static_cast<std::size_t>(event.ack)], outcomes_[i]);
     }
-    account(entry.job, before, row, fx);
+    account(entry.job(), before, row, fx);
+    // (a row neither cached before nor after needs no cache change: an entry's row is staged
+    // first in its commit, so nothing before it in fx.cache could have put it there)
+    if (row.changed && (cached || (written == Write::written && cacheable(row)))) {
+      stage_cache(fx, entry.id, written, std::move(row));
+    }
     return true;
   }
 
@@ -652,7 +680,7 @@ class Sink::Impl {
     requeue_job_.step();
     const auto n = db_.changes();
     requeue_job_.reset();
-    auto& delta = fx.count_delta[rq.job];
+    auto& delta = fx.delta(rq.job);
     delta[static_cast<std::size_t>(Status::failed)] -= n;
     delta[static_cast<std::size_t>(Status::pending)] += n;
     fx.updates += static_cast<std::uint64_t>(n);
@@ -705,8 +733,8 @@ class Sink::Impl {
       if (!d.row.changed) continue;
       assert(!r.dispatch);
       const auto written = write_row(d.job, d.key, before, d.row, wall, fx);
-      stage_cache(fx, row_id(d.job, d.key), written, d.row);
       account(d.job, before, d.row, fx);
+      stage_cache(fx, row_id(d.job, d.key), written, std::move(d.row));
       if (r.lease_expired) ++fx.lease_expired;
       if (r.redelivery) ++fx.redelivered;
     }
@@ -727,8 +755,8 @@ class Sink::Impl {
         const auto rowid = q.column_int(0);
         const auto due = q.column_int(1);
         fx.cursor = ReadyCursor{due, rowid};
-        std::string job(q.column_text(2));
-        std::string key(q.column_text(3));
+        const auto job = q.column_text(2);
+        const auto key = q.column_text(3);
         auto id = row_id(job, key);
         // Already in transit (sent before a cursor reset): not again. Unless this commit gave
         // it back (its cache entry changes only at COMMIT).
@@ -737,22 +765,23 @@ class Sink::Impl {
                                                      fx.ready_again.end()) {
           continue;
         }
-        sink::Row before;
-        before.exists = true;
-        before.status = Status::pending;
-        before.rowid = rowid;
-        before.due_at = due;
-        before.attempts = q.column_int(5);
-        if (!q.is_null(6)) before.error = std::string(q.column_text(6));
-        before.submission = std::string(q.column_text(7));
-        before.worker = std::string(q.column_text(8));
-        sink::Row row = before;
+        sink::Row row;
+        row.exists = true;
+        row.status = Status::pending;
+        row.rowid = rowid;
+        row.due_at = due;
+        row.attempts = q.column_int(5);
+        if (!q.is_null(6)) row.error = std::string(q.column_text(6));
+        row.submission = std::string(q.column_text(7));
+        row.worker = std::string(q.column_text(8));
         const auto r = sink::on_due(row, policy_, wall);
         assert(r.dispatch && row.in_transit());
         (void)r;
-        fx.tasks.push_back(wire::Task{job, key, std::string(q.column_blob(4)), static_cast<std::uint32_t>(row.attempts)});
-        account(job, before, row, fx);
-        stage_cache(fx, std::move(id), Write::written, row);
+        fx.tasks.push_back(wire::Task{std::string(job), std::string(key), std::string(q.column_blob(4)),
+                                      static_cast<std::uint32_t>(row.attempts)});
+        // pending before and after, now in transit: what account() would count
+        ++fx.in_transit_delta;
+        stage_cache(fx, std::move(id), Write::written, std::move(row));
         --room;
       }
       q.reset();
@@ -772,8 +801,9 @@ class Sink::Impl {
   std::size_t forget_transit(std::int64_t until) {
     std::size_t n = 0;
     while (!transit_by_due_.empty() && transit_by_due_.begin()->first.first <= until) {
-      row_cache_.erase(transit_by_due_.begin()->second);
+      const auto cached = row_cache_.find(*transit_by_due_.begin()->second);
       transit_by_due_.erase(transit_by_due_.begin());
+      row_cache_.erase(cached);
       ++n;
     }
     if (n > 0) {
@@ -798,7 +828,7 @@ class Sink::Impl {
       if (!row) return;
       it = row_cache_.emplace(std::move(id), std::move(*row)).first;
     }
-    if (it->second.in_transit()) transit_by_due_.emplace(std::pair{*it->second.due_at, it->second.rowid}, it->first);
+    if (it->second.in_transit()) transit_by_due_.emplace(std::pair{*it->second.due_at, it->second.rowid}, &it->first);
   }
 
   void refresh_due_hints() {
@@ -896,6 +926,7 @@ class Sink::Impl {
 
     index_.clear();
     entries_.clear();
+    origins_.clear();
     acks_.clear();
     requeues_.clear();
     batch_events_ = 0;
@@ -1151,14 +1182,20 @@ class Sink::Impl {
   // committed state of the rows in flight (see cacheable()); for rows in transit, the state
   // the database does not have (the attempt handed out)
   std::unordered_map<std::string, sink::Row> row_cache_;
-  // the rows in transit by (dispatch timeout, rowid): their ids in row_cache_
-  std::map<std::pair<std::int64_t, std::int64_t>, std::string> transit_by_due_;
+  // the rows in transit by (dispatch timeout, rowid): their keys in row_cache_ (an
+  // unordered_map's keys never move; cache_put and forget_transit erase both together)
+  std::map<std::pair<std::int64_t, std::int64_t>, const std::string*> transit_by_due_;
   ReadyCursor cursor_;
   std::vector<sink::Outcome> outcomes_;
 
   // the batch
-  std::unordered_map<std::string, std::size_t> index_;
-  std::vector<Entry> entries_;
+  // entries_ by id (views of Entry::id: a deque, so entries never move)
+  std::unordered_map<std::string_view, std::size_t> index_;
+  std::deque<Entry> entries_;
+  std::string id_scratch_;
+  // The submission and worker ids the batch's events view (sink::Event::origin): one copy per
+  // message, not per event. A deque, so they never move.
+  std::deque<std::string> origins_;
   std::vector<wire::Ack> acks_;
   std::vector<RequeueRequest> requeues_;
   std::optional<std::string> new_broker_;

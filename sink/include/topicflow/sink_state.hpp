@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace topicflow::sink {
 
@@ -42,7 +43,9 @@ struct Event {
   bool retryable = false;
   bool requeue_failed = false;  // submit
   std::string data{};           // submit: payload; completed: result; failed: error
-  std::string origin{};         // submit: submission id; others: worker id
+  // submit: submission id; others: worker id. A view: the caller keeps the id alive while it
+  // applies the event (the sink keeps each message's id once for its batch, not per event).
+  std::string_view origin{};
   std::int32_t ack = -1;        // submit: index of the ack it counts toward
 };
 
