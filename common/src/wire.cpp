@@ -353,9 +353,23 @@ std::string encode(const Message& message) {
   return std::string(buffer.data(), buffer.size());
 }
 
+namespace {
+// Strings and bins of the unpacked object point into the frame instead of being copied into the
+// zone: decode() copies out what it keeps before it returns, while the frame is alive.
+bool reference_frame(msgpack::type::object_type /*type*/, std::size_t /*size*/, void* /*user_data*/) {
+  return true;
+}
+}  // namespace
+
 Message decode(std::span<const std::byte> bytes, const Limits& limits) {
   if (bytes.empty()) throw DecodeError("empty frame");
-  msgpack::object_handle handle;
+  // One zone per thread, cleared after every message: clear() keeps its first chunk, so a
+  // message costs no allocation of msgpack's own (a zone per message was two mallocs).
+  thread_local msgpack::zone zone;
+  struct ClearZone {
+    ~ClearZone() { zone.clear(); }
+  } clear_zone;
+  msgpack::object root;
   try {
     std::size_t offset = 0;
     // Bound the unpacker so hostile headers (a 4-billion-element array) fail fast instead of
@@ -367,8 +381,8 @@ Message decode(std::span<const std::byte> bytes, const Limits& limits) {
         /*bin*/ std::max(limits.max_payload_bytes, limits.max_data_bytes) + 1,
         /*ext*/ 0,
         /*depth*/ 4);
-    handle = msgpack::unpack(reinterpret_cast<const char*>(bytes.data()), bytes.size(), offset,
-                             nullptr, nullptr, unpack_limits);
+    root = msgpack::unpack(zone, reinterpret_cast<const char*>(bytes.data()), bytes.size(), offset,
+                           reference_frame, nullptr, unpack_limits);
     if (offset != bytes.size()) throw DecodeError("trailing bytes after message");
   } catch (const DecodeError&) {
     throw;
@@ -377,7 +391,6 @@ Message decode(std::span<const std::byte> bytes, const Limits& limits) {
   } catch (const std::exception& e) {
     throw DecodeError(std::string("malformed msgpack: ") + e.what());
   }
-  const msgpack::object& root = handle.get();
   if (root.type != msgpack::type::ARRAY || root.via.array.size < 2) {
     throw DecodeError("not a topicflow message (expected [version, type, ...])");
   }
