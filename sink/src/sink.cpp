@@ -338,8 +338,12 @@ class Sink::Impl {
     row_id(id_scratch_, job, key);  // (a lookup needs no allocation of its own)
     auto it = index_.find(id_scratch_);
     if (it == index_.end()) {
-      const auto& added = entries_.emplace_back(Entry{.id = id_scratch_, .job_size = job.size(), .events = {}});
-      it = index_.emplace(added.id, entries_.size() - 1).first;
+      if (batch_entries_ == entries_.size()) entries_.emplace_back();
+      auto& added = entries_[batch_entries_];  // (its events were cleared with its batch)
+      added.id = id_scratch_;
+      added.job_size = job.size();
+      added.takes = false;
+      it = index_.emplace(added.id, batch_entries_++).first;
     }
     auto& entry = entries_[it->second];
     if (!entry.takes && event.kind != sink::EventKind::submit && event.kind != sink::EventKind::heartbeat) {
@@ -362,7 +366,7 @@ class Sink::Impl {
   // ---- committing ----------------------------------------------------------------------------
 
   [[nodiscard]] bool has_batch() const {
-    return !entries_.empty() || !requeues_.empty() || new_broker_.has_value() || !acks_.empty();
+    return batch_entries_ > 0 || !requeues_.empty() || new_broker_.has_value() || !acks_.empty();
   }
 
   [[nodiscard]] std::int64_t budget() const { return std::max<std::int64_t>(window_ - in_transit_, 0); }
@@ -433,7 +437,7 @@ class Sink::Impl {
         set_meta_.step();
         set_meta_.reset();
       }
-      for (auto& entry : entries_) apply_entry(entry, wall, fx);
+      for (std::size_t i = 0; i < batch_entries_; ++i) apply_entry(entries_[i], wall, fx);
       for (const auto& rq : requeues_) apply_requeue(rq, wall, fx);
       sweep(wall, fx);
       tx.commit();
@@ -925,7 +929,8 @@ class Sink::Impl {
     retry_at_ms_ = 0;
 
     index_.clear();
-    entries_.clear();
+    for (std::size_t i = 0; i < batch_entries_; ++i) entries_[i].events.clear();
+    batch_entries_ = 0;
     origins_.clear();
     acks_.clear();
     requeues_.clear();
@@ -1188,10 +1193,14 @@ class Sink::Impl {
   ReadyCursor cursor_;
   std::vector<sink::Outcome> outcomes_;
 
-  // the batch
-  // entries_ by id (views of Entry::id: a deque, so entries never move)
+  // the batch: entries_[0, batch_entries_) in arrival order, indexed by id (views of Entry::id:
+  // a deque, so entries never move). The entries after them were used by earlier batches and
+  // are kept with their allocations (the id's buffer, the events' array), so an entry costs no
+  // allocation of its own once a batch as large has been seen; there are at most about
+  // --buffer-max of them.
   std::unordered_map<std::string_view, std::size_t> index_;
   std::deque<Entry> entries_;
+  std::size_t batch_entries_ = 0;
   std::string id_scratch_;
   // The submission and worker ids the batch's events view (sink::Event::origin): one copy per
   // message, not per event. A deque, so they never move.
