@@ -52,19 +52,22 @@ common=(--bin "$bin")
 rep=()
 [[ -n "$repeat" ]] && rep=(--repeat "$repeat")
 
-sink_bench() {  # the Google Benchmark of the sink's write path, by batch size
-  need_bins "$bin" sink_bench
+sink_bench() {  # the Google Benchmarks of the sink's write path, by batch size, and of its floor
+  need_bins "$bin" sink_bench sqlite_floor_bench
   mkdir -p "$out/sink_bench"
-  local args=(--benchmark_out="$out/sink_bench/sink_bench.json" --benchmark_out_format=json)
-  if ((quick)); then
-    args+=(--benchmark_filter='batch_max:1000/')
-  else
-    args+=(--benchmark_repetitions="${repeat:-3}" --benchmark_report_aggregates_only=true)
-  fi
-  "$bin/sink_bench" "${args[@]}" | tee "$out/sink_bench/sink_bench.txt" || return 1
-  # A run that could not finish is reported by SkipWithError, not by the exit status.
-  grep -q 'ERROR OCCURRED' "$out/sink_bench/sink_bench.txt" && return 1
-  grep -q 'updates_per_s=' "$out/sink_bench/sink_bench.txt"
+  local name args
+  for name in sink_bench sqlite_floor_bench; do
+    args=(--benchmark_out="$out/sink_bench/$name.json" --benchmark_out_format=json)
+    if ((quick)); then
+      args+=(--benchmark_filter='batch_max:1000/')
+    else
+      args+=(--benchmark_repetitions="${repeat:-3}" --benchmark_report_aggregates_only=true)
+    fi
+    "$bin/$name" "${args[@]}" | tee "$out/sink_bench/$name.txt" || return 1
+    # A run that could not finish is reported by SkipWithError, not by the exit status.
+    grep -q 'ERROR OCCURRED' "$out/sink_bench/$name.txt" && return 1
+    grep -q 'updates_per_s=' "$out/sink_bench/$name.txt" || return 1
+  done
 }
 
 run_harness() {  # run_harness NAME
