@@ -39,7 +39,7 @@ constexpr std::string_view kTopicsColumns = R"sql(
 // its integer rowid. The sink keeps the rowid of every row it has read or written and writes by
 // rowid: an integer seek instead of a seek by two text columns, and the two partial indexes
 // below hold (due_at, rowid) instead of (due_at, job, key). Measured: -29 % of SQLite's
-// instructions for a topic's three writes (docs/benchmarks.md).
+// instructions for the three writes a topic took then (docs/benchmarks.md).
 std::string create_topics(std::string_view name) {
   return "CREATE TABLE IF NOT EXISTS " + std::string(name) + " (" + std::string(kTopicsColumns) + ");";
 }
