@@ -369,7 +369,9 @@ class Sink::Impl {
     return batch_entries_ > 0 || !requeues_.empty() || new_broker_.has_value() || !acks_.empty();
   }
 
-  [[nodiscard]] std::int64_t budget() const { return std::max<std::int64_t>(window_ - in_transit_, 0); }
+  // Tasks handed to the broker and not started yet (each is a row in transit in the row cache).
+  [[nodiscard]] std::int64_t in_transit() const { return static_cast<std::int64_t>(transit_by_due_.size()); }
+  [[nodiscard]] std::int64_t budget() const { return std::max<std::int64_t>(window_ - in_transit(), 0); }
 
   // Due work, or enough room in the dispatch window for topics waiting: committed now rather
   // than at the end of the batch delay. The room counts the tasks the buffered reports say were
@@ -742,7 +744,7 @@ class Sink::Impl {
       if (r.lease_expired) ++fx.lease_expired;
       if (r.redelivery) ++fx.redelivered;
     }
-    dispatch_ready(wall, window_ - (in_transit_ + fx.in_transit_delta), fx);
+    dispatch_ready(wall, window_ - (in_transit() + fx.in_transit_delta), fx);
   }
 
   // Hands the next attempt of ready rows to the broker, oldest due first (registration order
@@ -811,7 +813,6 @@ class Sink::Impl {
       ++n;
     }
     if (n > 0) {
-      in_transit_ = static_cast<std::int64_t>(transit_by_due_.size());
       cursor_ = ReadyCursor{};  // they are ready again wherever they were
       counters_.redelivered += n;
     }
@@ -870,8 +871,7 @@ class Sink::Impl {
     }
     taken_in_window_ += fx.taken;
     for (auto& [id, row] : fx.cache) cache_put(std::move(id), std::move(row));
-    in_transit_ = static_cast<std::int64_t>(transit_by_due_.size());
-    assert(in_transit_ == std::count_if(row_cache_.begin(), row_cache_.end(),
+    assert(in_transit() == std::count_if(row_cache_.begin(), row_cache_.end(),
                                         [](const auto& kv) { return kv.second.in_transit(); }));
     cursor_ = fx.cursor;
     counters_.updates += fx.updates;
@@ -1012,7 +1012,7 @@ class Sink::Impl {
   };
 
   void publish_snapshot() {
-    Snapshot snap{counters_, counts_, in_transit_, batch_events_, live_workers(), busy_since_ms_};
+    Snapshot snap{counters_, counts_, in_transit(), batch_events_, live_workers(), busy_since_ms_};
     std::lock_guard lock(snapshot_mutex_);
     snapshot_ = std::move(snap);
     last_snapshot_ms_ = steady_ms();
@@ -1130,7 +1130,7 @@ class Sink::Impl {
                      "{} retried, {} busy retries, {} bad messages in total; {} unfinished, {} in transit",
                      static_cast<double>(updates) / seconds, seconds, counters_.batches, counters_.dispatched,
                      counters_.redelivered, counters_.retried, counters_.busy_retries, counters_.decode_errors,
-                     unfinished(), in_transit_);
+                     unfinished(), in_transit());
       }
       stats_window_start_ = now;
       stats_updates_ = counters_.updates;
@@ -1215,7 +1215,6 @@ class Sink::Impl {
   // scheduling
   std::int64_t next_timer_due_ = kNever;
   std::int64_t next_ready_due_ = kNever;
-  std::int64_t in_transit_ = 0;  // transit_by_due_.size()
   std::string broker_instance_;
   unsigned busy_attempt_ = 0;
   std::int64_t retry_at_ms_ = 0;
