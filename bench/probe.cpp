@@ -70,12 +70,13 @@ std::int64_t percentile(std::vector<std::int64_t> v, double p) {
 
 class Poller {
  public:
-  Poller(const std::string& path, int timeout_ms) : db_(open(path, timeout_ms)), status_(db_.prepare(
-      "SELECT status FROM topics WHERE job = ? AND key = ?")) {}
+  Poller(const std::string& path, int timeout_ms)
+      : db_(open(path, timeout_ms)),
+        status_(db_.prepare("SELECT status FROM topics WHERE job = ? AND key = ?")) {}
 
   // Polls until the row has `status`; returns the steady time (µs) it was first seen, or nullopt.
-  std::optional<std::int64_t> wait_for(const std::string& job, const std::string& key, std::string_view status,
-                                       int poll_us, int timeout_ms) {
+  std::optional<std::int64_t> wait_for(const std::string& job, const std::string& key,
+                                       std::string_view status, int poll_us, int timeout_ms) {
     const auto deadline = steady_ms() + timeout_ms;
     for (;;) {
       status_.bind(1, job).bind(2, key);
@@ -145,7 +146,8 @@ int run_latency(const LatencyConfig& cfg) {
     while (queue.empty()) {
       zmq::message_t msg;
       if (!tasks_in.recv(msg)) {
-        std::cerr << "latency: no task from the sink within " << cfg.timeout_ms << " ms after " << i << " results\n";
+        std::cerr << "latency: no task from the sink within " << cfg.timeout_ms << " ms after " << i
+                  << " results\n";
         return 1;
       }
       auto decoded = wire::decode(msg.to_string_view());
@@ -155,17 +157,22 @@ int run_latency(const LatencyConfig& cfg) {
     }
     auto task = std::move(queue.front());
     queue.pop_front();
-    for (auto [kind, status, samples] : {std::tuple{wire::UpdateKind::started, "running", &started_us},
-                                         std::tuple{wire::UpdateKind::completed, "completed", &completed_us}}) {
+    for (auto [kind, status, samples] :
+         {std::tuple{wire::UpdateKind::started, "running", &started_us},
+          std::tuple{wire::UpdateKind::completed, "completed", &completed_us}}) {
       // A pause before each update, so it never shares a batch window with the previous one.
       std::this_thread::sleep_for(std::chrono::milliseconds(pause(rng)));
-      wire::Report r{worker, {{kind, task.job, task.key, task.attempt, false, kind == wire::UpdateKind::completed ? "ok" : ""}}, 1};
+      wire::Report r{worker,
+                     {{kind, task.job, task.key, task.attempt, false,
+                       kind == wire::UpdateKind::completed ? "ok" : ""}},
+                     1};
       zmq::message_t msg(wire::encode(r));
       const auto sent = steady_us();
       if (!push.send(msg, zmq::send_flags::none)) throw std::runtime_error("send failed");
       const auto seen = poller.wait_for(task.job, task.key, status, cfg.poll_us, cfg.timeout_ms);
       if (!seen) {
-        std::cerr << "latency: " << task.key << " not " << status << " within " << cfg.timeout_ms << " ms\n";
+        std::cerr << "latency: " << task.key << " not " << status << " within " << cfg.timeout_ms
+                  << " ms\n";
         return 1;
       }
       samples->push_back(*seen - sent);
@@ -179,11 +186,14 @@ int run_latency(const LatencyConfig& cfg) {
   }
   auto ms = [](std::int64_t us) { return static_cast<double>(us) / 1000.0; };
   std::printf(
-      "{\"samples\":%zu,\"completed_p50_ms\":%.2f,\"completed_p90_ms\":%.2f,\"completed_p99_ms\":%.2f,"
-      "\"completed_max_ms\":%.2f,\"started_p50_ms\":%.2f,\"started_p99_ms\":%.2f,\"started_max_ms\":%.2f}\n",
+      "{\"samples\":%zu,\"completed_p50_ms\":%.2f,\"completed_p90_ms\":%.2f,\"completed_p99_ms\":%."
+      "2f,"
+      "\"completed_max_ms\":%.2f,\"started_p50_ms\":%.2f,\"started_p99_ms\":%.2f,\"started_max_"
+      "ms\":%.2f}\n",
       completed_us.size(), ms(percentile(completed_us, 0.5)), ms(percentile(completed_us, 0.9)),
-      ms(percentile(completed_us, 0.99)), ms(percentile(completed_us, 1.0)), ms(percentile(started_us, 0.5)),
-      ms(percentile(started_us, 0.99)), ms(percentile(started_us, 1.0)));
+      ms(percentile(completed_us, 0.99)), ms(percentile(completed_us, 1.0)),
+      ms(percentile(started_us, 0.5)), ms(percentile(started_us, 0.99)),
+      ms(percentile(started_us, 1.0)));
   return 0;
 }
 
@@ -198,38 +208,50 @@ int run_flood(const FloodConfig& cfg) {
   const auto t0 = steady_ms();
   int sent = 0;
   for (; sent < cfg.count; ++sent) {
-    zmq::message_t msg(wire::encode(wire::Task{"flood", "flood-" + std::to_string(sent), payload, 1}));
+    zmq::message_t msg(
+        wire::encode(wire::Task{"flood", "flood-" + std::to_string(sent), payload, 1}));
     if (!push.send(msg, zmq::send_flags::none)) break;  // the HWMs are full: backpressure
   }
-  std::printf("{\"offered\":%d,\"sent\":%d,\"payload_bytes\":%d,\"ms\":%lld}\n", cfg.count, sent, cfg.payload_bytes,
-              static_cast<long long>(steady_ms() - t0));
+  std::printf("{\"offered\":%d,\"sent\":%d,\"payload_bytes\":%d,\"ms\":%lld}\n", cfg.count, sent,
+              cfg.payload_bytes, static_cast<long long>(steady_ms() - t0));
   return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Load generators for topicflow's benchmarks (bench/latency, bench/memory)", "topicflow-bench-probe"};
+  CLI::App app{"Load generators for topicflow's benchmarks (bench/latency, bench/memory)",
+               "topicflow-bench-probe"};
   app.require_subcommand(1);
   LatencyConfig lat;
-  auto* latency = app.add_subcommand("latency", "time result sent -> committed against a running sink");
+  auto* latency =
+      app.add_subcommand("latency", "time result sent -> committed against a running sink");
   latency->add_option("--sink", lat.sink, "the sink's PULL endpoint");
-  latency->add_option("--frontend", lat.frontend, "endpoint to bind in the broker's place (the sink pushes tasks here)");
+  latency->add_option("--frontend", lat.frontend,
+                      "endpoint to bind in the broker's place (the sink pushes tasks here)");
   latency->add_option("--db", lat.db, "the sink's database (read only)")->required();
   latency->add_option("--job", lat.job, "job name");
   latency->add_option("--count", lat.count, "results to time")->check(CLI::Range(1, 1000000));
-  latency->add_option("--pause-min-ms", lat.pause_min_ms, "least pause before each update")->check(CLI::Range(0, 60000));
-  latency->add_option("--pause-max-ms", lat.pause_max_ms, "longest pause before each update")->check(CLI::Range(0, 60000));
-  latency->add_option("--poll-us", lat.poll_us, "database polling period")->check(CLI::Range(10, 1000000));
-  latency->add_option("--timeout-ms", lat.timeout_ms, "bound on every wait")->check(CLI::Range(100, 600000));
+  latency->add_option("--pause-min-ms", lat.pause_min_ms, "least pause before each update")
+      ->check(CLI::Range(0, 60000));
+  latency->add_option("--pause-max-ms", lat.pause_max_ms, "longest pause before each update")
+      ->check(CLI::Range(0, 60000));
+  latency->add_option("--poll-us", lat.poll_us, "database polling period")
+      ->check(CLI::Range(10, 1000000));
+  latency->add_option("--timeout-ms", lat.timeout_ms, "bound on every wait")
+      ->check(CLI::Range(100, 600000));
   latency->add_option("--csv", lat.csv, "write every sample here");
   FloodConfig fl;
-  auto* flood = app.add_subcommand("flood", "push task messages into a broker's frontend until it pushes back");
+  auto* flood = app.add_subcommand(
+      "flood", "push task messages into a broker's frontend until it pushes back");
   flood->add_option("--frontend", fl.frontend, "the broker's frontend");
   flood->add_option("--count", fl.count, "messages to offer")->check(CLI::Range(1, 100000000));
-  flood->add_option("--payload-bytes", fl.payload_bytes, "payload of each task")->check(CLI::Range(0, 1 << 20));
-  flood->add_option("--send-timeout-ms", fl.send_timeout_ms, "give up when a send waits this long")->check(CLI::Range(1, 600000));
-  flood->add_option("--sndhwm", fl.sndhwm, "this process's send HWM")->check(CLI::Range(1, 10000000));
+  flood->add_option("--payload-bytes", fl.payload_bytes, "payload of each task")
+      ->check(CLI::Range(0, 1 << 20));
+  flood->add_option("--send-timeout-ms", fl.send_timeout_ms, "give up when a send waits this long")
+      ->check(CLI::Range(1, 600000));
+  flood->add_option("--sndhwm", fl.sndhwm, "this process's send HWM")
+      ->check(CLI::Range(1, 10000000));
   CLI11_PARSE(app, argc, argv);
   if (lat.pause_max_ms < lat.pause_min_ms) {
     std::cerr << "topicflow-bench-probe: --pause-max-ms must not be below --pause-min-ms\n";

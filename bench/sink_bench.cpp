@@ -27,7 +27,8 @@ void BM_SinkCommitRate(benchmark::State& state) {
   int run = 0;
   for (auto _ : state) {
     state.PauseTiming();
-    const auto dir = fs::temp_directory_path() / ("topicflow-bench-" + std::to_string(::getpid()) + "-" + std::to_string(run++));
+    const auto dir = fs::temp_directory_path() / ("topicflow-bench-" + std::to_string(::getpid()) +
+                                                  "-" + std::to_string(run++));
     fs::remove_all(dir);
     fs::create_directories(dir);
     zmq::context_t ctx(1);
@@ -42,7 +43,8 @@ void BM_SinkCommitRate(benchmark::State& state) {
     cfg.dispatch_window = 1000000;
     cfg.buffer_max = std::max<std::int64_t>(batch_max * 4, 20000);
     cfg.stats_interval_ms = 3600000;
-    cfg.endpoints = {"inproc://frontend", "tcp://127.0.0.1:5558", "inproc://sink", "inproc://events"};
+    cfg.endpoints = {"inproc://frontend", "tcp://127.0.0.1:5558", "inproc://sink",
+                     "inproc://events"};
     spdlog::set_level(spdlog::level::warn);
     Sink sink(cfg, &ctx);
     StopSignal stop;
@@ -66,7 +68,8 @@ void BM_SinkCommitRate(benchmark::State& state) {
     const auto per_report = static_cast<std::size_t>(std::min<std::int64_t>(batch_max, 256));
     for (int base = 0; base < topics; base += chunk) {
       wire::Submit s{"bench", submission, static_cast<std::uint32_t>(base / chunk), false, {}};
-      for (int i = base; i < std::min(base + chunk, topics); ++i) s.items.push_back({"topic-" + std::to_string(i), "payload"});
+      for (int i = base; i < std::min(base + chunk, topics); ++i)
+        s.items.push_back({"topic-" + std::to_string(i), "payload"});
       zmq::message_t msg(wire::encode(s));
       (void)push.send(msg, zmq::send_flags::none);
     }
@@ -97,7 +100,8 @@ void BM_SinkCommitRate(benchmark::State& state) {
         tasks.push_back(std::get<wire::Task>(decoded));
       }
       for (auto& task : tasks) {
-        report.updates.push_back({wire::UpdateKind::completed, task.job, task.key, task.attempt, false, "ok"});
+        report.updates.push_back(
+            {wire::UpdateKind::completed, task.job, task.key, task.attempt, false, "ok"});
         ++done;
         if (report.updates.size() == per_report || done == topics) {
           zmq::message_t out(wire::encode(report));

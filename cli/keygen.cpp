@@ -11,7 +11,8 @@
 namespace topicflow::cli {
 
 void add_keygen_options(CLI::App& app, KeygenOptions& o) {
-  app.add_option("NAME", o.names, "key pair names: writes NAME.key (secret, mode 0600) and NAME.pub")
+  app.add_option("NAME", o.names,
+                 "key pair names: writes NAME.key (secret, mode 0600) and NAME.pub")
       ->required();
   // No TOPICFLOW_DIR: a variable that generic must not silently decide where secrets are written.
   app.add_option("--dir", o.dir, "directory to write the files into")->capture_default_str();

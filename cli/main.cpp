@@ -25,7 +25,8 @@ int main(int argc, char** argv) {
   cli::add_status_options(*status_cmd, status);
   cli::KeygenOptions keygen;
   auto* keygen_cmd = app.add_subcommand(
-      "keygen", "write CURVE key pairs (NAME.key, NAME.pub) for encrypted, authenticated deployments");
+      "keygen",
+      "write CURVE key pairs (NAME.key, NAME.pub) for encrypted, authenticated deployments");
   cli::add_keygen_options(*keygen_cmd, keygen);
   if (auto code = parse_command_line(app, argc, argv)) return *code;
   try {

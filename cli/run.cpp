@@ -101,8 +101,8 @@ class Supervisor {
     options.stdin_null = c.name != "producer";
     // A local run uses private ipc:// endpoints without CURVE (run's own client has no keys):
     // CURVE settings meant for a deployment must not leak into its children.
-    for (const char* flag : {"--curve-secret-key", "--curve-broker-key", "--curve-sink-key",
-                             "--curve-authorized"}) {
+    for (const char* flag :
+         {"--curve-secret-key", "--curve-broker-key", "--curve-sink-key", "--curve-authorized"}) {
       options.env.emplace_back(env_name(flag), "");
     }
     c.process = ChildProcess(c.argv, options);

@@ -238,7 +238,8 @@ TEST(BrokerCurve, RefusesUnauthorizedClientsAndCountsThem) {
   std::thread runner([&] { broker.run(stop); });
 
   zmq::context_t ctx(1);
-  auto connect = [&](const CurveKeyPair& keys, zmq::socket_type type, const char* flag, const std::string& endpoint) {
+  auto connect = [&](const CurveKeyPair& keys, zmq::socket_type type, const char* flag,
+                     const std::string& endpoint) {
     Security security;
     security.keys = keys;
     security.broker_key = server.public_key;
@@ -246,7 +247,8 @@ TEST(BrokerCurve, RefusesUnauthorizedClientsAndCountsThem) {
     connect_socket(s, flag, endpoint, security);
     return s;
   };
-  auto intruder = connect(generate_curve_keypair(), zmq::socket_type::pull, "--backend", broker.backend_endpoint());
+  auto intruder = connect(generate_curve_keypair(), zmq::socket_type::pull, "--backend",
+                          broker.backend_endpoint());
   auto worker = connect(good, zmq::socket_type::pull, "--backend", broker.backend_endpoint());
   auto producer = connect(good, zmq::socket_type::push, "--frontend", broker.frontend_endpoint());
   ASSERT_TRUE(producer.send(zmq::str_buffer("task"), zmq::send_flags::none));
@@ -255,7 +257,9 @@ TEST(BrokerCurve, RefusesUnauthorizedClientsAndCountsThem) {
   ASSERT_TRUE(worker.recv(msg)) << "the authorized worker gets the task";
   EXPECT_EQ(msg.to_string(), "task");
   const auto deadline = steady_ms() + 5000;
-  while (broker.metrics_text().find("topicflow_broker_curve_refused_total 1") == std::string::npos && steady_ms() < deadline) {
+  while (broker.metrics_text().find("topicflow_broker_curve_refused_total 1") ==
+             std::string::npos &&
+         steady_ms() < deadline) {
     std::this_thread::sleep_for(20ms);
   }
   EXPECT_NE(broker.metrics_text().find("topicflow_broker_curve_refused_total 1"), std::string::npos)

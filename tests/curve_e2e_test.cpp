@@ -29,8 +29,8 @@ class Curve : public ::testing::Test {
   void SetUp() override {
     keys_ = sys_.dir() / "keys";
     std::filesystem::create_directory(keys_);
-    const auto r = sys_.run({bin("topicflow"), "keygen", "--dir", keys_.string(), "server", "worker",
-                             "producer", "intruder"},
+    const auto r = sys_.run({bin("topicflow"), "keygen", "--dir", keys_.string(), "server",
+                             "worker", "producer", "intruder"},
                             30s);
     ASSERT_EQ(r.status.shell_code(), 0) << r.describe();
     std::filesystem::create_directory(keys_ / "clients");
@@ -44,15 +44,15 @@ class Curve : public ::testing::Test {
   // The flags of a CURVE client with key pair `name` that trusts `server` as broker and sink.
   [[nodiscard]] std::vector<std::string> client(const std::string& name,
                                                 const std::string& server = "server.pub") const {
-    return {"--curve-secret-key", key(name + ".key"), "--curve-broker-key", key(server),
-            "--curve-sink-key", key(server)};
+    return {"--curve-secret-key", key(name + ".key"), "--curve-broker-key",
+            key(server),          "--curve-sink-key", key(server)};
   }
 
   void start_servers() {
-    sys_.start("sink", "topicflow-sink",
-               {"--db", sys_.db(), "--curve-secret-key", key("server.key"), "--curve-broker-key",
-                key("server.pub"), "--curve-authorized", key("clients"), "--dispatch-timeout-ms",
-                "2000"});
+    sys_.start(
+        "sink", "topicflow-sink",
+        {"--db", sys_.db(), "--curve-secret-key", key("server.key"), "--curve-broker-key",
+         key("server.pub"), "--curve-authorized", key("clients"), "--dispatch-timeout-ms", "2000"});
     sys_.start("broker", "topicflow-broker",
                {"--curve-secret-key", key("server.key"), "--curve-sink-key", key("server.pub"),
                 "--curve-authorized", key("clients")});
@@ -60,7 +60,8 @@ class Curve : public ::testing::Test {
 
   CommandResult produce(const std::string& file, const std::string& job,
                         const std::vector<std::string>& extra, std::chrono::milliseconds timeout) {
-    std::vector<std::string> argv{bin("topicflow-producer"), file, "--job", job, "--progress", "none"};
+    std::vector<std::string> argv{
+        bin("topicflow-producer"), file, "--job", job, "--progress", "none"};
     for (auto& a : sys_.endpoint_args()) argv.push_back(a);
     for (const auto& a : extra) argv.push_back(a);
     return sys_.run(argv, timeout);
@@ -78,24 +79,27 @@ TEST_F(Curve, OnlyAuthorizedPeersSubmitAndTakeTasks) {
     args.insert(args.end(), {"--id", id, "--concurrency", "4"});
     sys_.start(id, "topicflow-worker", args);
   };
-  rogue("rogue-plain", {});                              // no CURVE at all
-  rogue("rogue-intruder", client("intruder"));           // a key the servers do not admit
-  rogue("rogue-trusts-wrong-server", client("worker", "intruder.pub"));  // admitted key, wrong server
+  rogue("rogue-plain", {});                     // no CURVE at all
+  rogue("rogue-intruder", client("intruder"));  // a key the servers do not admit
+  rogue("rogue-trusts-wrong-server",
+        client("worker", "intruder.pub"));  // admitted key, wrong server
   std::this_thread::sleep_for(500ms);
-  sys_.start("worker", "topicflow-worker",
-             [&] {
-               auto a = client("worker");
-               a.insert(a.end(), {"--id", "good", "--handler", "sleep:5-15", "--concurrency", "2"});
-               return a;
-             }());
+  sys_.start("worker", "topicflow-worker", [&] {
+    auto a = client("worker");
+    a.insert(a.end(), {"--id", "good", "--handler", "sleep:5-15", "--concurrency", "2"});
+    return a;
+  }());
 
   // (a) the authorized producer's job completes, every task done by the authorized worker.
   const auto file = sys_.write_file("topics.txt", numbered_topics(40, "topic"));
-  const auto good = produce(file, "good", [&] {
-    auto a = client("producer");
-    a.emplace_back("--wait");
-    return a;
-  }(), 60s);
+  const auto good = produce(
+      file, "good",
+      [&] {
+        auto a = client("producer");
+        a.emplace_back("--wait");
+        return a;
+      }(),
+      60s);
   EXPECT_EQ(good.status.shell_code(), 0) << good.describe() << "\nsink log:\n" << sys_.log("sink");
 
   // (c) producers with no key, an unadmitted key or a wrong sink key register nothing.
@@ -111,7 +115,8 @@ TEST_F(Curve, OnlyAuthorizedPeersSubmitAndTakeTasks) {
     a.insert(a.end(), {"--connect-timeout-ms", "1500"});
     const auto r = produce(file, job, a, 30s);
     EXPECT_NE(r.status.shell_code(), 0) << job << ": the sink answered; " << r.describe();
-    EXPECT_NE(r.err.find("cannot reach the sink"), std::string::npos) << job << ": " << r.describe();
+    EXPECT_NE(r.err.find("cannot reach the sink"), std::string::npos)
+        << job << ": " << r.describe();
   }
 
   sys_.stop_all();
@@ -151,15 +156,22 @@ TEST_F(Curve, BadKeysAreOneLineStartupErrors) {
     std::string expect;
   };
   const std::vector<Case> cases{
-      {"topicflow-broker", {"--curve-secret-key", missing, "--curve-sink-key", key("server.pub"),
-                            "--curve-authorized", key("clients")}, "No such file"},
-      {"topicflow-sink", {"--db", sys_.db(), "--curve-secret-key", key("server.key"),
-                          "--curve-broker-key", key("server.pub")}, "--curve-authorized is missing"},
-      {"topicflow-worker", {"--curve-secret-key", key("worker.pub"), "--curve-broker-key",
-                            key("server.pub"), "--curve-sink-key", key("server.pub")}, "no secret-key"},
+      {"topicflow-broker",
+       {"--curve-secret-key", missing, "--curve-sink-key", key("server.pub"), "--curve-authorized",
+        key("clients")},
+       "No such file"},
+      {"topicflow-sink",
+       {"--db", sys_.db(), "--curve-secret-key", key("server.key"), "--curve-broker-key",
+        key("server.pub")},
+       "--curve-authorized is missing"},
+      {"topicflow-worker",
+       {"--curve-secret-key", key("worker.pub"), "--curve-broker-key", key("server.pub"),
+        "--curve-sink-key", key("server.pub")},
+       "no secret-key"},
       {"topicflow-worker", {"--curve-broker-key", key("server.pub")}, "needs --curve-secret-key"},
-      {"topicflow-producer", {"x.txt", "--curve-secret-key", key("producer.key"), "--curve-sink-key",
-                              key("server.key")}, "holds a secret key"},
+      {"topicflow-producer",
+       {"x.txt", "--curve-secret-key", key("producer.key"), "--curve-sink-key", key("server.key")},
+       "holds a secret key"},
   };
   for (const auto& c : cases) {
     std::vector<std::string> argv{bin(c.binary)};
@@ -170,7 +182,8 @@ TEST_F(Curve, BadKeysAreOneLineStartupErrors) {
     EXPECT_EQ(lines_of(r.err).size(), 1U) << c.binary << ": " << r.describe();
     EXPECT_NE(r.err.find(c.expect), std::string::npos) << c.binary << ": " << r.describe();
   }
-  EXPECT_FALSE(std::filesystem::exists(sys_.db())) << "the sink stopped before opening the database";
+  EXPECT_FALSE(std::filesystem::exists(sys_.db()))
+      << "the sink stopped before opening the database";
 
   const auto before = read_text(keys_ / "server.key");
   const auto again = sys_.run({bin("topicflow"), "keygen", "--dir", keys_.string(), "server"}, 30s);
@@ -184,15 +197,16 @@ TEST_F(Curve, BadKeysAreOneLineStartupErrors) {
 // the environment must not reach (and break) its children.
 TEST_F(Curve, RunIgnoresCurveEnvironment) {
   const auto file = sys_.write_file("topics.txt", numbered_topics(10, "local"));
-  const auto r = sys_.run({bin("topicflow"), "run", "--db", sys_.db(), "--workers", "2", "--progress",
-                           "none", file},
-                          60s,
-                          {{"TOPICFLOW_CURVE_SECRET_KEY", key("worker.key")},
-                           {"TOPICFLOW_CURVE_BROKER_KEY", key("server.pub")},
-                           {"TOPICFLOW_CURVE_SINK_KEY", key("server.pub")},
-                           {"TOPICFLOW_CURVE_AUTHORIZED", key("clients")}});
+  const auto r = sys_.run(
+      {bin("topicflow"), "run", "--db", sys_.db(), "--workers", "2", "--progress", "none", file},
+      60s,
+      {{"TOPICFLOW_CURVE_SECRET_KEY", key("worker.key")},
+       {"TOPICFLOW_CURVE_BROKER_KEY", key("server.pub")},
+       {"TOPICFLOW_CURVE_SINK_KEY", key("server.pub")},
+       {"TOPICFLOW_CURVE_AUTHORIZED", key("clients")}});
   ASSERT_EQ(r.status.shell_code(), 0) << r.describe();
-  EXPECT_EQ(DbReader(sys_.db()).scalar("SELECT count(*) FROM topics WHERE status = 'completed'"), 10);
+  EXPECT_EQ(DbReader(sys_.db()).scalar("SELECT count(*) FROM topics WHERE status = 'completed'"),
+            10);
 }
 
 }  // namespace

@@ -118,22 +118,26 @@ TEST(CurveKeys, ReadableSecretKeyGivesAWarning) {
 TEST(CurveKeys, PublicAndSecretFilesCannotBeMixedUp) {
   TempDir dir;
   write_key_files(dir.path(), "k", generate_curve_keypair());
-  const auto as_public = invalid_argument_of([&] { (void)load_public_key_file(dir.file("k.key")); });
+  const auto as_public =
+      invalid_argument_of([&] { (void)load_public_key_file(dir.file("k.key")); });
   EXPECT_NE(as_public.find("holds a secret key"), std::string::npos) << as_public;
-  const auto as_secret = invalid_argument_of([&] { (void)load_secret_key_file(dir.file("k.pub")); });
+  const auto as_secret =
+      invalid_argument_of([&] { (void)load_secret_key_file(dir.file("k.pub")); });
   EXPECT_NE(as_secret.find("no secret-key"), std::string::npos) << as_secret;
 }
 
 TEST(CurveKeys, AcceptsBareKeysAndCzmqCertificates) {
   TempDir dir;
   const auto keys = generate_curve_keypair();
-  EXPECT_EQ(load_public_key_file(dir.write("bare.pub", "\n  " + keys.public_key + "  \r\n")), keys.public_key);
+  EXPECT_EQ(load_public_key_file(dir.write("bare.pub", "\n  " + keys.public_key + "  \r\n")),
+            keys.public_key);
   const auto cert =
       "#   ****  Generated on 2024-01-01 by CZMQ  ****\n"
       "#   ZeroMQ CURVE **Secret** Certificate\n"
       "#   DO NOT PROVIDE THIS FILE TO OTHER USERS nor change its permissions.\n\n"
       "metadata\n    name = \"host-a\"\n"
-      "curve\n    public-key = \"" + keys.public_key + "\"\n    secret-key = \"" + keys.secret_key + "\"\n";
+      "curve\n    public-key = \"" +
+      keys.public_key + "\"\n    secret-key = \"" + keys.secret_key + "\"\n";
   const auto loaded = load_secret_key_file(dir.write("cert_secret", cert));
   EXPECT_EQ(loaded.public_key, keys.public_key);
   EXPECT_EQ(loaded.secret_key, keys.secret_key);
@@ -148,7 +152,8 @@ TEST(CurveKeys, MalformedFilesAreOneLineErrorsNamingTheFile) {
       {"badchar.key", "# x\nsecret-key = \"" + keys.secret_key.substr(0, 39) + "~\"\n"},
       {"empty.pub", "# nothing here\n"},
       {"two.pub", keys.public_key + "\n" + other.public_key + "\n"},
-      {"mismatch.key", "public-key = \"" + other.public_key + "\"\nsecret-key = \"" + keys.secret_key + "\"\n"},
+      {"mismatch.key",
+       "public-key = \"" + other.public_key + "\"\nsecret-key = \"" + keys.secret_key + "\"\n"},
   };
   for (const auto& [name, text] : cases) {
     const auto path = dir.write(name, text);
@@ -163,11 +168,14 @@ TEST(CurveKeys, MalformedFilesAreOneLineErrorsNamingTheFile) {
     EXPECT_NE(error.find(path), std::string::npos) << name << ": " << error;
     EXPECT_EQ(error.find('\n'), std::string::npos) << name << ": " << error;
   }
-  const auto line = invalid_argument_of([&] { (void)load_secret_key_file(dir.file("badchar.key")); });
+  const auto line =
+      invalid_argument_of([&] { (void)load_secret_key_file(dir.file("badchar.key")); });
   EXPECT_NE(line.find("badchar.key:2:"), std::string::npos) << line;
-  const auto missing = invalid_argument_of([&] { (void)load_public_key_file(dir.file("nope.pub")); });
+  const auto missing =
+      invalid_argument_of([&] { (void)load_public_key_file(dir.file("nope.pub")); });
   EXPECT_NE(missing.find("No such file"), std::string::npos) << missing;
-  const auto directory = invalid_argument_of([&] { (void)load_public_key_file(dir.path().string()); });
+  const auto directory =
+      invalid_argument_of([&] { (void)load_public_key_file(dir.path().string()); });
   EXPECT_NE(directory.find("not a file"), std::string::npos) << directory;
 }
 
@@ -184,7 +192,8 @@ TEST(CurveKeys, AuthorizedKeysFromADirectoryOrAFile) {
   const auto from_dir = load_authorized_keys((dir.path() / "clients").string());
   EXPECT_EQ(from_dir, (std::set<std::string>{a.public_key, b.public_key}));
 
-  const auto file = dir.write("authorized", "# workers\n" + a.public_key + "\npublic-key = \"" + c.public_key + "\"\n");
+  const auto file = dir.write(
+      "authorized", "# workers\n" + a.public_key + "\npublic-key = \"" + c.public_key + "\"\n");
   EXPECT_EQ(load_authorized_keys(file), (std::set<std::string>{a.public_key, c.public_key}));
   EXPECT_THROW((void)load_authorized_keys(dir.file("clients/a.key")), std::invalid_argument)
       << "a secret key in an authorized list is refused";
@@ -264,7 +273,8 @@ std::vector<std::string> zap_ask(zmq::context_t& ctx, const std::vector<std::str
   req.set(zmq::sockopt::rcvtimeo, 5000);
   req.connect("inproc://zeromq.zap.01");
   for (std::size_t i = 0; i < request.size(); ++i) {
-    req.send(zmq::buffer(request[i]), i + 1 < request.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    req.send(zmq::buffer(request[i]),
+             i + 1 < request.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
   }
   std::vector<std::string> reply;
   zmq::message_t frame;
@@ -291,7 +301,8 @@ TEST(CurveZap, AdmitsAuthorizedKeysOnly) {
   security.authorized = {good.public_key};
   CurveServer curve(ctx, security);
 
-  auto ask = [&](const std::string& mechanism, const std::string& credentials, const std::string& version = "1.0") {
+  auto ask = [&](const std::string& mechanism, const std::string& credentials,
+                 const std::string& version = "1.0") {
     return zap_ask(ctx, {version, "req-7", "topicflow", "10.0.0.9", "", mechanism, credentials});
   };
   const auto allowed = ask("CURVE", binary_key(good.public_key));
@@ -301,7 +312,8 @@ TEST(CurveZap, AdmitsAuthorizedKeysOnly) {
   EXPECT_EQ(allowed[2], "200");
   EXPECT_EQ(allowed[4], good.public_key) << "user id: the client's key";
   EXPECT_EQ(ask("CURVE", binary_key(bad.public_key)).at(2), "400");
-  EXPECT_EQ(ask("CURVE", binary_key(server.public_key)).at(2), "200") << "its own key pair is admitted";
+  EXPECT_EQ(ask("CURVE", binary_key(server.public_key)).at(2), "200")
+      << "its own key pair is admitted";
   EXPECT_EQ(ask("NULL", "").at(2), "400");
   EXPECT_EQ(ask("CURVE", "short").at(2), "400");
   EXPECT_EQ(ask("CURVE", binary_key(good.public_key), "2.0").at(2), "500");
@@ -411,19 +423,21 @@ TEST_F(CurveReload, KeyAddedToTheDirectoryIsAdmittedForNewConnections) {
   EXPECT_EQ(curve_->denied(), 1U);
   write_key_files(dir_.path() / "clients", "late", late);
   std::this_thread::sleep_for(1100ms);  // the handler re-reads at most once a second
-  EXPECT_TRUE(delivered(client(late, server_keys_.public_key), 5s)) << "still refused after the key was added";
+  EXPECT_TRUE(delivered(client(late, server_keys_.public_key), 5s))
+      << "still refused after the key was added";
   fs::remove(dir_.path() / "clients" / "late.pub");
   std::this_thread::sleep_for(1100ms);
-  EXPECT_FALSE(delivered(client(late, server_keys_.public_key), 700ms)) << "a removed key is refused again";
+  EXPECT_FALSE(delivered(client(late, server_keys_.public_key), 700ms))
+      << "a removed key is refused again";
 }
 
 TEST(CurveEndpoints, LoopbackAndIpcAreLocal) {
-  for (const char* e : {"tcp://127.0.0.1:5557", "tcp://127.0.0.2:*", "tcp://[::1]:5557", "tcp://localhost:1",
-                        "tcp://lo:5557", "ipc:///tmp/x", "inproc://x"}) {
+  for (const char* e : {"tcp://127.0.0.1:5557", "tcp://127.0.0.2:*", "tcp://[::1]:5557",
+                        "tcp://localhost:1", "tcp://lo:5557", "ipc:///tmp/x", "inproc://x"}) {
     EXPECT_TRUE(is_local_endpoint(e)) << e;
   }
-  for (const char* e : {"tcp://0.0.0.0:5557", "tcp://*:5557", "tcp://192.168.1.5:5557", "tcp://eth0:5557",
-                        "tcp://[::]:5557", "tcp://broker:5557"}) {
+  for (const char* e : {"tcp://0.0.0.0:5557", "tcp://*:5557", "tcp://192.168.1.5:5557",
+                        "tcp://eth0:5557", "tcp://[::]:5557", "tcp://broker:5557"}) {
     EXPECT_FALSE(is_local_endpoint(e)) << e;
   }
 }

@@ -16,13 +16,14 @@ namespace {
 TEST(Dispatch, TwentyWorkersEachRunAboutTheirShare) {
   System sys("dispatch");
   const auto topics = sys.write_topics("topics.txt", 200);
-  const auto r = sys.run({bin("topicflow"), "run", "--db", sys.db(), "--handler", "sleep:10-30", "--workers",
-                          "20", "--concurrency", "1", "--progress", "none", topics},
+  const auto r = sys.run({bin("topicflow"), "run", "--db", sys.db(), "--handler", "sleep:10-30",
+                          "--workers", "20", "--concurrency", "1", "--progress", "none", topics},
                          std::chrono::seconds(120));
   ASSERT_EQ(r.status.shell_code(), 0) << r.describe();
   DbReader db(sys.db());
   ASSERT_TRUE(all_completed(db, "default", 200)) << r.describe();
-  const auto most = db.scalar("SELECT max(c) FROM (SELECT count(*) AS c FROM topics GROUP BY worker)");
+  const auto most =
+      db.scalar("SELECT max(c) FROM (SELECT count(*) AS c FROM topics GROUP BY worker)");
   const auto workers = db.scalar("SELECT count(DISTINCT worker) FROM topics");
   EXPECT_EQ(workers, 20) << "every worker ran some of the job";
   EXPECT_LE(most, 16) << "one worker ran " << most << " of 200 tasks (share: 10)";

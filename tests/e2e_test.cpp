@@ -252,13 +252,14 @@ TEST_F(EndToEnd, EndpointInUseIsAOneLineError) {
 TEST_F(EndToEnd, IpcEndpointInUseIsAOneLineError) {
   sys_.start_all(0);
   const auto deadline = std::chrono::steady_clock::now() + 20s;
-  while (!std::filesystem::exists(sys_.dir() / "sink") && std::chrono::steady_clock::now() < deadline)
+  while (!std::filesystem::exists(sys_.dir() / "sink") &&
+         std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(20ms);
   ASSERT_TRUE(std::filesystem::exists(sys_.dir() / "sink")) << sys_.log("sink");
 
-  const auto second = sys_.run({bin("topicflow-sink"), "--db", (sys_.dir() / "second.db").string(), "--sink",
-                                sys_.endpoint("sink"), "--events", "tcp://127.0.0.1:*", "--frontend",
-                                sys_.endpoint("frontend"), "--log-level", "info"},
+  const auto second = sys_.run({bin("topicflow-sink"), "--db", (sys_.dir() / "second.db").string(),
+                                "--sink", sys_.endpoint("sink"), "--events", "tcp://127.0.0.1:*",
+                                "--frontend", sys_.endpoint("frontend"), "--log-level", "info"},
                                30s);
   EXPECT_NE(second.status.shell_code(), 0) << second.describe();
   expect_one_line(second);

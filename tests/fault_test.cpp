@@ -24,16 +24,16 @@ constexpr auto kRunTimeout = 60s;
 
 // Fast timers so faults are recovered in seconds, not minutes.
 std::vector<std::string> sink_args(std::vector<std::string> extra = {}) {
-  std::vector<std::string> args{"--lease-ms", "1500", "--dispatch-timeout-ms", "4000", "--retry-base-ms", "20",
-                                "--retry-max-ms", "200", "--batch-delay-ms", "10"};
+  std::vector<std::string> args{"--lease-ms",       "1500", "--dispatch-timeout-ms", "4000",
+                                "--retry-base-ms",  "20",   "--retry-max-ms",        "200",
+                                "--batch-delay-ms", "10"};
   args.insert(args.end(), extra.begin(), extra.end());
   return args;
 }
 std::vector<std::string> worker_args(const std::string& handler, int concurrency = 2) {
-  return {"--handler", handler, "--concurrency", std::to_string(concurrency), "--lease-ms", "1500",
-          "--shutdown-grace-ms", "500"};
+  return {"--handler",  handler, "--concurrency",       std::to_string(concurrency),
+          "--lease-ms", "1500",  "--shutdown-grace-ms", "500"};
 }
-
 
 std::map<std::string, std::int64_t> completed_attempts(System& system) {
   std::map<std::string, std::int64_t> out;
@@ -85,7 +85,8 @@ TEST(Fault, KillTheSinkMidRunAndRestartItOnTheSameDatabase) {
   c.start_workers(4, worker_args("sleep:10-40", 2));
   auto& producer = c.start_producer(c.write_topics("topics.txt", n));
   const auto producer_exit = producer.wait_for(std::chrono::seconds(30));
-  ASSERT_TRUE(producer_exit && producer_exit->success()) << "the producer registers everything first";
+  ASSERT_TRUE(producer_exit && producer_exit->success())
+      << "the producer registers everything first";
   ASSERT_TRUE(c.wait_for_counts([](const auto& x) { return x["completed"] >= 100; }, kRunTimeout))
       << c.counts().describe();
   c.role("sink").terminate(SIGKILL);
@@ -132,7 +133,8 @@ TEST(Fault, AnotherConnectionHoldsTheWriteLockForThreeSeconds) {
   EXPECT_EQ(completed_during_lock, 0) << "nothing can be committed while the lock is held";
   EXPECT_TRUE(c.wait_for_counts([&](const auto& x) { return x.all_completed(n); }, kRunTimeout))
       << "after the lock was released: " << c.counts().describe();
-  EXPECT_NE(c.log("sink").find("database busy"), std::string::npos) << "the sink logs its busy retries";
+  EXPECT_NE(c.log("sink").find("database busy"), std::string::npos)
+      << "the sink logs its busy retries";
 }
 
 // Garbage on every bound socket: valid ZeroMQ peers sending junk frames, and raw bytes that are
@@ -147,8 +149,12 @@ TEST(Fault, GarbageOnEveryBoundSocket) {
 
   zmq::context_t ctx(1);
   std::mt19937 rng(7);
-  std::vector<std::string> junk{"", "hello", std::string("\x93\x01\x03", 3), std::string("\xdd\xff\xff\xff\xff", 5),
-                                std::string(1 << 20, 'x'), wire::encode(wire::Task{"j", "k", "p", 1}),
+  std::vector<std::string> junk{"",
+                                "hello",
+                                std::string("\x93\x01\x03", 3),
+                                std::string("\xdd\xff\xff\xff\xff", 5),
+                                std::string(1 << 20, 'x'),
+                                wire::encode(wire::Task{"j", "k", "p", 1}),
                                 std::string("\x94\x01\x02\xa1\xff\xa0", 6)};
   for (int i = 0; i < 20; ++i) {
     std::string bytes(static_cast<std::size_t>(rng() % 200), '\0');
@@ -189,7 +195,8 @@ TEST(Fault, GarbageOnEveryBoundSocket) {
   EXPECT_TRUE(c.role("broker").running()) << "the broker survived";
   EXPECT_TRUE(c.role("sink").running()) << "the sink survived";
   for (const char* w : {"worker1", "worker2"}) EXPECT_TRUE(c.role(w).running()) << w << " survived";
-  EXPECT_NE(c.log("sink").find("dropped"), std::string::npos) << "the sink counted and logged the drops";
+  EXPECT_NE(c.log("sink").find("dropped"), std::string::npos)
+      << "the sink counted and logged the drops";
 }
 
 TEST(Fault, RetryPolicyWithFailPointThreeAndFiveAttempts) {
@@ -213,7 +220,8 @@ TEST(Fault, RetryPolicyWithFailPointThreeAndFiveAttempts) {
     if (attempts > 1) ++retried;
     if (status == "failed") {
       EXPECT_EQ(attempts, 5) << key << " failed before using its attempts";
-      EXPECT_NE(s.column_text(3).find("simulated failure"), std::string::npos) << key << ": " << s.column_text(3);
+      EXPECT_NE(s.column_text(3).find("simulated failure"), std::string::npos)
+          << key << ": " << s.column_text(3);
     } else {
       EXPECT_EQ(status, "completed") << key;
       EXPECT_TRUE(s.is_null(3)) << key << " completed but keeps an error";
@@ -229,7 +237,8 @@ TEST(Fault, SigtermMakesTheSinkCommitItsPendingBatch) {
   c.start_broker();
   // a batch that would wait a minute: only the shutdown commit can write it
   c.start_sink(sink_args({"--batch-delay-ms", "60000", "--batch-max", "1000000"}));
-  auto& producer = c.start_producer(c.write_topics("topics.txt", 50), {"--ack-timeout-ms", "60000"});
+  auto& producer =
+      c.start_producer(c.write_topics("topics.txt", 50), {"--ack-timeout-ms", "60000"});
   std::this_thread::sleep_for(std::chrono::milliseconds(800));
   EXPECT_EQ(c.counts().total(), 0) << "nothing committed yet";
   const auto started = steady_ms();
@@ -273,7 +282,8 @@ TEST(Fault, BackupOfALiveDatabaseLosesNothing) {
     const auto backup = (c.dir() / ("backup" + std::to_string(i) + ".db")).string();
     ChildProcess shell({"sqlite3", c.db(), ".backup " + backup});
     const auto status = shell.wait_for(std::chrono::seconds(30));
-    ASSERT_TRUE(status && status->success()) << "sqlite3 .backup: " << (status ? status->describe() : "timed out");
+    ASSERT_TRUE(status && status->success())
+        << "sqlite3 .backup: " << (status ? status->describe() : "timed out");
     sqlite::Database copy(backup, sqlite::OpenMode::read_only);
     auto check = copy.prepare("PRAGMA integrity_check");
     ASSERT_TRUE(check.step());

@@ -4,18 +4,18 @@
 
 #include <gtest/gtest.h>
 
+#include <dirent.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
-#include <dirent.h>
 #include <filesystem>
 #include <fstream>
 #include <string>
-#include <sys/wait.h>
 #include <thread>
 #include <type_traits>
-#include <unistd.h>
 #include <vector>
 
 namespace tf = topicflow;
@@ -26,15 +26,15 @@ namespace {
 static_assert(std::has_virtual_destructor_v<tf::Handler>);
 static_assert(!std::is_copy_constructible_v<tf::CancelToken>);
 
-Outcome run(tf::Handler& h, std::string_view payload = "", std::int64_t timeout_ms = 0, std::string_view key = "k",
-            std::uint32_t attempt = 1) {
+Outcome run(tf::Handler& h, std::string_view payload = "", std::int64_t timeout_ms = 0,
+            std::string_view key = "k", std::uint32_t attempt = 1) {
   tf::CancelToken token(timeout_ms);
   return h.handle(tf::TaskView{"job", key, payload, attempt}, token);
 }
 
 std::string describe(const Outcome& o) {
-  return std::string(o.ok() ? "completed" : "failed") + (o.retryable ? " retryable" : "") + " data='" +
-         o.data.substr(0, 200) + "'";
+  return std::string(o.ok() ? "completed" : "failed") + (o.retryable ? " retryable" : "") +
+         " data='" + o.data.substr(0, 200) + "'";
 }
 
 std::size_t open_fds() {
@@ -64,7 +64,8 @@ int live_in_group(pid_t pgid) {
 }
 
 std::string temp_path(const std::string& name) {
-  return (std::filesystem::temp_directory_path() / (name + "-" + std::to_string(::getpid()))).string();
+  return (std::filesystem::temp_directory_path() / (name + "-" + std::to_string(::getpid())))
+      .string();
 }
 
 }  // namespace
@@ -72,9 +73,9 @@ std::string temp_path(const std::string& name) {
 // ---- spec parsing ---------------------------------------------------------------------------
 
 TEST(HandlerSpec, AcceptsGoodSpecs) {
-  for (const char* spec : {"noop", "sleep:1-2", "sleep:5", "sleep:0-0", "fail:0.5", "fail:0", "fail:1",
-                           "sleep:20-100,fail:0.1", "fail:0.1,sleep:1-3", "noop,fail:0.2", "exec:cat",
-                           "exec:printf '%s' a,b"}) {
+  for (const char* spec : {"noop", "sleep:1-2", "sleep:5", "sleep:0-0", "fail:0.5", "fail:0",
+                           "fail:1", "sleep:20-100,fail:0.1", "fail:0.1,sleep:1-3", "noop,fail:0.2",
+                           "exec:cat", "exec:printf '%s' a,b"}) {
     std::unique_ptr<tf::Handler> h;
     ASSERT_NO_THROW(h = tf::make_handler(spec)) << "spec '" << spec << "'";
     ASSERT_NE(h, nullptr) << "spec '" << spec << "'";
@@ -83,17 +84,38 @@ TEST(HandlerSpec, AcceptsGoodSpecs) {
 }
 
 TEST(HandlerSpec, RejectsBadSpecsWithOneLineReason) {
-  for (const char* spec : {"", "bogus", "sleep", "sleep:", "sleep:a-b", "sleep:5-1", "sleep:-1", "sleep:1-",
-                           "sleep:1-2-3", "fail:", "fail:x", "fail:1.5", "fail:-0.1", "fail:nan", "noop,", ",noop",
-                           "noop,,fail:0.1", "sleep:1-2,sleep:3-4", "fail:0.1,fail:0.2", "exec:", "exec:   ",
-                           "noop,exec:ls", "NOOP"}) {
+  for (const char* spec : {"",
+                           "bogus",
+                           "sleep",
+                           "sleep:",
+                           "sleep:a-b",
+                           "sleep:5-1",
+                           "sleep:-1",
+                           "sleep:1-",
+                           "sleep:1-2-3",
+                           "fail:",
+                           "fail:x",
+                           "fail:1.5",
+                           "fail:-0.1",
+                           "fail:nan",
+                           "noop,",
+                           ",noop",
+                           "noop,,fail:0.1",
+                           "sleep:1-2,sleep:3-4",
+                           "fail:0.1,fail:0.2",
+                           "exec:",
+                           "exec:   ",
+                           "noop,exec:ls",
+                           "NOOP"}) {
     try {
       (void)tf::make_handler(spec);
       ADD_FAILURE() << "spec '" << spec << "' was accepted";
     } catch (const std::invalid_argument& e) {
       const std::string what = e.what();
-      EXPECT_EQ(what.find('\n'), std::string::npos) << "spec '" << spec << "': multi-line reason: " << what;
-      EXPECT_NE(what.find("--handler"), std::string::npos) << "spec '" << spec << "': reason: " << what;
+      EXPECT_EQ(what.find('\n'), std::string::npos)
+          << "spec '" << spec << "': multi-line reason: " << what;
+      EXPECT_NE(what.find("--handler"), std::string::npos)
+          << "spec '" << spec << "': reason: " << what;
     }
   }
 }
@@ -211,7 +233,8 @@ TEST(ExecHandler, ExitZeroCompletesWithStdoutFromStdin) {
 
 TEST(ExecHandler, PassesJobKeyAndAttemptInTheEnvironment) {
   ::setenv("TOPICFLOW_KEY", "stale-from-parent", 1);
-  auto h = tf::make_handler(R"(exec:printf '%s|%s|%s' "$TOPICFLOW_JOB" "$TOPICFLOW_KEY" "$TOPICFLOW_ATTEMPT")");
+  auto h = tf::make_handler(
+      R"(exec:printf '%s|%s|%s' "$TOPICFLOW_JOB" "$TOPICFLOW_KEY" "$TOPICFLOW_ATTEMPT")");
   const auto o = run(*h, "", 0, "my key", 3);
   ::unsetenv("TOPICFLOW_KEY");
   EXPECT_TRUE(o.ok()) << describe(o);
@@ -234,7 +257,8 @@ TEST(ExecHandler, OtherExitIsPermanentWithStderrTail) {
   EXPECT_EQ(o.data, "exit status 3: boom") << describe(o);
 
   // Only the last ~2 KB of a long stderr is kept, ending with the last line.
-  auto chatty = tf::make_handler("exec:i=0; while [ $i -lt 500 ]; do echo \"line $i of noise\" >&2; i=$((i+1)); done; exit 1");
+  auto chatty = tf::make_handler(
+      "exec:i=0; while [ $i -lt 500 ]; do echo \"line $i of noise\" >&2; i=$((i+1)); done; exit 1");
   const auto c = run(*chatty);
   EXPECT_FALSE(c.ok()) << describe(c);
   EXPECT_LE(c.data.size(), 2048U + 32U) << "error size " << c.data.size();
@@ -301,7 +325,8 @@ TEST(ExecHandler, ResultIsTruncatedToMaxBytes) {
 
   // A large payload through cat: stdin is written while stdout is read (no pipe deadlock).
   std::string payload(1 << 20, 'x');
-  for (std::size_t i = 0; i < payload.size(); i += 997) payload[i] = static_cast<char>('a' + i % 26);
+  for (std::size_t i = 0; i < payload.size(); i += 997)
+    payload[i] = static_cast<char>('a' + i % 26);
   auto cat = tf::make_handler("exec:cat");
   const auto full = run(*cat, payload);
   EXPECT_TRUE(full.ok()) << describe(full);

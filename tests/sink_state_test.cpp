@@ -14,11 +14,21 @@ class SinkState : public ::testing::Test {
   std::int64_t now = 1'000'000;
 
   Outcome submit(Row& row, const std::string& submission, bool requeue = false) {
-    return apply(row, Event{.kind = EventKind::submit, .requeue_failed = requeue, .data = "payload", .origin = submission},
+    return apply(row,
+                 Event{.kind = EventKind::submit,
+                       .requeue_failed = requeue,
+                       .data = "payload",
+                       .origin = submission},
                  policy, backoff, now);
   }
-  Outcome update(Row& row, EventKind kind, std::uint32_t attempt, bool retryable = false, std::string data = {}) {
-    return apply(row, Event{.kind = kind, .attempt = attempt, .retryable = retryable, .data = std::move(data), .origin = "w1"},
+  Outcome update(Row& row, EventKind kind, std::uint32_t attempt, bool retryable = false,
+                 std::string data = {}) {
+    return apply(row,
+                 Event{.kind = kind,
+                       .attempt = attempt,
+                       .retryable = retryable,
+                       .data = std::move(data),
+                       .origin = "w1"},
                  policy, backoff, now);
   }
   // Hands the next attempt out the way the sweep does.
@@ -115,8 +125,10 @@ TEST_F(SinkState, ResultOfSupersededAttemptIsAcceptedWhileNotTerminal) {
   EXPECT_EQ(row.status, Status::pending);
   dispatch(row);  // attempt 2 goes out
   EXPECT_EQ(row.attempts, 2);
-  EXPECT_EQ(update(row, EventKind::started, 1), Outcome::stale) << "a late start of attempt 1 is ignored";
-  EXPECT_EQ(update(row, EventKind::failed, 1, true, "x"), Outcome::stale) << "attempt 2 is on its way";
+  EXPECT_EQ(update(row, EventKind::started, 1), Outcome::stale)
+      << "a late start of attempt 1 is ignored";
+  EXPECT_EQ(update(row, EventKind::failed, 1, true, "x"), Outcome::stale)
+      << "attempt 2 is on its way";
   EXPECT_EQ(update(row, EventKind::completed, 1, false, "late but fine"), Outcome::applied);
   EXPECT_EQ(row.status, Status::completed);
   EXPECT_EQ(update(row, EventKind::completed, 2, false, "again"), Outcome::duplicate);
@@ -129,7 +141,8 @@ TEST_F(SinkState, RetryableFailureSchedulesBackoffThenFails) {
     dispatch(row);
     ASSERT_EQ(row.attempts, attempt);
     update(row, EventKind::started, attempt);
-    const auto outcome = update(row, EventKind::failed, attempt, true, "boom " + std::to_string(attempt));
+    const auto outcome =
+        update(row, EventKind::failed, attempt, true, "boom " + std::to_string(attempt));
     if (attempt < 3) {
       ASSERT_EQ(outcome, Outcome::retry_scheduled) << "attempt " << attempt;
       EXPECT_EQ(row.status, Status::pending);
@@ -246,7 +259,8 @@ TEST_F(SinkState, ReleasedTaskGoesBackToPendingDueNow) {
   EXPECT_EQ(row.status, Status::pending);
   EXPECT_EQ(row.due_at, now);
   EXPECT_FALSE(row.dispatched_at);
-  EXPECT_EQ(update(row, EventKind::heartbeat, 1), Outcome::stale) << "a released attempt stays given back";
+  EXPECT_EQ(update(row, EventKind::heartbeat, 1), Outcome::stale)
+      << "a released attempt stays given back";
   EXPECT_EQ(row.status, Status::pending);
 }
 
@@ -256,7 +270,8 @@ TEST_F(SinkState, UpdatesForUnknownRowsOrAttemptsAreBogus) {
   EXPECT_FALSE(none.exists);
   Row ready;
   submit(ready, "s1");
-  EXPECT_EQ(update(ready, EventKind::started, 2), Outcome::bogus) << "only attempt 1 can have been handed out";
+  EXPECT_EQ(update(ready, EventKind::started, 2), Outcome::bogus)
+      << "only attempt 1 can have been handed out";
   EXPECT_EQ(ready.attempts, 0);
   Row row;
   submit(row, "s1");
@@ -270,8 +285,12 @@ TEST_F(SinkState, StartedFromSecondWorkerIsCountedDuplicate) {
   Row row;
   submit(row, "s1");
   dispatch(row);
-  EXPECT_EQ(apply(row, Event{.kind = EventKind::started, .attempt = 1, .origin = "a"}, policy, backoff, now), Outcome::applied);
-  EXPECT_EQ(apply(row, Event{.kind = EventKind::started, .attempt = 1, .origin = "b"}, policy, backoff, now), Outcome::duplicate);
+  EXPECT_EQ(apply(row, Event{.kind = EventKind::started, .attempt = 1, .origin = "a"}, policy,
+                  backoff, now),
+            Outcome::applied);
+  EXPECT_EQ(apply(row, Event{.kind = EventKind::started, .attempt = 1, .origin = "b"}, policy,
+                  backoff, now),
+            Outcome::duplicate);
 }
 
 }  // namespace

@@ -17,8 +17,8 @@ namespace {
 namespace fs = std::filesystem;
 
 fs::path temp_dir() {
-  auto dir = fs::temp_directory_path() / ("topicflow-sink-test-" + std::to_string(::getpid()) + "-" +
-                                          std::to_string(std::random_device{}()));
+  auto dir = fs::temp_directory_path() / ("topicflow-sink-test-" + std::to_string(::getpid()) +
+                                          "-" + std::to_string(std::random_device{}()));
   fs::create_directories(dir);
   return dir;
 }
@@ -26,7 +26,8 @@ fs::path temp_dir() {
 // A sink on its own thread, with the test playing broker frontend, workers and producer.
 class SinkHarness {
  public:
-  explicit SinkHarness(SinkConfig cfg = {}, std::uint32_t slots = 1000) : dir_(temp_dir()), announce_slots_(slots) {
+  explicit SinkHarness(SinkConfig cfg = {}, std::uint32_t slots = 1000)
+      : dir_(temp_dir()), announce_slots_(slots) {
     frontend_.set(zmq::sockopt::linger, 0);
     frontend_.bind("tcp://127.0.0.1:*");
     cfg.db = (dir_ / "t.db").string();
@@ -118,35 +119,43 @@ class SinkHarness {
   void handshake() {
     for (int i = 0; i < 100; ++i) {
       send(wire::Hello{"harness", ""});
-      if (wait_event<wire::Ack>([](const wire::Ack& a) { return a.kind == wire::AckKind::hello; }, 100)) return;
+      if (wait_event<wire::Ack>([](const wire::Ack& a) { return a.kind == wire::AckKind::hello; },
+                                100))
+        return;
     }
     FAIL() << "sink did not answer hello";
   }
 
-  wire::Progress progress_until(const std::string& job, std::function<bool(const wire::Progress&)> pred,
+  wire::Progress progress_until(const std::string& job,
+                                std::function<bool(const wire::Progress&)> pred,
                                 int timeout_ms = 10000) {
     const auto deadline = steady_ms() + timeout_ms;
     wire::Progress last;
     while (steady_ms() < deadline) {
       send(wire::Hello{"harness", job});
-      if (auto p = wait_event<wire::Progress>([&](const wire::Progress& x) { return x.job == job; }, 100)) {
+      if (auto p = wait_event<wire::Progress>([&](const wire::Progress& x) { return x.job == job; },
+                                              100)) {
         last = *p;
         if (pred(last)) return last;
       }
     }
     ADD_FAILURE() << "progress of " << job << " never matched; last: pending=" << last.pending
-                  << " running=" << last.running << " completed=" << last.completed << " failed=" << last.failed;
+                  << " running=" << last.running << " completed=" << last.completed
+                  << " failed=" << last.failed;
     return last;
   }
 
-  wire::Submit submit(const std::string& job, int n, std::uint32_t seq = 0, const std::string& submission = "s1") {
+  wire::Submit submit(const std::string& job, int n, std::uint32_t seq = 0,
+                      const std::string& submission = "s1") {
     wire::Submit s{job, submission, seq, false, {}};
-    for (int i = 0; i < n; ++i) s.items.push_back({"key-" + std::to_string(i), "payload-" + std::to_string(i)});
+    for (int i = 0; i < n; ++i)
+      s.items.push_back({"key-" + std::to_string(i), "payload-" + std::to_string(i)});
     return s;
   }
 
   sqlite::Database db() { return sqlite::Database(cfg_.db, sqlite::OpenMode::read_only); }
-  std::string status_of(const std::string& job, const std::string& key, std::int64_t* attempts = nullptr) {
+  std::string status_of(const std::string& job, const std::string& key,
+                        std::int64_t* attempts = nullptr) {
     auto d = db();
     auto s = d.prepare("SELECT status, attempts FROM topics WHERE job = ?1 AND key = ?2");
     s.bind(1, job).bind(2, key);
@@ -175,14 +184,16 @@ class SinkHarness {
 wire::Report report(std::initializer_list<wire::Update> updates) {
   return wire::Report{"w1", std::vector<wire::Update>(updates), 1000};
 }
-wire::Update upd(wire::UpdateKind kind, const wire::Task& t, std::string data = {}, bool retryable = false) {
+wire::Update upd(wire::UpdateKind kind, const wire::Task& t, std::string data = {},
+                 bool retryable = false) {
   return wire::Update{kind, t.job, t.key, t.attempt, retryable, std::move(data)};
 }
 
 TEST(Sink, SubmitIsAckedAndDispatched) {
   SinkHarness h;
   h.send(h.submit("j", 10));
-  auto ack = h.wait_event<wire::Ack>([](const wire::Ack& a) { return a.kind == wire::AckKind::submit; });
+  auto ack =
+      h.wait_event<wire::Ack>([](const wire::Ack& a) { return a.kind == wire::AckKind::submit; });
   ASSERT_TRUE(ack);
   EXPECT_EQ(ack->accepted, 10u);
   auto tasks = h.tasks(10);
@@ -280,10 +291,12 @@ TEST(Sink, ResubmissionSkipsCompleted) {
   h.send(h.submit("j", 3));
   auto tasks = h.tasks(3);
   ASSERT_EQ(tasks.size(), 3u);
-  h.send(report({upd(wire::UpdateKind::completed, tasks[0]), upd(wire::UpdateKind::completed, tasks[1])}));
+  h.send(report(
+      {upd(wire::UpdateKind::completed, tasks[0]), upd(wire::UpdateKind::completed, tasks[1])}));
   h.progress_until("j", [](const wire::Progress& x) { return x.completed == 2; });
   h.send(h.submit("j", 3, 0, "s2"));
-  auto ack = h.wait_event<wire::Ack>([](const wire::Ack& a) { return a.kind == wire::AckKind::submit && a.client == "s2"; });
+  auto ack = h.wait_event<wire::Ack>(
+      [](const wire::Ack& a) { return a.kind == wire::AckKind::submit && a.client == "s2"; });
   ASSERT_TRUE(ack);
   EXPECT_EQ(ack->skipped_completed, 2u);
   EXPECT_EQ(ack->already_queued, 1u);
@@ -295,7 +308,8 @@ TEST(Sink, DuplicateKeysEndAsOneRow) {
   SinkHarness h;
   wire::Submit s{"j", "s1", 0, false, {{"a", "1"}, {"b", "2"}, {"a", "3"}}};
   h.send(s);
-  auto ack = h.wait_event<wire::Ack>([](const wire::Ack& a) { return a.kind == wire::AckKind::submit; });
+  auto ack =
+      h.wait_event<wire::Ack>([](const wire::Ack& a) { return a.kind == wire::AckKind::submit; });
   ASSERT_TRUE(ack);
   EXPECT_EQ(ack->accepted, 2u);
   EXPECT_EQ(ack->duplicates, 1u);
@@ -313,8 +327,9 @@ TEST(Sink, RetryableFailuresAreRetriedThenFailed) {
     auto tasks = h.tasks(1);
     ASSERT_EQ(tasks.size(), 1u) << "attempt " << attempt;
     EXPECT_EQ(tasks[0].attempt, attempt);
-    h.send(report({upd(wire::UpdateKind::started, tasks[0]),
-                   upd(wire::UpdateKind::failed, tasks[0], "boom " + std::to_string(attempt), true)}));
+    h.send(
+        report({upd(wire::UpdateKind::started, tasks[0]),
+                upd(wire::UpdateKind::failed, tasks[0], "boom " + std::to_string(attempt), true)}));
   }
   h.progress_until("j", [](const wire::Progress& x) { return x.failed == 1; });
   h.stop();
@@ -374,7 +389,8 @@ TEST(Sink, TaskNeverStartedIsResentAfterTheDispatchTimeout) {
     EXPECT_NE(t.key, first[0].key);
     EXPECT_EQ(t.attempt, 1u) << "same attempt: it was never started";
   }
-  h.send(report({upd(wire::UpdateKind::started, first[1]), upd(wire::UpdateKind::completed, again[1])}));
+  h.send(report(
+      {upd(wire::UpdateKind::started, first[1]), upd(wire::UpdateKind::completed, again[1])}));
   h.progress_until("j", [](const wire::Progress& x) { return x.completed == 2 && x.running == 1; });
   EXPECT_TRUE(h.tasks(1, 500).empty()) << "a started task is not resent by the dispatch timeout";
   h.stop();
@@ -394,9 +410,11 @@ TEST(Sink, RestartResendsTasksInTransitWithTheSameAttempt) {
   auto again = h.tasks(2, 3000);
   ASSERT_EQ(again.size(), 2u);
   for (const auto& t : again) EXPECT_EQ(t.attempt, 1u);
-  h.send(report({upd(wire::UpdateKind::completed, first[0]), upd(wire::UpdateKind::started, first[1])}));
+  h.send(report(
+      {upd(wire::UpdateKind::completed, first[0]), upd(wire::UpdateKind::started, first[1])}));
   h.progress_until("j", [](const wire::Progress& x) { return x.completed == 1 && x.running == 1; });
-  h.send(report({upd(wire::UpdateKind::completed, again[0]), upd(wire::UpdateKind::completed, again[1])}));
+  h.send(report(
+      {upd(wire::UpdateKind::completed, again[0]), upd(wire::UpdateKind::completed, again[1])}));
   h.progress_until("j", [](const wire::Progress& x) { return x.completed == 2; });
   std::int64_t attempts = -1;
   EXPECT_EQ(h.status_of("j", first[1].key, &attempts), "completed");
@@ -423,7 +441,8 @@ TEST(Sink, RestartResumesUnfinishedTopics) {
   h.send(h.submit("j", 2));
   auto tasks = h.tasks(2);
   ASSERT_EQ(tasks.size(), 2u);
-  h.send(report({upd(wire::UpdateKind::started, tasks[0]), upd(wire::UpdateKind::completed, tasks[1])}));
+  h.send(report(
+      {upd(wire::UpdateKind::started, tasks[0]), upd(wire::UpdateKind::completed, tasks[1])}));
   h.progress_until("j", [](const wire::Progress& x) { return x.completed == 1 && x.running == 1; });
   h.stop();
   h.start();  // same DB: the running topic's lease expires and it is redelivered
@@ -460,10 +479,12 @@ TEST(Sink, RequeueFailedGivesFreshAttempts) {
   h.send(h.submit("j", 2));
   auto tasks = h.tasks(2);
   ASSERT_EQ(tasks.size(), 2u);
-  h.send(report({upd(wire::UpdateKind::failed, tasks[0], "x", true), upd(wire::UpdateKind::failed, tasks[1], "y", false)}));
+  h.send(report({upd(wire::UpdateKind::failed, tasks[0], "x", true),
+                 upd(wire::UpdateKind::failed, tasks[1], "y", false)}));
   h.progress_until("j", [](const wire::Progress& x) { return x.failed == 2; });
   h.send(wire::Requeue{"op", "j"});
-  auto ack = h.wait_event<wire::Ack>([](const wire::Ack& a) { return a.kind == wire::AckKind::requeue; });
+  auto ack =
+      h.wait_event<wire::Ack>([](const wire::Ack& a) { return a.kind == wire::AckKind::requeue; });
   ASSERT_TRUE(ack);
   EXPECT_EQ(ack->requeued, 2u);
   auto again = h.tasks(2);
@@ -496,7 +517,8 @@ TEST(Sink, DispatchWindowFollowsWorkerSlots) {
   auto first = h.tasks(100, 500);
   EXPECT_EQ(first.size(), 2u) << "one task per worker slot, not all 100 into one worker's buffers";
   h.send(wire::Report{"w2", {}, 20});
-  EXPECT_EQ(h.tasks(100, 500).size(), 22u - 2u) << "a second worker with 20 slots widens the window to 22";
+  EXPECT_EQ(h.tasks(100, 500).size(), 22u - 2u)
+      << "a second worker with 20 slots widens the window to 22";
 }
 
 }  // namespace

@@ -125,8 +125,9 @@ INSERT INTO topics VALUES ('j', 'a', x'01', 'completed', 1, x'02', NULL, 5, 4, '
   auto kind = db.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'topics'");
   ASSERT_TRUE(kind.step());
   EXPECT_EQ(std::string(kind.column_text(0)).find("WITHOUT ROWID"), std::string::npos);
-  auto rows = db.prepare("SELECT key, hex(payload), status, attempts, hex(result), error, due_at, rowid > 0 "
-                         "FROM topics ORDER BY key");
+  auto rows = db.prepare(
+      "SELECT key, hex(payload), status, attempts, hex(result), error, due_at, rowid > 0 "
+      "FROM topics ORDER BY key");
   ASSERT_TRUE(rows.step());
   EXPECT_EQ(rows.column_text(0), "a");
   EXPECT_EQ(rows.column_text(1), "01");
@@ -139,13 +140,18 @@ INSERT INTO topics VALUES ('j', 'a', x'01', 'completed', 1, x'02', NULL, 5, 4, '
   EXPECT_EQ(rows.column_int(6), 99);
   EXPECT_EQ(rows.column_int(7), 1);
   EXPECT_FALSE(rows.step());
-  auto indexes = db.prepare("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN ('topics_timer', 'topics_ready')");
+  auto indexes = db.prepare(
+      "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN ('topics_timer', "
+      "'topics_ready')");
   ASSERT_TRUE(indexes.step());
   EXPECT_EQ(indexes.column_int(0), 2);
-  auto meta = db.prepare("SELECT group_concat(name || '=' || value, ',') FROM (SELECT * FROM meta ORDER BY name)");
+  auto meta = db.prepare(
+      "SELECT group_concat(name || '=' || value, ',') FROM (SELECT * FROM meta ORDER BY name)");
   ASSERT_TRUE(meta.step());
-  EXPECT_EQ(meta.column_text(0), "broker_instance=b1,schema_version=" + std::to_string(store::kSchemaVersion));
-  EXPECT_THROW(insert(db, {"j", "a", "pending", 0, std::nullopt, 1}), sql::SqliteError) << "(job, key) stays unique";
+  EXPECT_EQ(meta.column_text(0),
+            "broker_instance=b1,schema_version=" + std::to_string(store::kSchemaVersion));
+  EXPECT_THROW(insert(db, {"j", "a", "pending", 0, std::nullopt, 1}), sql::SqliteError)
+      << "(job, key) stays unique";
 }
 
 // An older sink marked tasks in transit in their rows (dispatched_at, attempts already raised);
@@ -164,11 +170,12 @@ INSERT INTO topics(job, key, status, attempts, updated_at, created_at, due_at, d
 )sql");
   }
   auto db = store::open_for_writing(path);
-  auto rows = db.prepare("SELECT key, status, attempts, due_at, dispatched_at IS NULL FROM topics ORDER BY key");
+  auto rows = db.prepare(
+      "SELECT key, status, attempts, due_at, dispatched_at IS NULL FROM topics ORDER BY key");
   std::vector<std::string> got;
   while (rows.step()) {
-    got.push_back(fmt::format("{} {} {} {} {}", rows.column_text(0), rows.column_text(1), rows.column_int(2),
-                              rows.column_int(3), rows.column_int(4)));
+    got.push_back(fmt::format("{} {} {} {} {}", rows.column_text(0), rows.column_text(1),
+                              rows.column_int(2), rows.column_int(3), rows.column_int(4)));
   }
   EXPECT_EQ(got, (std::vector<std::string>{"ready pending 1 300 1", "running running 3 7000 1",
                                            "transit pending 1 5000 1"}));

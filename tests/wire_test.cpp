@@ -204,7 +204,8 @@ std::vector<Sample> samples() {
       {"task", wire::Task{"default", "topic one", binary, 1}},
       {"task_max_attempt", wire::Task{"j", "k", "", std::numeric_limits<std::uint32_t>::max()}},
       {"task_unicode", wire::Task{"jöb", "ключ 🔑", "payload", 0}},
-      {"tasks", wire::TaskBatch{{wire::Task{"default", "a", binary, 1}, wire::Task{"jöb", "b", "", 7}}}},
+      {"tasks",
+       wire::TaskBatch{{wire::Task{"default", "a", binary, 1}, wire::Task{"jöb", "b", "", 7}}}},
       {"submit", submit},
       {"submit_empty", wire::Submit{"job", "sub", 0, false, {}}},
       {"report", report},
@@ -391,8 +392,9 @@ TEST(WireDecode, WrongVersionThrows) {
 
 TEST(WireDecode, TaskBatchMustHoldValidTasks) {
   expect_decode_error(wire::encode(wire::TaskBatch{}), "empty batch");
-  expect_decode_error(wire::encode(wire::TaskBatch{{wire::Task{"j", "k", "p", 1}, wire::Task{"j", "", "p", 1}}}),
-                      "second task with an empty key");
+  expect_decode_error(
+      wire::encode(wire::TaskBatch{{wire::Task{"j", "k", "p", 1}, wire::Task{"j", "", "p", 1}}}),
+      "second task with an empty key");
 }
 
 TEST(WireDecode, UnknownTypeThrows) {
@@ -519,17 +521,27 @@ TEST(WireDecode, SpecificWrongTypesAndRangesThrow) {
       << "control report must be valid";
   for (std::uint64_t kind :
        {std::uint64_t{0}, std::uint64_t{6}, std::uint64_t{255}, std::uint64_t{256}}) {
-    expect_decode_error(
-        report().array(6).uint(kind).str("j").str("k").uint(1).boolean(false).bin("").uint(2).bytes(),
-        "update kind " + std::to_string(kind));
+    expect_decode_error(report()
+                            .array(6)
+                            .uint(kind)
+                            .str("j")
+                            .str("k")
+                            .uint(1)
+                            .boolean(false)
+                            .bin("")
+                            .uint(2)
+                            .bytes(),
+                        "update kind " + std::to_string(kind));
   }
-  expect_decode_error(report().array(6).uint(3).str("j").str("k").uint(1).uint(0).bin("").uint(2).bytes(),
-                      "update retryable 0");
+  expect_decode_error(
+      report().array(6).uint(3).str("j").str("k").uint(1).uint(0).bin("").uint(2).bytes(),
+      "update retryable 0");
   expect_decode_error(
       report().array(6).uint(3).str("j").str("k").uint(1).boolean(false).uint(0).uint(2).bytes(),
       "update data int");
-  expect_decode_error(report().array(5).uint(3).str("j").str("k").uint(1).boolean(false).uint(2).bytes(),
-                      "update with 5 fields");
+  expect_decode_error(
+      report().array(5).uint(3).str("j").str("k").uint(1).boolean(false).uint(2).bytes(),
+      "update with 5 fields");
   expect_decode_error(report().uint(3).uint(2).bytes(), "update not an array");
 
   // ack: [1, 7, client, kind, seq, counters...]

@@ -8,9 +8,9 @@
 #include <gtest/gtest.h>
 #include <zmq.hpp>
 
+#include <pthread.h>
 #include <atomic>
 #include <csignal>
-#include <pthread.h>
 #include <functional>
 #include <map>
 #include <set>
@@ -29,14 +29,16 @@ bool terminal(UpdateKind k) {
 
 std::string show(const std::vector<tf::wire::Update>& updates) {
   std::ostringstream out;
-  for (const auto& u : updates) out << tf::wire::to_string(u.kind) << "(" << u.key << "#" << u.attempt << ") ";
+  for (const auto& u : updates)
+    out << tf::wire::to_string(u.kind) << "(" << u.key << "#" << u.attempt << ") ";
   return out.str();
 }
 
 // A Handler from a lambda, for tests.
 class FnHandler final : public tf::Handler {
  public:
-  explicit FnHandler(std::function<tf::Outcome(const tf::TaskView&, const tf::CancelToken&)> fn) : fn_(std::move(fn)) {}
+  explicit FnHandler(std::function<tf::Outcome(const tf::TaskView&, const tf::CancelToken&)> fn)
+      : fn_(std::move(fn)) {}
   tf::Outcome handle(const tf::TaskView& t, const tf::CancelToken& c) override { return fn_(t, c); }
   std::string describe() const override { return "test"; }
 
@@ -80,8 +82,9 @@ class Harness {
   }
 
   // Receives reports until `done(updates so far)` or the timeout; returns all updates seen.
-  std::vector<tf::wire::Update> collect(const std::function<bool(const std::vector<tf::wire::Update>&)>& done,
-                                        std::int64_t timeout_ms = 5000) {
+  std::vector<tf::wire::Update> collect(
+      const std::function<bool(const std::vector<tf::wire::Update>&)>& done,
+      std::int64_t timeout_ms = 5000) {
     const auto until = tf::steady_ms() + timeout_ms;
     while (!done(updates_)) {
       const auto left = until - tf::steady_ms();
@@ -108,8 +111,10 @@ class Harness {
   std::vector<tf::wire::Update> collect_terminal(std::size_t n, std::int64_t timeout_ms = 5000) {
     return collect([n](const auto& us) { return count(us, terminal) >= n; }, timeout_ms);
   }
-  static std::size_t count(const std::vector<tf::wire::Update>& us, const std::function<bool(UpdateKind)>& pred) {
-    return static_cast<std::size_t>(std::count_if(us.begin(), us.end(), [&](const auto& u) { return pred(u.kind); }));
+  static std::size_t count(const std::vector<tf::wire::Update>& us,
+                           const std::function<bool(UpdateKind)>& pred) {
+    return static_cast<std::size_t>(
+        std::count_if(us.begin(), us.end(), [&](const auto& u) { return pred(u.kind); }));
   }
   static std::size_t count(const std::vector<tf::wire::Update>& us, UpdateKind kind) {
     return count(us, [kind](UpdateKind k) { return k == kind; });
@@ -156,7 +161,9 @@ tf::WorkerConfig config(int concurrency = 1) {
 }  // namespace
 
 TEST(Worker, RejectsBadConfig) {
-  auto make = [](tf::WorkerConfig cfg) { return tf::Worker(std::move(cfg), tf::make_handler("noop")); };
+  auto make = [](tf::WorkerConfig cfg) {
+    return tf::Worker(std::move(cfg), tf::make_handler("noop"));
+  };
   auto bad_concurrency = config(0);
   EXPECT_THROW(make(bad_concurrency), std::invalid_argument) << "concurrency 0";
   auto bad_lease = config();
@@ -180,7 +187,8 @@ TEST(Worker, DefaultIdIsHostnameDashPid) {
 TEST(Worker, EveryTaskGetsExactlyOneTerminalUpdateWithItsAttempt) {
   Harness h(config(3), tf::make_handler("sleep:0-2"));
   const int n = 150;
-  for (int i = 0; i < n; ++i) h.push("t" + std::to_string(i), static_cast<std::uint32_t>(i % 4 + 1));
+  for (int i = 0; i < n; ++i)
+    h.push("t" + std::to_string(i), static_cast<std::uint32_t>(i % 4 + 1));
   auto updates = h.collect_terminal(n);
   // Give stray duplicates a chance to show up before counting.
   updates = h.collect([](const auto&) { return false; }, 100);
@@ -196,7 +204,8 @@ TEST(Worker, EveryTaskGetsExactlyOneTerminalUpdateWithItsAttempt) {
   }
   EXPECT_EQ(terminals.size(), static_cast<std::size_t>(n)) << "tasks with a terminal update";
   for (const auto& [key, count] : terminals) EXPECT_EQ(count, 1) << "terminal updates of " << key;
-  EXPECT_LT(h.reports(), static_cast<std::size_t>(2 * n)) << "updates should be batched into fewer reports";
+  EXPECT_LT(h.reports(), static_cast<std::size_t>(2 * n))
+      << "updates should be batched into fewer reports";
   const auto c = h.worker().counters();
   EXPECT_EQ(c.received, static_cast<std::uint64_t>(n));
   EXPECT_EQ(c.completed, static_cast<std::uint64_t>(n));
@@ -223,7 +232,8 @@ TEST(Worker, RunsAtMostConcurrencyHandlersAtOnce) {
   for (int i = 0; i < n; ++i) h.push("t" + std::to_string(i));
   const auto updates = h.collect_terminal(n);
   const auto ms = tf::steady_ms() - t0;
-  EXPECT_EQ(Harness::count(updates, UpdateKind::completed), static_cast<std::size_t>(n)) << show(updates);
+  EXPECT_EQ(Harness::count(updates, UpdateKind::completed), static_cast<std::size_t>(n))
+      << show(updates);
   EXPECT_EQ(peak.load(), 4) << "peak concurrent handlers (limit 4)";
   EXPECT_LE(h.worker().counters().max_in_flight, 4U);
   // 32 tasks of 30 ms on 4 slots: about 240 ms; serial would be 960 ms.
@@ -249,7 +259,8 @@ TEST(Worker, DoesNotHoardTasksWhileBusy) {
   h.push("b");
   h.collect([](const auto& us) { return Harness::count(us, UpdateKind::started) >= 1; });
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  EXPECT_EQ(h.worker().counters().received, 1U) << "the worker took a second task while its only slot was busy";
+  EXPECT_EQ(h.worker().counters().received, 1U)
+      << "the worker took a second task while its only slot was busy";
   const auto updates = h.collect_terminal(2);
   EXPECT_EQ(Harness::count(updates, UpdateKind::completed), 2U) << show(updates);
 }
@@ -284,8 +295,9 @@ TEST(Worker, FailuresCarryErrorAndRetryableFlag) {
 }
 
 TEST(Worker, OversizedResultFailsPermanently) {
-  auto handler = std::make_unique<FnHandler>(
-      [](const tf::TaskView&, const tf::CancelToken&) { return tf::Outcome::completed(std::string(2000, 'r')); });
+  auto handler = std::make_unique<FnHandler>([](const tf::TaskView&, const tf::CancelToken&) {
+    return tf::Outcome::completed(std::string(2000, 'r'));
+  });
   auto cfg = config();
   cfg.max_result_bytes = 1000;
   Harness h(cfg, std::move(handler));
@@ -358,9 +370,10 @@ TEST(Worker, GarbageFramesAreDroppedAndCountedAndServingGoesOn) {
   Harness h(config(), tf::make_handler("noop"));
   h.push_raw("this is not msgpack");
   h.push_raw("");
-  h.push_raw(tf::wire::encode(tf::wire::Report{"w", {}}));             // valid, but not a task
-  h.push_raw(tf::wire::encode(tf::wire::Task{"job", "", "p", 1}));      // empty key: rejected by decode
-  h.push_raw(tf::wire::encode(tf::wire::Task{"job", "x", "p", 1}), zmq::send_flags::sndmore);  // multipart
+  h.push_raw(tf::wire::encode(tf::wire::Report{"w", {}}));          // valid, but not a task
+  h.push_raw(tf::wire::encode(tf::wire::Task{"job", "", "p", 1}));  // empty key: rejected by decode
+  h.push_raw(tf::wire::encode(tf::wire::Task{"job", "x", "p", 1}),
+             zmq::send_flags::sndmore);  // multipart
   h.push_raw("extra frame");
   h.push("good", 4);
   const auto updates = h.collect_terminal(1);
@@ -377,7 +390,8 @@ TEST(Worker, GarbageFramesAreDroppedAndCountedAndServingGoesOn) {
 TEST(Worker, TaskBatchesAreRunAndReportedLikeSingleTasks) {
   Harness h(config(2), tf::make_handler("noop"));
   tf::wire::TaskBatch batch;
-  for (int i = 0; i < 40; ++i) batch.tasks.push_back(tf::wire::Task{"job", "b" + std::to_string(i), "p", 3});
+  for (int i = 0; i < 40; ++i)
+    batch.tasks.push_back(tf::wire::Task{"job", "b" + std::to_string(i), "p", 3});
   h.push_raw(tf::wire::encode(batch));
   h.push("single", 1);
   const auto updates = h.collect_terminal(41);
@@ -398,13 +412,14 @@ TEST(Worker, StopReleasesEveryTaskOfABatchNotFinished) {
   cfg.shutdown_grace_ms = 100;
   Harness h(cfg, tf::make_handler("sleep:20000"));
   tf::wire::TaskBatch batch;
-  for (int i = 0; i < 5; ++i) batch.tasks.push_back(tf::wire::Task{"job", "q" + std::to_string(i), "p", 2});
+  for (int i = 0; i < 5; ++i)
+    batch.tasks.push_back(tf::wire::Task{"job", "q" + std::to_string(i), "p", 2});
   h.push_raw(tf::wire::encode(batch));
   h.collect([](const auto& us) { return Harness::count(us, UpdateKind::started) >= 5; });
   h.stop();
   const auto updates = h.collect_terminal(5, 2000);
-  EXPECT_EQ(Harness::count(updates, UpdateKind::released), 5U) << "one running, four waiting for the slot: "
-                                                              << show(updates);
+  EXPECT_EQ(Harness::count(updates, UpdateKind::released), 5U)
+      << "one running, four waiting for the slot: " << show(updates);
   EXPECT_EQ(h.worker().counters().released, 5U);
   EXPECT_EQ(h.error(), "");
 }
@@ -505,7 +520,8 @@ TEST(Worker, StopGivesBackTasksBufferedButNotStarted) {
   Harness h(cfg, tf::make_handler("sleep:20000"));
   for (std::uint32_t i = 1; i <= 5; ++i) h.push("t" + std::to_string(i), i);
   h.collect([](const auto& us) { return Harness::count(us, UpdateKind::started) >= 1; });
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // let the rest reach the worker's buffers
+  std::this_thread::sleep_for(
+      std::chrono::milliseconds(50));  // let the rest reach the worker's buffers
   EXPECT_EQ(h.worker().counters().received, 1U) << "only one slot: only one task may be taken";
   const auto ms = h.stop();
   EXPECT_LT(ms, 100 + 1000) << "run() must return within grace + ~1 s";
@@ -513,7 +529,8 @@ TEST(Worker, StopGivesBackTasksBufferedButNotStarted) {
   EXPECT_EQ(Harness::count(updates, UpdateKind::released), 5U) << show(updates);
   EXPECT_EQ(Harness::count(updates, UpdateKind::started), 1U) << show(updates);
   for (const auto& u : updates) {
-    EXPECT_EQ("t" + std::to_string(u.attempt), u.key) << "attempt of " << tf::wire::to_string(u.kind) << " " << u.key;
+    EXPECT_EQ("t" + std::to_string(u.attempt), u.key)
+        << "attempt of " << tf::wire::to_string(u.kind) << " " << u.key;
   }
   EXPECT_EQ(h.worker().counters().released, 5U);
 }

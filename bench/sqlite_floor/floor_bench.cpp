@@ -4,18 +4,19 @@
 // in transactions of batch_max rows, then completed in transactions of batch_max rows. What
 // the sink can never beat with two writes per topic; compare with sink_bench.
 //
-//   build/release/bin/sqlite_floor_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+//   build/release/bin/sqlite_floor_bench --benchmark_repetitions=5
+//   --benchmark_report_aggregates_only=true
 
 #include <topicflow/sqlite.hpp>
 #include <topicflow/store.hpp>
 
 #include <benchmark/benchmark.h>
 
+#include <unistd.h>
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
 namespace {
@@ -34,19 +35,24 @@ void BM_TwoWritesPerTopic(benchmark::State& state) {
   int run = 0;
   for (auto _ : state) {
     state.PauseTiming();
-    const auto dir = fs::temp_directory_path() / ("topicflow-floor-" + std::to_string(::getpid()) + "-" + std::to_string(run++));
+    const auto dir = fs::temp_directory_path() / ("topicflow-floor-" + std::to_string(::getpid()) +
+                                                  "-" + std::to_string(run++));
     fs::remove_all(dir);
     fs::create_directories(dir);
     {
       auto db = store::open_for_writing((dir / "floor.db").string());
       db.busy_timeout(0);
       auto insert = db.prepare(
-          "INSERT INTO topics(job, key, payload, status, attempts, error, updated_at, created_at, submission, "
-          "due_at, dispatched_at, worker) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, ?11) "
+          "INSERT INTO topics(job, key, payload, status, attempts, error, updated_at, created_at, "
+          "submission, "
+          "due_at, dispatched_at, worker) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, "
+          "?11) "
           "ON CONFLICT(job, key) DO NOTHING");
       auto complete = db.prepare(
-          "UPDATE topics SET status = 'completed', attempts = ?6, result = ?3, error = NULL, updated_at = ?4, "
-          "due_at = NULL, dispatched_at = NULL, worker = ?5 WHERE rowid = ?7 AND job = ?1 AND key = ?2 AND "
+          "UPDATE topics SET status = 'completed', attempts = ?6, result = ?3, error = NULL, "
+          "updated_at = ?4, "
+          "due_at = NULL, dispatched_at = NULL, worker = ?5 WHERE rowid = ?7 AND job = ?1 AND key "
+          "= ?2 AND "
           "status <> 'completed' AND status <> 'failed' AND attempts <= ?6");
       std::vector<std::int64_t> rowids(static_cast<std::size_t>(topics));
       state.ResumeTiming();
@@ -56,7 +62,10 @@ void BM_TwoWritesPerTopic(benchmark::State& state) {
         for (int i = base; i < std::min(base + batch_max, topics); ++i) {
           insert.bind_static(1, "bench").bind_static(2, keys[static_cast<std::size_t>(i)]);
           insert.bind_blob_static(3, "payload").bind_static(4, "pending").bind(5, std::int64_t{0});
-          insert.bind_null(6).bind(7, std::int64_t{1000}).bind_static(8, submission).bind(9, std::int64_t{1000});
+          insert.bind_null(6)
+              .bind(7, std::int64_t{1000})
+              .bind_static(8, submission)
+              .bind(9, std::int64_t{1000});
           insert.bind_null(10).bind_static(11, "");
           insert.step();
           insert.reset();

@@ -14,7 +14,8 @@ std::int64_t Backoff::ceiling(unsigned retry) const noexcept {
   if (base_ms_ == 0) return 0;
   std::int64_t value = base_ms_;
   // Stop doubling before it can pass max_ms_: with a cap near INT64_MAX, value * 2 would overflow.
-  for (unsigned i = 0; i < retry && value < max_ms_; ++i) value = value > max_ms_ / 2 ? max_ms_ : value * 2;
+  for (unsigned i = 0; i < retry && value < max_ms_; ++i)
+    value = value > max_ms_ / 2 ? max_ms_ : value * 2;
   return std::min(value, max_ms_);
 }
 

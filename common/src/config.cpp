@@ -16,14 +16,18 @@ std::string env_name(std::string_view flag) {
   return name;
 }
 
-CLI::Option* add_bool_flag(CLI::App& app, const std::string& flag, bool& value, const std::string& help) {
+CLI::Option* add_bool_flag(CLI::App& app, const std::string& flag, bool& value,
+                           const std::string& help) {
   return app.add_flag(flag, value, help)->envname(env_name(flag));
 }
 
 void add_endpoint_options(CLI::App& app, Endpoints& e) {
   const char* group = "Endpoints";
-  add_flag_option(app, "--frontend", e.frontend, "broker PULL address (producers and the sink push tasks)")->group(group);
-  add_flag_option(app, "--backend", e.backend, "broker PUSH address (workers pull tasks)")->group(group);
+  add_flag_option(app, "--frontend", e.frontend,
+                  "broker PULL address (producers and the sink push tasks)")
+      ->group(group);
+  add_flag_option(app, "--backend", e.backend, "broker PUSH address (workers pull tasks)")
+      ->group(group);
   add_flag_option(app, "--sink", e.sink, "sink PULL address (all status traffic)")->group(group);
   add_flag_option(app, "--events", e.events, "sink PUB address (progress events)")->group(group);
 }
@@ -74,7 +78,8 @@ std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv) {
 
 void validate_endpoint(std::string_view flag, std::string_view endpoint) {
   auto bad = [&](std::string_view why) {
-    throw std::invalid_argument(std::string(flag) + " '" + std::string(endpoint) + "': " + std::string(why));
+    throw std::invalid_argument(std::string(flag) + " '" + std::string(endpoint) +
+                                "': " + std::string(why));
   };
   if (endpoint.starts_with("tcp://")) {
     auto rest = endpoint.substr(6);
@@ -82,10 +87,13 @@ void validate_endpoint(std::string_view flag, std::string_view endpoint) {
     if (colon == std::string_view::npos || colon == 0) bad("expected tcp://HOST:PORT");
     auto port = rest.substr(colon + 1);
     if (port.empty()) bad("missing port");
-    if (port != "*" && !std::all_of(port.begin(), port.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); })) {
+    if (port != "*" && !std::all_of(port.begin(), port.end(), [](char c) {
+          return std::isdigit(static_cast<unsigned char>(c));
+        })) {
       bad("port is not a number");
     }
-    if (port != "*" && (port.size() > 5 || std::stoi(std::string(port)) > 65535)) bad("port out of range");
+    if (port != "*" && (port.size() > 5 || std::stoi(std::string(port)) > 65535))
+      bad("port out of range");
   } else if (endpoint.starts_with("ipc://")) {
     if (endpoint.size() == 6) bad("missing path");
   } else if (endpoint.starts_with("inproc://")) {

@@ -102,7 +102,8 @@ std::array<std::uint8_t, kKeyBytes> decode_key(const std::string& z85) {
 void write_file(const fs::path& path, const std::string& text, mode_t mode, bool force) {
   const int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (force ? O_TRUNC : O_EXCL);
   const int fd = ::open(path.c_str(), flags, mode);
-  if (fd < 0) throw std::runtime_error("cannot write '" + path.string() + "': " + std::strerror(errno));
+  if (fd < 0)
+    throw std::runtime_error("cannot write '" + path.string() + "': " + std::strerror(errno));
   bool ok = ::fchmod(fd, mode) == 0;  // an overwritten file keeps its old mode otherwise
   std::size_t done = 0;
   while (ok && done < text.size()) {
@@ -114,7 +115,8 @@ void write_file(const fs::path& path, const std::string& text, mode_t mode, bool
   const int saved = errno;
   ok = (::close(fd) == 0) && ok;
   if (!ok) {
-    throw std::runtime_error("cannot write '" + path.string() + "': " + std::strerror(saved != 0 ? saved : errno));
+    throw std::runtime_error("cannot write '" + path.string() +
+                             "': " + std::strerror(saved != 0 ? saved : errno));
   }
 }
 
@@ -138,7 +140,8 @@ CurveKeyPair generate_curve_keypair() {
   std::array<char, kZ85KeyChars + 1> pub{};
   std::array<char, kZ85KeyChars + 1> sec{};
   if (zmq_curve_keypair(pub.data(), sec.data()) != 0) {
-    throw std::runtime_error(std::string("cannot generate a CURVE key pair: ") + zmq_strerror(zmq_errno()));
+    throw std::runtime_error(std::string("cannot generate a CURVE key pair: ") +
+                             zmq_strerror(zmq_errno()));
   }
   return {std::string(pub.data()), std::string(sec.data())};
 }
@@ -148,7 +151,8 @@ std::string curve_public_key(std::string_view secret_key) {
   const std::string secret(secret_key);
   std::array<char, kZ85KeyChars + 1> pub{};
   if (zmq_curve_public(pub.data(), secret.c_str()) != 0) {
-    throw std::invalid_argument(std::string("cannot derive the public key: ") + zmq_strerror(zmq_errno()));
+    throw std::invalid_argument(std::string("cannot derive the public key: ") +
+                                zmq_strerror(zmq_errno()));
   }
   return {pub.data()};
 }
@@ -159,11 +163,13 @@ CurveKeyPair load_secret_key_file(const std::string& path, std::string* warning)
     throw std::invalid_argument("no secret-key in '" + path +
                                 "' (a public key? give the .key file of `topicflow keygen`)");
   }
-  if (keys.secret_keys.size() > 1) throw std::invalid_argument("more than one secret-key in '" + path + "'");
+  if (keys.secret_keys.size() > 1)
+    throw std::invalid_argument("more than one secret-key in '" + path + "'");
   CurveKeyPair pair{curve_public_key(keys.secret_keys.front()), keys.secret_keys.front()};
   for (const auto& pub : keys.public_keys) {
     if (pub != pair.public_key) {
-      throw std::invalid_argument("'" + path + "': its public-key does not belong to its secret-key");
+      throw std::invalid_argument("'" + path +
+                                  "': its public-key does not belong to its secret-key");
     }
   }
   struct stat st {};
@@ -187,7 +193,8 @@ std::string load_public_key_file(const std::string& path) {
     throw std::invalid_argument("no public key in '" + path +
                                 "' (expected a line public-key = \"<40 Z85 characters>\")");
   }
-  if (keys.public_keys.size() > 1) throw std::invalid_argument("more than one public key in '" + path + "'");
+  if (keys.public_keys.size() > 1)
+    throw std::invalid_argument("more than one public key in '" + path + "'");
   return keys.public_keys.front();
 }
 
@@ -197,7 +204,8 @@ std::set<std::string> load_authorized_keys(const std::string& path) {
   if (fs::is_directory(path, ec)) {
     std::vector<fs::path> files;
     for (const auto& entry : fs::directory_iterator(path, ec)) {
-      if (entry.path().extension() == ".pub" && entry.is_regular_file()) files.push_back(entry.path());
+      if (entry.path().extension() == ".pub" && entry.is_regular_file())
+        files.push_back(entry.path());
     }
     if (ec) throw std::invalid_argument("cannot list '" + path + "': " + ec.message());
     std::sort(files.begin(), files.end());
@@ -212,7 +220,8 @@ std::set<std::string> load_authorized_keys(const std::string& path) {
   return out;
 }
 
-void write_key_files(const fs::path& dir, const std::string& name, const CurveKeyPair& keys, bool force) {
+void write_key_files(const fs::path& dir, const std::string& name, const CurveKeyPair& keys,
+                     bool force) {
   if (name.empty() || name.find('/') != std::string::npos || name.front() == '.') {
     throw std::runtime_error("bad key name '" + name + "': use letters, digits, - or _");
   }
@@ -223,18 +232,27 @@ void write_key_files(const fs::path& dir, const std::string& name, const CurveKe
   const auto public_path = dir / (name + ".pub");
   if (!force) {
     for (const auto& p : {secret_path, public_path}) {
-      if (fs::exists(p)) throw std::runtime_error("'" + p.string() + "' exists (--force overwrites it)");
+      if (fs::exists(p))
+        throw std::runtime_error("'" + p.string() + "' exists (--force overwrites it)");
     }
   }
   write_file(secret_path,
-             "# topicflow CURVE key pair \"" + name + "\": keep this file private (mode 0600).\n"
-             "# Give " + name + ".pub to the peers that must know or admit this key.\n"
-             "public-key = \"" + keys.public_key + "\"\n"
-             "secret-key = \"" + keys.secret_key + "\"\n",
+             "# topicflow CURVE key pair \"" + name +
+                 "\": keep this file private (mode 0600).\n"
+                 "# Give " +
+                 name +
+                 ".pub to the peers that must know or admit this key.\n"
+                 "public-key = \"" +
+                 keys.public_key +
+                 "\"\n"
+                 "secret-key = \"" +
+                 keys.secret_key + "\"\n",
              0600, force);
   write_file(public_path,
-             "# topicflow CURVE public key \"" + name + "\"\n"
-             "public-key = \"" + keys.public_key + "\"\n",
+             "# topicflow CURVE public key \"" + name +
+                 "\"\n"
+                 "public-key = \"" +
+                 keys.public_key + "\"\n",
              0644, force);
 }
 
@@ -244,7 +262,8 @@ const std::string& Security::server_key_for(std::string_view flag) const {
   if (flag == "--sink" || flag == "--events") key = &sink_key;
   if (key == nullptr) throw std::logic_error("no CURVE server for " + std::string(flag));
   if (key->empty()) {
-    throw std::logic_error("CURVE is on but the server key for " + std::string(flag) + " is missing");
+    throw std::logic_error("CURVE is on but the server key for " + std::string(flag) +
+                           " is missing");
   }
   return *key;
 }
@@ -263,7 +282,8 @@ Security load_security(const CurveOptions& o, CurveNeeds needs) {
     return security;
   }
   if (!curve_available()) {
-    throw std::invalid_argument("--curve-secret-key: this libzmq was built without CURVE (libsodium)");
+    throw std::invalid_argument(
+        "--curve-secret-key: this libzmq was built without CURVE (libsodium)");
   }
   auto with_flag = [](const char* flag, auto load) {
     try {
@@ -273,26 +293,34 @@ Security load_security(const CurveOptions& o, CurveNeeds needs) {
     }
   };
   auto require = [](const char* flag, const std::string& value, const char* why) {
-    if (value.empty()) throw std::invalid_argument("CURVE is on (--curve-secret-key) but " + std::string(flag) + " is missing: " + why);
+    if (value.empty())
+      throw std::invalid_argument("CURVE is on (--curve-secret-key) but " + std::string(flag) +
+                                  " is missing: " + why);
   };
   std::string warning;
-  security.keys = with_flag("--curve-secret-key", [&] { return load_secret_key_file(o.secret_key, &warning); });
+  security.keys =
+      with_flag("--curve-secret-key", [&] { return load_secret_key_file(o.secret_key, &warning); });
   if (!warning.empty()) security.warnings.push_back(warning);
   if (needs.broker) require("--curve-broker-key", o.broker_key, "the broker's public key");
   if (needs.sink) require("--curve-sink-key", o.sink_key, "the sink's public key");
-  if (needs.server) require("--curve-authorized", o.authorized, "the public keys of the clients to admit");
+  if (needs.server)
+    require("--curve-authorized", o.authorized, "the public keys of the clients to admit");
   if (!o.broker_key.empty()) {
-    security.broker_key = with_flag("--curve-broker-key", [&] { return load_public_key_file(o.broker_key); });
+    security.broker_key =
+        with_flag("--curve-broker-key", [&] { return load_public_key_file(o.broker_key); });
   }
   if (!o.sink_key.empty()) {
-    security.sink_key = with_flag("--curve-sink-key", [&] { return load_public_key_file(o.sink_key); });
+    security.sink_key =
+        with_flag("--curve-sink-key", [&] { return load_public_key_file(o.sink_key); });
   }
   if (needs.server) {
-    security.authorized = with_flag("--curve-authorized", [&] { return load_authorized_keys(o.authorized); });
+    security.authorized =
+        with_flag("--curve-authorized", [&] { return load_authorized_keys(o.authorized); });
     security.authorized_path = o.authorized;
     if (security.authorized.empty()) {
-      security.warnings.push_back("--curve-authorized '" + o.authorized +
-                                  "' holds no public key yet: no client can connect until one is added");
+      security.warnings.push_back(
+          "--curve-authorized '" + o.authorized +
+          "' holds no public key yet: no client can connect until one is added");
     }
   }
   return security;
@@ -306,8 +334,8 @@ void log_security(const Security& security) {
   if (security.authorized_path.empty()) {
     spdlog::info("CURVE on: public key {}", security.keys->public_key);
   } else {
-    spdlog::info("CURVE on: public key {}; {} client key(s) admitted from {}", security.keys->public_key,
-                 security.authorized.size(), security.authorized_path);
+    spdlog::info("CURVE on: public key {}; {} client key(s) admitted from {}",
+                 security.keys->public_key, security.authorized.size(), security.authorized_path);
   }
   for (const auto& w : security.warnings) spdlog::warn("{}", w);
 }
@@ -327,9 +355,11 @@ CurveServer::CurveServer(zmq::context_t& context, const Security& security)
   try {
     handler_.bind(kZapEndpoint);
   } catch (const zmq::error_t& e) {
-    throw std::runtime_error(std::string("cannot start the CURVE authenticator (") + kZapEndpoint + "): " + e.what());
+    throw std::runtime_error(std::string("cannot start the CURVE authenticator (") + kZapEndpoint +
+                             "): " + e.what());
   }
-  const auto pipe = "inproc://topicflow-zap-stop-" + std::to_string(reinterpret_cast<std::uintptr_t>(this));
+  const auto pipe =
+      "inproc://topicflow-zap-stop-" + std::to_string(reinterpret_cast<std::uintptr_t>(this));
   stop_peer_.bind(pipe);
   stop_.connect(pipe);
   thread_ = std::thread([this] { serve(); });
@@ -372,8 +402,8 @@ bool CurveServer::authorized(const std::string& key) {
 void CurveServer::serve() {
   RateLimitedLog refused(5000);
   for (;;) {
-    std::array<zmq::pollitem_t, 2> items{{{handler_.handle(), 0, ZMQ_POLLIN, 0},
-                                          {stop_peer_.handle(), 0, ZMQ_POLLIN, 0}}};
+    std::array<zmq::pollitem_t, 2> items{
+        {{handler_.handle(), 0, ZMQ_POLLIN, 0}, {stop_peer_.handle(), 0, ZMQ_POLLIN, 0}}};
     try {
       zmq::poll(items.data(), items.size(), std::chrono::milliseconds(-1));
       if ((items[1].revents & ZMQ_POLLIN) != 0) break;
@@ -387,7 +417,9 @@ void CurveServer::serve() {
       std::string status = "400";
       std::string text = "not authorized";
       std::string user;
-      const auto frame = [&](std::size_t i) { return i < request.size() ? request[i].to_string() : std::string(); };
+      const auto frame = [&](std::size_t i) {
+        return i < request.size() ? request[i].to_string() : std::string();
+      };
       if (request.size() < 6 || frame(0) != "1.0") {
         status = "500";
         text = "malformed ZAP request";
@@ -405,12 +437,14 @@ void CurveServer::serve() {
           spdlog::debug("CURVE: admitted client {} from {}", key, frame(3));
         } else {
           denied_.fetch_add(1);
-          refused.warn(fmt::format("CURVE: refused client key {} from {}: not in --curve-authorized", key, frame(3)));
+          refused.warn(fmt::format(
+              "CURVE: refused client key {} from {}: not in --curve-authorized", key, frame(3)));
         }
       }
       const std::array<std::string, 6> reply{"1.0", frame(1), status, text, user, ""};
       for (std::size_t i = 0; i < reply.size(); ++i) {
-        handler_.send(zmq::buffer(reply[i]), i + 1 < reply.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+        handler_.send(zmq::buffer(reply[i]),
+                      i + 1 < reply.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
       }
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;

@@ -29,7 +29,8 @@ MetricsText& MetricsText::gauge(std::string_view name, std::string_view help, do
 MetricsText& MetricsText::gauge_family(std::string_view name, std::string_view help,
                                        const std::vector<std::pair<std::string, double>>& samples) {
   header(name, help, "gauge");
-  for (const auto& [labels, value] : samples) text_ += fmt::format("topicflow_{}{{{}}} {}\n", name, labels, value);
+  for (const auto& [labels, value] : samples)
+    text_ += fmt::format("topicflow_{}{{{}}} {}\n", name, labels, value);
   return *this;
 }
 
@@ -37,14 +38,19 @@ std::string label_value(std::string_view raw) {
   std::string out;
   for (char c : raw) {
     if (c == '\\' || c == '"') out += '\\';
-    if (c == '\n') { out += "\\n"; continue; }
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
     out += c;
   }
   return out;
 }
 
-MetricsText& MetricsText::histogram(std::string_view name, std::string_view help, const std::vector<double>& bounds,
-                                    const std::vector<std::uint64_t>& counts, std::uint64_t overflow, double sum) {
+MetricsText& MetricsText::histogram(std::string_view name, std::string_view help,
+                                    const std::vector<double>& bounds,
+                                    const std::vector<std::uint64_t>& counts,
+                                    std::uint64_t overflow, double sum) {
   header(name, help, "histogram");
   std::uint64_t cumulative = 0;
   for (std::size_t i = 0; i < bounds.size(); ++i) {
@@ -59,19 +65,23 @@ MetricsText& MetricsText::histogram(std::string_view name, std::string_view help
 }
 
 Histogram::Histogram(std::vector<double> bounds)
-    : bounds_(std::move(bounds)), counts_(std::make_unique<std::atomic<std::uint64_t>[]>(bounds_.size() + 1)) {}
+    : bounds_(std::move(bounds)),
+      counts_(std::make_unique<std::atomic<std::uint64_t>[]>(bounds_.size() + 1)) {}
 
 void Histogram::observe(double value) noexcept {
   std::size_t i = 0;
   while (i < bounds_.size() && value > bounds_[i]) ++i;
   counts_[i].fetch_add(1, std::memory_order_relaxed);
-  sum_micros_.fetch_add(static_cast<std::uint64_t>(std::llround(std::max(value, 0.0) * 1e6)), std::memory_order_relaxed);
+  sum_micros_.fetch_add(static_cast<std::uint64_t>(std::llround(std::max(value, 0.0) * 1e6)),
+                        std::memory_order_relaxed);
 }
 
 void Histogram::render(MetricsText& out, std::string_view name, std::string_view help) const {
   std::vector<std::uint64_t> counts(bounds_.size());
-  for (std::size_t i = 0; i < bounds_.size(); ++i) counts[i] = counts_[i].load(std::memory_order_relaxed);
-  out.histogram(name, help, bounds_, counts, counts_[bounds_.size()].load(std::memory_order_relaxed),
+  for (std::size_t i = 0; i < bounds_.size(); ++i)
+    counts[i] = counts_[i].load(std::memory_order_relaxed);
+  out.histogram(name, help, bounds_, counts,
+                counts_[bounds_.size()].load(std::memory_order_relaxed),
                 static_cast<double>(sum_micros_.load(std::memory_order_relaxed)) / 1e6);
 }
 
@@ -82,18 +92,20 @@ struct MetricsServer::Impl {
 
 MetricsServer::MetricsServer(const std::string& address, int port, Render render, Health health)
     : impl_(std::make_unique<Impl>()) {
-  impl_->server.Get("/metrics", [render = std::move(render)](const httplib::Request&, httplib::Response& res) {
-    res.set_content(render(), "text/plain; version=0.0.4; charset=utf-8");
-  });
-  impl_->server.Get("/healthz", [health = std::move(health)](const httplib::Request&, httplib::Response& res) {
-    const std::string problem = health ? health() : std::string();
-    if (problem.empty()) {
-      res.set_content("ok\n", "text/plain");
-    } else {
-      res.status = 503;
-      res.set_content(problem + "\n", "text/plain");
-    }
-  });
+  impl_->server.Get("/metrics",
+                    [render = std::move(render)](const httplib::Request&, httplib::Response& res) {
+                      res.set_content(render(), "text/plain; version=0.0.4; charset=utf-8");
+                    });
+  impl_->server.Get("/healthz",
+                    [health = std::move(health)](const httplib::Request&, httplib::Response& res) {
+                      const std::string problem = health ? health() : std::string();
+                      if (problem.empty()) {
+                        res.set_content("ok\n", "text/plain");
+                      } else {
+                        res.status = 503;
+                        res.set_content(problem + "\n", "text/plain");
+                      }
+                    });
   if (port == 0) {
     port_ = impl_->server.bind_to_any_port(address);
   } else {

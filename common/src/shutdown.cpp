@@ -1,11 +1,11 @@
 #include <topicflow/shutdown.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
 #include <csignal>
 #include <cstring>
-#include <fcntl.h>
 #include <stdexcept>
 #include <string>
-#include <unistd.h>
 
 namespace topicflow {
 namespace {

@@ -26,7 +26,8 @@ bool is_local_endpoint(std::string_view endpoint) {
   if (!endpoint.starts_with("tcp://")) return true;
   auto host = endpoint.substr(6);
   host = host.substr(0, host.rfind(':'));
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   return host.starts_with("127.") || host == "::1" || host == "localhost" || host == "lo";
 }
 
@@ -41,7 +42,8 @@ void refuse_live_ipc_endpoint(std::string_view flag, const std::string& endpoint
   const auto path = std::string_view(endpoint).substr(6);
   sockaddr_un addr{};
   // "*" is a wildcard and "@name" the abstract namespace (no file to take over).
-  if (path.empty() || path == "*" || path.front() == '@' || path.size() >= sizeof(addr.sun_path)) return;
+  if (path.empty() || path == "*" || path.front() == '@' || path.size() >= sizeof(addr.sun_path))
+    return;
   const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return;
   addr.sun_family = AF_UNIX;
@@ -66,9 +68,10 @@ void bind_socket(zmq::socket_t& socket, std::string_view flag, const std::string
     throw std::runtime_error("cannot bind " + std::string(flag) + " " + endpoint + ": " + e.what());
   }
   if (curve == nullptr && !is_local_endpoint(endpoint)) {
-    spdlog::warn("{} {} is reachable from other hosts without CURVE: anyone who can connect to it "
-                 "can submit or take tasks (fine on a private network; see --curve-secret-key)",
-                 flag, endpoint);
+    spdlog::warn(
+        "{} {} is reachable from other hosts without CURVE: anyone who can connect to it "
+        "can submit or take tasks (fine on a private network; see --curve-secret-key)",
+        flag, endpoint);
   }
 }
 
@@ -77,7 +80,8 @@ void connect_socket(zmq::socket_t& socket, std::string_view flag, const std::str
   if (security.enabled()) {
     auto binary = [](const std::string& z85) {
       std::array<std::uint8_t, 32> bytes{};
-      if (zmq_z85_decode(bytes.data(), z85.c_str()) == nullptr) throw std::logic_error("bad CURVE key");
+      if (zmq_z85_decode(bytes.data(), z85.c_str()) == nullptr)
+        throw std::logic_error("bad CURVE key");
       return bytes;
     };
     const auto server = binary(security.server_key_for(flag));
@@ -90,13 +94,15 @@ void connect_socket(zmq::socket_t& socket, std::string_view flag, const std::str
   try {
     socket.connect(endpoint);
   } catch (const zmq::error_t& e) {
-    throw std::runtime_error("cannot connect " + std::string(flag) + " " + endpoint + ": " + e.what());
+    throw std::runtime_error("cannot connect " + std::string(flag) + " " + endpoint + ": " +
+                             e.what());
   }
 }
 
 int poll_items(zmq::pollitem_t* items, std::size_t count, std::int64_t timeout_ms) {
   try {
-    return zmq::poll(items, count, std::chrono::milliseconds(std::max<std::int64_t>(timeout_ms, 0)));
+    return zmq::poll(items, count,
+                     std::chrono::milliseconds(std::max<std::int64_t>(timeout_ms, 0)));
   } catch (const zmq::error_t& e) {
     if (e.num() != EINTR) throw;
     for (std::size_t i = 0; i < count; ++i) items[i].revents = 0;

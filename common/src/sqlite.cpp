@@ -67,7 +67,9 @@ void Database::busy_timeout(int ms) { sqlite3_busy_timeout(db_.get(), ms); }
 
 std::int64_t Database::changes() const noexcept { return sqlite3_changes64(db_.get()); }
 
-std::int64_t Database::last_insert_rowid() const noexcept { return sqlite3_last_insert_rowid(db_.get()); }
+std::int64_t Database::last_insert_rowid() const noexcept {
+  return sqlite3_last_insert_rowid(db_.get());
+}
 
 void Statement::Finalizer::operator()(sqlite3_stmt* stmt) const noexcept { sqlite3_finalize(stmt); }
 
@@ -86,25 +88,29 @@ Statement& Statement::bind(int index, std::int64_t value) {
 }
 
 Statement& Statement::bind(int index, std::string_view text) {
-  const int rc = sqlite3_bind_text64(stmt_.get(), index, non_null(text), text.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
+  const int rc = sqlite3_bind_text64(stmt_.get(), index, non_null(text), text.size(),
+                                     SQLITE_TRANSIENT, SQLITE_UTF8);
   if (rc != SQLITE_OK) throw_error(db_, rc, "bind");
   return *this;
 }
 
 Statement& Statement::bind_blob(int index, std::string_view bytes) {
-  const int rc = sqlite3_bind_blob64(stmt_.get(), index, non_null(bytes), bytes.size(), SQLITE_TRANSIENT);
+  const int rc =
+      sqlite3_bind_blob64(stmt_.get(), index, non_null(bytes), bytes.size(), SQLITE_TRANSIENT);
   if (rc != SQLITE_OK) throw_error(db_, rc, "bind");
   return *this;
 }
 
 Statement& Statement::bind_static(int index, std::string_view text) {
-  const int rc = sqlite3_bind_text64(stmt_.get(), index, non_null(text), text.size(), SQLITE_STATIC, SQLITE_UTF8);
+  const int rc = sqlite3_bind_text64(stmt_.get(), index, non_null(text), text.size(), SQLITE_STATIC,
+                                     SQLITE_UTF8);
   if (rc != SQLITE_OK) throw_error(db_, rc, "bind");
   return *this;
 }
 
 Statement& Statement::bind_blob_static(int index, std::string_view bytes) {
-  const int rc = sqlite3_bind_blob64(stmt_.get(), index, non_null(bytes), bytes.size(), SQLITE_STATIC);
+  const int rc =
+      sqlite3_bind_blob64(stmt_.get(), index, non_null(bytes), bytes.size(), SQLITE_STATIC);
   if (rc != SQLITE_OK) throw_error(db_, rc, "bind");
   return *this;
 }
@@ -140,13 +146,16 @@ std::int64_t Statement::column_int(int column) const noexcept {
 std::string_view Statement::column_text(int column) const noexcept {
   const auto* p = sqlite3_column_text(stmt_.get(), column);
   const int n = sqlite3_column_bytes(stmt_.get(), column);
-  return p == nullptr ? std::string_view() : std::string_view(reinterpret_cast<const char*>(p), static_cast<std::size_t>(n));
+  return p == nullptr
+             ? std::string_view()
+             : std::string_view(reinterpret_cast<const char*>(p), static_cast<std::size_t>(n));
 }
 
 std::string_view Statement::column_blob(int column) const noexcept {
   const void* p = sqlite3_column_blob(stmt_.get(), column);
   const int n = sqlite3_column_bytes(stmt_.get(), column);
-  return p == nullptr ? std::string_view() : std::string_view(static_cast<const char*>(p), static_cast<std::size_t>(n));
+  return p == nullptr ? std::string_view()
+                      : std::string_view(static_cast<const char*>(p), static_cast<std::size_t>(n));
 }
 
 Transaction::Transaction(Database& db) : db_(db) {

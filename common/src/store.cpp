@@ -41,7 +41,8 @@ constexpr std::string_view kTopicsColumns = R"sql(
 // below hold (due_at, rowid) instead of (due_at, job, key). Measured: -29 % of SQLite's
 // instructions for the three writes a topic took then (docs/benchmarks.md).
 std::string create_topics(std::string_view name) {
-  return "CREATE TABLE IF NOT EXISTS " + std::string(name) + " (" + std::string(kTopicsColumns) + ");";
+  return "CREATE TABLE IF NOT EXISTS " + std::string(name) + " (" + std::string(kTopicsColumns) +
+         ");";
 }
 
 // Version 1 files (WITHOUT ROWID, keyed by (job, key)) are rebuilt once, in one transaction.
@@ -53,17 +54,20 @@ void migrate_without_rowid(sqlite::Database& db) {
   for (auto& c : sql) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   if (sql.find("WITHOUT ROWID") == std::string::npos) return;
   constexpr std::string_view columns =
-      "job, key, payload, status, attempts, result, error, updated_at, created_at, submission, due_at, "
+      "job, key, payload, status, attempts, result, error, updated_at, created_at, submission, "
+      "due_at, "
       "dispatched_at, worker";
   sqlite::Transaction tx(db);
   db.exec("DROP TABLE IF EXISTS topics_v2");
   db.exec(create_topics("topics_v2"));
-  db.exec("INSERT INTO topics_v2(" + std::string(columns) + ") SELECT " + std::string(columns) + " FROM topics");
+  db.exec("INSERT INTO topics_v2(" + std::string(columns) + ") SELECT " + std::string(columns) +
+          " FROM topics");
   db.exec("DROP TABLE topics");  // and its indexes, recreated by apply_schema
   db.exec("ALTER TABLE topics_v2 RENAME TO topics");
   db.exec("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)");
-  db.exec("INSERT INTO meta(name, value) VALUES ('schema_version', '2') "
-          "ON CONFLICT(name) DO UPDATE SET value = excluded.value");
+  db.exec(
+      "INSERT INTO meta(name, value) VALUES ('schema_version', '2') "
+      "ON CONFLICT(name) DO UPDATE SET value = excluded.value");
   tx.commit();
 }
 
@@ -117,7 +121,8 @@ sqlite::Database open_read_only(const std::string& path) {
   db.busy_timeout(2000);
   std::int64_t tables = 0;
   try {
-    auto check = db.prepare("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='topics'");
+    auto check =
+        db.prepare("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='topics'");
     check.step();
     tables = check.column_int(0);
   } catch (const sqlite::BusyError&) {
@@ -127,32 +132,38 @@ sqlite::Database open_read_only(const std::string& path) {
     throw sqlite::SqliteError(e.code(), "cannot read database '" + path + "': " + e.what());
   }
   if (tables == 0) {
-    throw sqlite::SqliteError(SQLITE_ERROR, "database '" + path + "' has no topics table (not a topicflow database?)");
+    throw sqlite::SqliteError(
+        SQLITE_ERROR, "database '" + path + "' has no topics table (not a topicflow database?)");
   }
   return db;
 }
 
 std::vector<JobCounts> read_counts(sqlite::Database& db, const std::optional<std::string>& job) {
-  auto stmt = db.prepare(job ? "SELECT job, status, count(*) FROM topics WHERE job = ?1 GROUP BY job, status ORDER BY job"
-                             : "SELECT job, status, count(*) FROM topics GROUP BY job, status ORDER BY job");
+  auto stmt = db.prepare(
+      job ? "SELECT job, status, count(*) FROM topics WHERE job = ?1 GROUP BY job, status ORDER BY "
+            "job"
+          : "SELECT job, status, count(*) FROM topics GROUP BY job, status ORDER BY job");
   if (job) stmt.bind(1, *job);
   std::vector<JobCounts> out;
   while (stmt.step()) {
     const auto name = stmt.column_text(0);
     if (out.empty() || out.back().job != name) out.push_back(JobCounts{std::string(name), {}});
     if (auto s = parse_status(stmt.column_text(1))) {
-      out.back().by_status[static_cast<std::size_t>(*s)] = static_cast<std::uint64_t>(stmt.column_int(2));
+      out.back().by_status[static_cast<std::size_t>(*s)] =
+          static_cast<std::uint64_t>(stmt.column_int(2));
     }
   }
   return out;
 }
 
-std::vector<ErrorRow> recent_errors(sqlite::Database& db, const std::optional<std::string>& job, int limit) {
-  auto stmt = db.prepare(
-      job ? "SELECT job, key, status, attempts, error, updated_at FROM topics WHERE error IS NOT NULL AND job = ?2 "
-            "ORDER BY updated_at DESC LIMIT ?1"
-          : "SELECT job, key, status, attempts, error, updated_at FROM topics WHERE error IS NOT NULL "
-            "ORDER BY updated_at DESC LIMIT ?1");
+std::vector<ErrorRow> recent_errors(sqlite::Database& db, const std::optional<std::string>& job,
+                                    int limit) {
+  auto stmt = db.prepare(job ? "SELECT job, key, status, attempts, error, updated_at FROM topics "
+                               "WHERE error IS NOT NULL AND job = ?2 "
+                               "ORDER BY updated_at DESC LIMIT ?1"
+                             : "SELECT job, key, status, attempts, error, updated_at FROM topics "
+                               "WHERE error IS NOT NULL "
+                               "ORDER BY updated_at DESC LIMIT ?1");
   stmt.bind(1, static_cast<std::int64_t>(limit));
   if (job) stmt.bind(2, *job);
   std::vector<ErrorRow> out;

@@ -50,7 +50,10 @@ struct Encoder {
     pack_str(pk, m.job);
     pack_str(pk, m.submission);
     pk.pack_uint32(m.seq);
-    if (m.requeue_failed) pk.pack_true(); else pk.pack_false();
+    if (m.requeue_failed)
+      pk.pack_true();
+    else
+      pk.pack_false();
     pk.pack_array(static_cast<std::uint32_t>(m.items.size()));
     for (const auto& item : m.items) {
       pk.pack_array(2);
@@ -68,7 +71,10 @@ struct Encoder {
       pack_str(pk, u.job);
       pack_str(pk, u.key);
       pk.pack_uint32(u.attempt);
-      if (u.retryable) pk.pack_true(); else pk.pack_false();
+      if (u.retryable)
+        pk.pack_true();
+      else
+        pk.pack_false();
       pack_bin(pk, u.data);
     }
     pk.pack_uint32(m.slots);
@@ -103,9 +109,9 @@ struct Encoder {
   void operator()(const Progress& m) const {
     header(pk, Type::progress, 14);
     pack_str(pk, m.job);
-    for (std::uint64_t v : {m.pending, m.running, m.completed, m.failed, m.batches, m.updates,
-                            m.busy_retries, m.retried, m.redelivered, m.duplicates,
-                            m.decode_errors}) {
+    for (std::uint64_t v :
+         {m.pending, m.running, m.completed, m.failed, m.batches, m.updates, m.busy_retries,
+          m.retried, m.redelivered, m.duplicates, m.decode_errors}) {
       pk.pack_uint64(v);
     }
     pk.pack_int64(m.time_ms);
@@ -167,7 +173,9 @@ class Fields {
     std::string_view s(o.via.str.ptr, o.via.str.size);
     if (required && s.empty()) fail_field(field, "is empty");
     if (s.size() > max) {
-      fail_field(field, ("is " + std::to_string(s.size()) + " bytes, limit " + std::to_string(max)).c_str());
+      fail_field(
+          field,
+          ("is " + std::to_string(s.size()) + " bytes, limit " + std::to_string(max)).c_str());
     }
     if (!valid_utf8(s)) fail_field(field, "is not valid UTF-8");
     return std::string(s);
@@ -185,7 +193,9 @@ class Fields {
       fail_field(field, "is not bytes");
     }
     if (s.size() > max) {
-      fail_field(field, ("is " + std::to_string(s.size()) + " bytes, limit " + std::to_string(max)).c_str());
+      fail_field(
+          field,
+          ("is " + std::to_string(s.size()) + " bytes, limit " + std::to_string(max)).c_str());
     }
     return std::string(s);
   }
@@ -195,7 +205,8 @@ class Fields {
     if (o.type != msgpack::type::ARRAY) fail_field(field, "is not an array");
     if (o.via.array.size > limits_.max_items) {
       fail_field(field, ("has " + std::to_string(o.via.array.size) + " items, limit " +
-                         std::to_string(limits_.max_items)).c_str());
+                         std::to_string(limits_.max_items))
+                            .c_str());
     }
     return o;
   }
@@ -203,7 +214,9 @@ class Fields {
   const Limits& limits() const { return limits_; }
 
  private:
-  [[noreturn]] void fail(const char* why) const { throw DecodeError(std::string(what_) + " " + why); }
+  [[noreturn]] void fail(const char* why) const {
+    throw DecodeError(std::string(what_) + " " + why);
+  }
   [[noreturn]] void fail_field(const char* field, const char* why) const {
     throw DecodeError(std::string(what_) + "." + field + " " + why);
   }
@@ -278,7 +291,8 @@ Message decode_body(Type type, const msgpack::object& root, const Limits& lim) {
         Fields uf(updates.via.array.ptr[i], 6, "report.update", lim);
         Update u;
         const auto kind = uf.uint<std::uint8_t>("kind");
-        if (kind < 1 || kind > 5) throw DecodeError("report.update.kind " + std::to_string(kind) + " is unknown");
+        if (kind < 1 || kind > 5)
+          throw DecodeError("report.update.kind " + std::to_string(kind) + " is unknown");
         u.kind = static_cast<UpdateKind>(kind);
         u.job = uf.text("job", lim.max_job_bytes, true);
         u.key = uf.text("key", lim.max_key_bytes, true);
@@ -315,7 +329,8 @@ Message decode_body(Type type, const msgpack::object& root, const Limits& lim) {
       Ack m;
       m.client = f.text("client", 128, true);
       const auto kind = f.uint<std::uint8_t>("kind");
-      if (kind < 1 || kind > 3) throw DecodeError("ack.kind " + std::to_string(kind) + " is unknown");
+      if (kind < 1 || kind > 3)
+        throw DecodeError("ack.kind " + std::to_string(kind) + " is unknown");
       m.kind = static_cast<AckKind>(kind);
       m.seq = f.uint<std::uint32_t>("seq");
       m.accepted = f.uint<std::uint64_t>("accepted");
@@ -331,9 +346,9 @@ Message decode_body(Type type, const msgpack::object& root, const Limits& lim) {
       Fields f(body, 14, "progress", lim);
       Progress m;
       m.job = f.text("job", lim.max_job_bytes, true);
-      for (std::uint64_t* v : {&m.pending, &m.running, &m.completed, &m.failed, &m.batches,
-                               &m.updates, &m.busy_retries, &m.retried, &m.redelivered,
-                               &m.duplicates, &m.decode_errors}) {
+      for (std::uint64_t* v :
+           {&m.pending, &m.running, &m.completed, &m.failed, &m.batches, &m.updates,
+            &m.busy_retries, &m.retried, &m.redelivered, &m.duplicates, &m.decode_errors}) {
         *v = f.uint<std::uint64_t>("counter");
       }
       m.time_ms = f.int64("time_ms");
@@ -356,7 +371,8 @@ std::string encode(const Message& message) {
 namespace {
 // Strings and bins of the unpacked object point into the frame instead of being copied into the
 // zone: decode() copies out what it keeps before it returns, while the frame is alive.
-bool reference_frame(msgpack::type::object_type /*type*/, std::size_t /*size*/, void* /*user_data*/) {
+bool reference_frame(msgpack::type::object_type /*type*/, std::size_t /*size*/,
+                     void* /*user_data*/) {
   return true;
 }
 }  // namespace
@@ -395,7 +411,8 @@ Message decode(std::span<const std::byte> bytes, const Limits& limits) {
     throw DecodeError("not a topicflow message (expected [version, type, ...])");
   }
   const auto& version = root.via.array.ptr[0];
-  if (version.type != msgpack::type::POSITIVE_INTEGER) throw DecodeError("version is not an integer");
+  if (version.type != msgpack::type::POSITIVE_INTEGER)
+    throw DecodeError("version is not an integer");
   if (version.via.u64 != kVersion) {
     throw DecodeError("unsupported protocol version " + std::to_string(version.via.u64) +
                       " (this build speaks " + std::to_string(kVersion) + ")");
@@ -408,8 +425,8 @@ Message decode(std::span<const std::byte> bytes, const Limits& limits) {
 }
 
 std::string_view type_name(const Message& message) {
-  static constexpr std::string_view names[] = {"task",    "submit",       "report", "hello",   "requeue",
-                                               "broker_hello", "ack", "progress", "tasks"};
+  static constexpr std::string_view names[] = {
+      "task", "submit", "report", "hello", "requeue", "broker_hello", "ack", "progress", "tasks"};
   return names[message.index()];
 }
 

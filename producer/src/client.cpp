@@ -175,9 +175,10 @@ bool SinkClient::handshake(std::chrono::milliseconds timeout, const StopSignal& 
     if (now >= deadline) {
       throw std::runtime_error("cannot reach the sink at " + endpoints_.sink + " / " +
                                endpoints_.events + " within " + seconds_text(timeout.count()) +
-                               (curve_ ? " (CURVE is on: is --curve-sink-key the sink's public key, "
-                                         "and this key in the sink's --curve-authorized?)"
-                                       : ""));
+                               (curve_
+                                    ? " (CURVE is on: is --curve-sink-key the sink's public key, "
+                                      "and this key in the sink's --curve-authorized?)"
+                                    : ""));
     }
     if (now >= next_hello) {
       (void)try_send(hello);  // not connected yet: the next round tries again

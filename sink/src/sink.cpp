@@ -14,8 +14,8 @@
 #include <limits>
 #include <map>
 #include <mutex>
-#include <thread>
 #include <set>
+#include <thread>
 #include <unordered_map>
 
 namespace topicflow {
@@ -36,10 +36,15 @@ struct Entry {
   std::string id;  // job '\0' key: the key of the batch index and of the row cache
   std::size_t job_size = 0;
   std::vector<sink::Event> events;
-  bool takes = false;  // a report of a task in transit: its commit frees room in the dispatch window
+  bool takes =
+      false;  // a report of a task in transit: its commit frees room in the dispatch window
 
-  [[nodiscard]] std::string_view job() const noexcept { return std::string_view(id).substr(0, job_size); }
-  [[nodiscard]] std::string_view key() const noexcept { return std::string_view(id).substr(job_size + 1); }
+  [[nodiscard]] std::string_view job() const noexcept {
+    return std::string_view(id).substr(0, job_size);
+  }
+  [[nodiscard]] std::string_view key() const noexcept {
+    return std::string_view(id).substr(job_size + 1);
+  }
 };
 
 // Where the ready sweep goes on: every ready row (pending, not handed out) that is not in
@@ -48,7 +53,9 @@ struct Entry {
 struct ReadyCursor {
   std::int64_t due = std::numeric_limits<std::int64_t>::min();
   std::int64_t rowid = std::numeric_limits<std::int64_t>::min();
-  [[nodiscard]] bool before(std::int64_t d, std::int64_t r) const noexcept { return due < d || (due == d && rowid < r); }
+  [[nodiscard]] bool before(std::int64_t d, std::int64_t r) const noexcept {
+    return due < d || (due == d && rowid < r);
+  }
 };
 
 struct RequeueRequest {
@@ -117,59 +124,86 @@ class Sink::Impl {
         own_context_(context == nullptr ? std::make_unique<zmq::context_t>(1) : nullptr),
         context_(context == nullptr ? own_context_.get() : context),
         db_(store::open_for_writing(cfg_.db)),
-        select_row_(db_, "SELECT status, attempts, due_at, dispatched_at, error, submission, worker, rowid "
-                         "FROM topics WHERE job = ?1 AND key = ?2"),
-        insert_row_(db_, "INSERT INTO topics(job, key, payload, status, attempts, error, updated_at, "
-                         "created_at, submission, due_at, dispatched_at, worker) "
-                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, ?11) "
-                         "ON CONFLICT(job, key) DO NOTHING"),
+        select_row_(
+            db_,
+            "SELECT status, attempts, due_at, dispatched_at, error, submission, worker, rowid "
+            "FROM topics WHERE job = ?1 AND key = ?2"),
+        insert_row_(db_,
+                    "INSERT INTO topics(job, key, payload, status, attempts, error, updated_at, "
+                    "created_at, submission, due_at, dispatched_at, worker) "
+                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, ?11) "
+                    "ON CONFLICT(job, key) DO NOTHING"),
         // The guard: a completed row never changes; a failed row changes only by an explicit
         // requeue; otherwise attempts never go down. The state machine already ensures this;
         // the SQL makes it impossible to get wrong.
-        update_row_(db_, "UPDATE topics SET status = ?3, attempts = ?4, error = ?5, updated_at = ?6, "
-                         "submission = ?7, due_at = ?8, dispatched_at = ?9, worker = ?10, "
-                         "payload = iif(?11, ?12, payload), result = iif(?13, ?14, result) "
-                         "WHERE rowid = ?16 AND job = ?1 AND key = ?2 AND status <> 'completed' AND "
-                         "((status <> 'failed' AND attempts <= ?4) OR (?15 AND status = 'failed'))"),
+        update_row_(db_,
+                    "UPDATE topics SET status = ?3, attempts = ?4, error = ?5, updated_at = ?6, "
+                    "submission = ?7, due_at = ?8, dispatched_at = ?9, worker = ?10, "
+                    "payload = iif(?11, ?12, payload), result = iif(?13, ?14, result) "
+                    "WHERE rowid = ?16 AND job = ?1 AND key = ?2 AND status <> 'completed' AND "
+                    "((status <> 'failed' AND attempts <= ?4) OR (?15 AND status = 'failed'))"),
         // The two writes of an attempt's normal life (its first report: running, or completed at
         // once), each setting only what its transition changes (fewer bindings and expressions
         // than the generic UPDATE) under the same guard as the generic one with requeue off: not
         // completed, not failed, attempts not ahead. They write the attempt too: the row held
         // the previous one while the task was in transit (see dispatch_ready).
-        run_row_(db_, "UPDATE topics SET status = 'running', attempts = ?6, due_at = ?3, dispatched_at = NULL, "
-                      "updated_at = ?4, worker = ?5 WHERE rowid = ?7 AND job = ?1 AND key = ?2 AND "
-                      "status <> 'completed' AND status <> 'failed' AND attempts <= ?6"),
-        complete_row_(db_, "UPDATE topics SET status = 'completed', attempts = ?6, result = ?3, error = NULL, "
-                           "updated_at = ?4, due_at = NULL, dispatched_at = NULL, worker = ?5 WHERE rowid = ?7 AND "
-                           "job = ?1 AND key = ?2 AND status <> 'completed' AND status <> 'failed' AND attempts <= ?6"),
-        sweep_timers_(db_, "SELECT job, key, payload, status, attempts, dispatched_at, error, submission, worker, rowid "
-                           "FROM topics WHERE (status = 'running' OR dispatched_at IS NOT NULL) "
-                           "AND due_at <= ?1 ORDER BY due_at LIMIT ?2"),
+        run_row_(db_,
+                 "UPDATE topics SET status = 'running', attempts = ?6, due_at = ?3, dispatched_at "
+                 "= NULL, "
+                 "updated_at = ?4, worker = ?5 WHERE rowid = ?7 AND job = ?1 AND key = ?2 AND "
+                 "status <> 'completed' AND status <> 'failed' AND attempts <= ?6"),
+        complete_row_(
+            db_,
+            "UPDATE topics SET status = 'completed', attempts = ?6, result = ?3, error = NULL, "
+            "updated_at = ?4, due_at = NULL, dispatched_at = NULL, worker = ?5 WHERE rowid = ?7 "
+            "AND "
+            "job = ?1 AND key = ?2 AND status <> 'completed' AND status <> 'failed' AND attempts "
+            "<= ?6"),
+        sweep_timers_(db_,
+                      "SELECT job, key, payload, status, attempts, dispatched_at, error, "
+                      "submission, worker, rowid "
+                      "FROM topics WHERE (status = 'running' OR dispatched_at IS NOT NULL) "
+                      "AND due_at <= ?1 ORDER BY due_at LIMIT ?2"),
         // Ready rows after the ready cursor, in (due_at, rowid) order, read lazily (no LIMIT: the
         // index order is the ORDER BY, so stepping stops where the window's room ends): the
         // rest of the cursor's due time by rowid, then the later due times up to now. Two
         // statements because SQLite seeks a partial index by (due_at = ? AND rowid > ?) but not
         // by the row value (due_at, rowid) > (?, ?).
-        ready_at_(db_, "SELECT rowid, due_at, job, key, payload, attempts, error, submission, worker FROM topics "
-                       "WHERE status = 'pending' AND dispatched_at IS NULL AND due_at = ?1 AND rowid > ?2 "
-                       "ORDER BY rowid"),
-        ready_after_(db_, "SELECT rowid, due_at, job, key, payload, attempts, error, submission, worker FROM topics "
-                          "WHERE status = 'pending' AND dispatched_at IS NULL AND due_at > ?1 AND due_at <= ?2 "
-                          "ORDER BY due_at, rowid"),
-        next_timer_(db_, "SELECT min(due_at) FROM topics WHERE status = 'running' OR dispatched_at IS NOT NULL"),
-        next_ready_at_(db_, "SELECT 1 FROM topics WHERE status = 'pending' AND dispatched_at IS NULL AND due_at = ?1 "
-                            "AND rowid > ?2 LIMIT 1"),
-        next_ready_after_(db_, "SELECT due_at FROM topics WHERE status = 'pending' AND dispatched_at IS NULL AND "
-                               "due_at > ?1 ORDER BY due_at LIMIT 1"),
-        requeue_job_(db_, "UPDATE topics SET status = 'pending', attempts = 0, dispatched_at = NULL, "
-                          "due_at = ?2, updated_at = ?2 WHERE job = ?1 AND status = 'failed'"),
-        set_meta_(db_, "INSERT INTO meta(name, value) VALUES (?1, ?2) "
-                       "ON CONFLICT(name) DO UPDATE SET value = excluded.value"),
+        ready_at_(
+            db_,
+            "SELECT rowid, due_at, job, key, payload, attempts, error, submission, worker FROM "
+            "topics "
+            "WHERE status = 'pending' AND dispatched_at IS NULL AND due_at = ?1 AND rowid > ?2 "
+            "ORDER BY rowid"),
+        ready_after_(
+            db_,
+            "SELECT rowid, due_at, job, key, payload, attempts, error, submission, worker FROM "
+            "topics "
+            "WHERE status = 'pending' AND dispatched_at IS NULL AND due_at > ?1 AND due_at <= ?2 "
+            "ORDER BY due_at, rowid"),
+        next_timer_(
+            db_,
+            "SELECT min(due_at) FROM topics WHERE status = 'running' OR dispatched_at IS NOT NULL"),
+        next_ready_at_(db_,
+                       "SELECT 1 FROM topics WHERE status = 'pending' AND dispatched_at IS NULL "
+                       "AND due_at = ?1 "
+                       "AND rowid > ?2 LIMIT 1"),
+        next_ready_after_(
+            db_,
+            "SELECT due_at FROM topics WHERE status = 'pending' AND dispatched_at IS NULL AND "
+            "due_at > ?1 ORDER BY due_at LIMIT 1"),
+        requeue_job_(db_,
+                     "UPDATE topics SET status = 'pending', attempts = 0, dispatched_at = NULL, "
+                     "due_at = ?2, updated_at = ?2 WHERE job = ?1 AND status = 'failed'"),
+        set_meta_(db_,
+                  "INSERT INTO meta(name, value) VALUES (?1, ?2) "
+                  "ON CONFLICT(name) DO UPDATE SET value = excluded.value"),
         pull_(make_socket(*context_, zmq::socket_type::pull, {.sndhwm = 1000, .rcvhwm = 10000})),
         pub_(make_socket(*context_, zmq::socket_type::pub, {.sndhwm = 100000, .rcvhwm = 1000})),
-        push_(make_socket(*context_, zmq::socket_type::push,
-                          {.sndhwm = static_cast<int>(std::max<std::int64_t>(cfg_.dispatch_window * 2, 1000)),
-                           .rcvhwm = 1000})),
+        push_(make_socket(
+            *context_, zmq::socket_type::push,
+            {.sndhwm = static_cast<int>(std::max<std::int64_t>(cfg_.dispatch_window * 2, 1000)),
+             .rcvhwm = 1000})),
         retry_backoff_(cfg_.retry_base_ms, cfg_.retry_max_ms),
         busy_backoff_(cfg_.busy_base_ms, cfg_.busy_max_ms) {
     db_.busy_timeout(0);  // busy handling is ours: keep the batch, back off with jitter, log
@@ -183,18 +217,22 @@ class Sink::Impl {
     spdlog::info("sink ready: db {} ({} jobs, {} unfinished topics), PULL {}, PUB {}, tasks to {}",
                  cfg_.db, counts_.size(), unfinished(), endpoint(pull_), endpoint(pub_),
                  cfg_.endpoints.frontend);
-    spdlog::info("batching: up to {} updates or {} ms; lease {} ms; max attempts {}; retry backoff {}..{} ms; "
-                 "dispatch window {}, timeout {} ms",
-                 cfg_.batch_max, cfg_.batch_delay_ms, cfg_.lease_ms, cfg_.max_attempts, cfg_.retry_base_ms,
-                 cfg_.retry_max_ms, cfg_.dispatch_window, cfg_.dispatch_timeout_ms);
+    spdlog::info(
+        "batching: up to {} updates or {} ms; lease {} ms; max attempts {}; retry backoff {}..{} "
+        "ms; "
+        "dispatch window {}, timeout {} ms",
+        cfg_.batch_max, cfg_.batch_delay_ms, cfg_.lease_ms, cfg_.max_attempts, cfg_.retry_base_ms,
+        cfg_.retry_max_ms, cfg_.dispatch_window, cfg_.dispatch_timeout_ms);
     publish_snapshot();
     if (cfg_.metrics_port > 0) start_metrics(cfg_.metrics_port);
   }
 
   void start_metrics(int port) {
     metrics_ = std::make_unique<MetricsServer>(
-        cfg_.metrics_address, port, [this] { return render_metrics(); }, [this] { return health(); });
-    spdlog::info("metrics on http://{}:{}/metrics, health on /healthz", cfg_.metrics_address, metrics_->port());
+        cfg_.metrics_address, port, [this] { return render_metrics(); },
+        [this] { return health(); });
+    spdlog::info("metrics on http://{}:{}/metrics, health on /healthz", cfg_.metrics_address,
+                 metrics_->port());
   }
   int metrics_port() const { return metrics_ ? metrics_->port() : 0; }
 
@@ -202,8 +240,8 @@ class Sink::Impl {
     stats_window_start_ = steady_ms();
     while (!stop.triggered()) {
       const auto now = steady_ms();
-      std::array<zmq::pollitem_t, 2> items{{{nullptr, stop.fd(), ZMQ_POLLIN, 0},
-                                            {pull_.handle(), 0, ZMQ_POLLIN, 0}}};
+      std::array<zmq::pollitem_t, 2> items{
+          {{nullptr, stop.fd(), ZMQ_POLLIN, 0}, {pull_.handle(), 0, ZMQ_POLLIN, 0}}};
       const bool can_read = batch_events_ < static_cast<std::size_t>(cfg_.buffer_max);
       poll_items(items.data(), can_read ? 2 : 1, poll_timeout(now));
       if (stop.triggered()) break;
@@ -241,7 +279,8 @@ class Sink::Impl {
   // ---- receiving -----------------------------------------------------------------------------
 
   void drain() {
-    for (std::size_t i = 0; i < 4096 && batch_events_ < static_cast<std::size_t>(cfg_.buffer_max); ++i) {
+    for (std::size_t i = 0; i < 4096 && batch_events_ < static_cast<std::size_t>(cfg_.buffer_max);
+         ++i) {
       auto msg = try_recv(pull_);
       if (!msg) break;
       handle(*msg);
@@ -253,7 +292,8 @@ class Sink::Impl {
     ++counters_.messages;
     wire::Message message;
     try {
-      message = wire::decode(std::string_view(static_cast<const char*>(msg.data()), msg.size()), limits_);
+      message =
+          wire::decode(std::string_view(static_cast<const char*>(msg.data()), msg.size()), limits_);
     } catch (const wire::DecodeError& e) {
       ++counters_.decode_errors;
       bad_messages_.warn(fmt::format("dropped a bad message ({} bytes): {}", msg.size(), e.what()));
@@ -272,8 +312,11 @@ class Sink::Impl {
     const std::string_view origin = origins_.emplace_back(std::move(m.submission));
     for (auto& item : m.items) {
       add_event(m.job, item.key,
-                sink::Event{.kind = sink::EventKind::submit, .requeue_failed = m.requeue_failed,
-                            .data = std::move(item.payload), .origin = origin, .ack = ack});
+                sink::Event{.kind = sink::EventKind::submit,
+                            .requeue_failed = m.requeue_failed,
+                            .data = std::move(item.payload),
+                            .origin = origin,
+                            .ack = ack});
     }
   }
 
@@ -288,8 +331,11 @@ class Sink::Impl {
     const std::string_view origin = origins_.emplace_back(std::move(m.worker));
     for (auto& u : m.updates) {
       add_event(u.job, u.key,
-                sink::Event{.kind = to_event_kind(u.kind), .attempt = u.attempt, .retryable = u.retryable,
-                            .data = std::move(u.data), .origin = origin});
+                sink::Event{.kind = to_event_kind(u.kind),
+                            .attempt = u.attempt,
+                            .retryable = u.retryable,
+                            .data = std::move(u.data),
+                            .origin = origin});
     }
   }
 
@@ -308,8 +354,8 @@ class Sink::Impl {
     if (broker_instance_.empty()) {
       spdlog::info("broker instance {} announced itself", m.instance);
     } else {
-      spdlog::info("broker instance {} announced itself (was {}): redelivering tasks in transit", m.instance,
-                   broker_instance_);
+      spdlog::info("broker instance {} announced itself (was {}): redelivering tasks in transit",
+                   m.instance, broker_instance_);
     }
     new_broker_ = m.instance;
     mark_batch_started();
@@ -318,8 +364,9 @@ class Sink::Impl {
   template <typename T>
   void on_message(const T& /*unexpected*/) {
     ++counters_.decode_errors;
-    bad_messages_.warn(fmt::format("dropped a message of type {} that does not belong on the sink socket",
-                                   wire::type_name(wire::Message(T{}))));
+    bad_messages_.warn(
+        fmt::format("dropped a message of type {} that does not belong on the sink socket",
+                    wire::type_name(wire::Message(T{}))));
   }
 
   // The key of a topic in the batch index and the row cache: job NUL key.
@@ -346,7 +393,8 @@ class Sink::Impl {
       it = index_.emplace(added.id, batch_entries_++).first;
     }
     auto& entry = entries_[it->second];
-    if (!entry.takes && event.kind != sink::EventKind::submit && event.kind != sink::EventKind::heartbeat) {
+    if (!entry.takes && event.kind != sink::EventKind::submit &&
+        event.kind != sink::EventKind::heartbeat) {
       // Only a hint for when to commit (the state machine decides what the event does).
       const auto cached = row_cache_.find(entry.id);
       if (cached != row_cache_.end() && cached->second.in_transit()) {
@@ -370,8 +418,12 @@ class Sink::Impl {
   }
 
   // Tasks handed to the broker and not started yet (each is a row in transit in the row cache).
-  [[nodiscard]] std::int64_t in_transit() const { return static_cast<std::int64_t>(transit_by_due_.size()); }
-  [[nodiscard]] std::int64_t budget() const { return std::max<std::int64_t>(window_ - in_transit(), 0); }
+  [[nodiscard]] std::int64_t in_transit() const {
+    return static_cast<std::int64_t>(transit_by_due_.size());
+  }
+  [[nodiscard]] std::int64_t budget() const {
+    return std::max<std::int64_t>(window_ - in_transit(), 0);
+  }
 
   // Due work, or enough room in the dispatch window for topics waiting: committed now rather
   // than at the end of the batch delay. The room counts the tasks the buffered reports say were
@@ -384,7 +436,8 @@ class Sink::Impl {
   }
 
   [[nodiscard]] bool room_for_ready() const {
-    return budget() + static_cast<std::int64_t>(batch_takes_) >= std::max<std::int64_t>(1, window_ / 4);
+    return budget() + static_cast<std::int64_t>(batch_takes_) >=
+           std::max<std::int64_t>(1, window_ / 4);
   }
 
   std::int64_t poll_timeout(std::int64_t now) const {
@@ -392,12 +445,14 @@ class Sink::Impl {
     if (retry_at_ms_ > 0) {
       deadline = std::min(deadline, retry_at_ms_);
     } else {
-      if (batch_started_ms_ >= 0) deadline = std::min(deadline, batch_started_ms_ + cfg_.batch_delay_ms);
+      if (batch_started_ms_ >= 0)
+        deadline = std::min(deadline, batch_started_ms_ + cfg_.batch_delay_ms);
       const auto wall = now_ms();
       auto next_due = next_timer_due_;
       // (only when that would commit: with less room, waking for ready rows only spins)
       if (room_for_ready()) next_due = std::min(next_due, next_ready_due_);
-      if (next_due != kNever) deadline = std::min(deadline, now + std::max<std::int64_t>(next_due - wall, 0));
+      if (next_due != kNever)
+        deadline = std::min(deadline, now + std::max<std::int64_t>(next_due - wall, 0));
     }
     if (!dirty_jobs_.empty()) deadline = std::min(deadline, now + kProgressIntervalMs);
     return std::max<std::int64_t>(deadline - now, 0);
@@ -419,8 +474,10 @@ class Sink::Impl {
     // are ready, with the previous attempt), so forgetting them here is the whole resend: the
     // ready sweep below sends them again with the same attempt.
     if (const auto n = forget_transit(wall); n > 0) {
-      spdlog::warn("{} tasks handed to the broker {} ms ago were never started (lost with a worker?): "
-                   "sending them again", n, policy_.dispatch_timeout_ms);
+      spdlog::warn(
+          "{} tasks handed to the broker {} ms ago were never started (lost with a worker?): "
+          "sending them again",
+          n, policy_.dispatch_timeout_ms);
     }
     // Tasks handed to a broker that has since restarted are lost with its queue. The first
     // broker this database ever heard of replaces nobody: nothing to resend (tasks dispatched
@@ -457,8 +514,8 @@ class Sink::Impl {
     ++busy_attempt_;
     if (busy_since_ms_ == 0) busy_since_ms_ = steady_ms();
     retry_at_ms_ = steady_ms() + delay;
-    spdlog::warn("database busy ({}); keeping {} updates, retry {} in {} ms", e.what(), batch_events_,
-                 busy_attempt_, delay);
+    spdlog::warn("database busy ({}); keeping {} updates, retry {} in {} ms", e.what(),
+                 batch_events_, busy_attempt_, delay);
   }
 
   sink::Row load_row(std::string_view job, std::string_view key) {
@@ -494,15 +551,16 @@ class Sink::Impl {
     const bool same_attempt = row.attempts == before.attempts;
     switch (row.status) {
       case Status::running:
-        return same_attempt && !row.new_result && !row.dispatched_at && row.due_at && row.error == before.error
+        return same_attempt && !row.new_result && !row.dispatched_at && row.due_at &&
+                       row.error == before.error
                    ? Narrow::run
                    : Narrow::none;
       case Status::completed:
-        return same_attempt && row.new_result && !row.dispatched_at && !row.due_at && !row.error ? Narrow::complete
-                                                                                                 : Narrow::none;
+        return same_attempt && row.new_result && !row.dispatched_at && !row.due_at && !row.error
+                   ? Narrow::complete
+                   : Narrow::none;
       case Status::pending:
-      case Status::failed:
-        return Narrow::none;
+      case Status::failed: return Narrow::none;
     }
     return Narrow::none;
   }
@@ -523,11 +581,13 @@ class Sink::Impl {
         run_row_.bind_static(5, row.worker).bind(6, row.attempts).bind(7, row.rowid);
         return step_update(run_row_);
       case Narrow::complete:
-        complete_row_.bind_static(1, job).bind_static(2, key).bind_blob_static(3, *row.new_result).bind(4, wall);
+        complete_row_.bind_static(1, job)
+            .bind_static(2, key)
+            .bind_blob_static(3, *row.new_result)
+            .bind(4, wall);
         complete_row_.bind_static(5, row.worker).bind(6, row.attempts).bind(7, row.rowid);
         return step_update(complete_row_);
-      case Narrow::none:
-        break;
+      case Narrow::none: break;
     }
     return false;
   }
@@ -536,10 +596,13 @@ class Sink::Impl {
   // so a row that exists after all comes back as Write::exists and nothing changed), else a
   // guarded UPDATE.
   // Sets row.rowid after an INSERT; an existing row is addressed by the rowid it was read with.
-  Write write_row(std::string_view job, std::string_view key, const sink::Row& before, sink::Row& row,
-                  std::int64_t wall, Effects& fx) {
+  Write write_row(std::string_view job, std::string_view key, const sink::Row& before,
+                  sink::Row& row, std::int64_t wall, Effects& fx) {
     auto bind_opt = [](sqlite::Statement& s, int i, const std::optional<std::int64_t>& v) {
-      if (v) s.bind(i, *v); else s.bind_null(i);
+      if (v)
+        s.bind(i, *v);
+      else
+        s.bind_null(i);
     };
     // In transit lives in the sink's memory only (dispatch_ready): no write hands a task out.
     assert(!row.dispatched_at);
@@ -549,9 +612,13 @@ class Sink::Impl {
       updated = update_narrow(narrow, job, key, row, wall);
     } else if (!before.exists) {
       insert_row_.bind_static(1, job).bind_static(2, key);
-      insert_row_.bind_blob_static(3, row.new_payload ? std::string_view(*row.new_payload) : std::string_view());
+      insert_row_.bind_blob_static(
+          3, row.new_payload ? std::string_view(*row.new_payload) : std::string_view());
       insert_row_.bind_static(4, status).bind(5, row.attempts);
-      if (row.error) insert_row_.bind_static(6, *row.error); else insert_row_.bind_null(6);
+      if (row.error)
+        insert_row_.bind_static(6, *row.error);
+      else
+        insert_row_.bind_null(6);
       insert_row_.bind(7, wall).bind_static(8, row.submission);
       bind_opt(insert_row_, 9, row.due_at);
       bind_opt(insert_row_, 10, row.dispatched_at);
@@ -562,23 +629,33 @@ class Sink::Impl {
       if (inserted != 1) return Write::exists;
       row.rowid = db_.last_insert_rowid();
     } else {
-      update_row_.bind_static(1, job).bind_static(2, key).bind_static(3, status).bind(4, row.attempts);
-      if (row.error) update_row_.bind_static(5, *row.error); else update_row_.bind_null(5);
+      update_row_.bind_static(1, job).bind_static(2, key).bind_static(3, status).bind(4,
+                                                                                      row.attempts);
+      if (row.error)
+        update_row_.bind_static(5, *row.error);
+      else
+        update_row_.bind_null(5);
       update_row_.bind(6, wall).bind_static(7, row.submission);
       bind_opt(update_row_, 8, row.due_at);
       bind_opt(update_row_, 9, row.dispatched_at);
       update_row_.bind_static(10, row.worker);
       update_row_.bind(11, std::int64_t{row.new_payload.has_value()});
-      if (row.new_payload) update_row_.bind_blob_static(12, *row.new_payload); else update_row_.bind_null(12);
+      if (row.new_payload)
+        update_row_.bind_blob_static(12, *row.new_payload);
+      else
+        update_row_.bind_null(12);
       update_row_.bind(13, std::int64_t{row.new_result.has_value()});
-      if (row.new_result) update_row_.bind_blob_static(14, *row.new_result); else update_row_.bind_null(14);
+      if (row.new_result)
+        update_row_.bind_blob_static(14, *row.new_result);
+      else
+        update_row_.bind_null(14);
       update_row_.bind(15, std::int64_t{row.requeued}).bind(16, row.rowid);
       updated = step_update(update_row_);
     }
     if (!updated) {
       ++fx.guard_refused;
-      spdlog::error("internal: the SQL guard refused an update of {}/{} to {} (attempt {})", job, key, status,
-                    row.attempts);
+      spdlog::error("internal: the SQL guard refused an update of {}/{} to {} (attempt {})", job,
+                    key, status, row.attempts);
       return Write::refused;
     }
     ++fx.updates;
@@ -616,7 +693,8 @@ class Sink::Impl {
     auto& delta = fx.delta(job);
     if (before.exists) --delta[static_cast<std::size_t>(before.status)];
     if (after.exists) ++delta[static_cast<std::size_t>(after.status)];
-    fx.in_transit_delta += static_cast<std::int64_t>(after.in_transit()) - static_cast<std::int64_t>(before.in_transit());
+    fx.in_transit_delta += static_cast<std::int64_t>(after.in_transit()) -
+                           static_cast<std::int64_t>(before.in_transit());
     if (before.in_transit() && after.exists && after.status != Status::pending) ++fx.taken;
   }
 
@@ -627,7 +705,8 @@ class Sink::Impl {
     }
     // A registration is INSERTed first: a new topic needs no SELECT. Only if the row exists
     // after all (a resubmission) is it read and the events applied to what is there.
-    if (entry.events.front().kind == sink::EventKind::submit && apply_events(entry, sink::Row{}, false, wall, fx)) {
+    if (entry.events.front().kind == sink::EventKind::submit &&
+        apply_events(entry, sink::Row{}, false, wall, fx)) {
       return;
     }
     const bool applied = apply_events(entry, load_row(entry.job(), entry.key()), false, wall, fx);
@@ -638,10 +717,12 @@ class Sink::Impl {
   // Applies an entry's events to `row` (the state before them; `cached`: from the row cache)
   // and writes the result. Returns false, with no effect at all, when `row` said "no row" but
   // the INSERT found one.
-  bool apply_events(Entry& entry, const sink::Row& before, bool cached, std::int64_t wall, Effects& fx) {
+  bool apply_events(Entry& entry, const sink::Row& before, bool cached, std::int64_t wall,
+                    Effects& fx) {
     sink::Row row = before;
     outcomes_.clear();
-    for (const auto& event : entry.events) outcomes_.push_back(sink::apply(row, event, policy_, retry_backoff_, wall));
+    for (const auto& event : entry.events)
+      outcomes_.push_back(sink::apply(row, event, policy_, retry_backoff_, wall));
     auto written = Write::refused;
     if (row.changed) {
       written = write_row(entry.job(), entry.key(), before, row, wall, fx);
@@ -691,7 +772,8 @@ class Sink::Impl {
     delta[static_cast<std::size_t>(Status::pending)] += n;
     fx.updates += static_cast<std::uint64_t>(n);
     fx.written[static_cast<std::size_t>(Status::pending)] += static_cast<std::uint64_t>(n);
-    fx.acks.push_back(wire::Ack{.client = rq.client, .kind = wire::AckKind::requeue,
+    fx.acks.push_back(wire::Ack{.client = rq.client,
+                                .kind = wire::AckKind::requeue,
                                 .requeued = static_cast<std::uint64_t>(n)});
     if (n > 0) fx.cursor = ReadyCursor{};  // ready again anywhere in (due_at, rowid) order
     if (n > 0) spdlog::info("requeued {} failed topics of job {}", n, rq.job);
@@ -766,9 +848,10 @@ class Sink::Impl {
         auto id = row_id(job, key);
         // Already in transit (sent before a cursor reset): not again. Unless this commit gave
         // it back (its cache entry changes only at COMMIT).
-        if (const auto it = row_cache_.find(id); it != row_cache_.end() && it->second.in_transit() &&
-                                                 std::find(fx.ready_again.begin(), fx.ready_again.end(), rowid) ==
-                                                     fx.ready_again.end()) {
+        if (const auto it = row_cache_.find(id);
+            it != row_cache_.end() && it->second.in_transit() &&
+            std::find(fx.ready_again.begin(), fx.ready_again.end(), rowid) ==
+                fx.ready_again.end()) {
           continue;
         }
         sink::Row row;
@@ -783,7 +866,8 @@ class Sink::Impl {
         const auto r = sink::on_due(row, policy_, wall);
         assert(r.dispatch && row.in_transit());
         (void)r;
-        fx.tasks.push_back(wire::Task{std::string(job), std::string(key), std::string(q.column_blob(4)),
+        fx.tasks.push_back(wire::Task{std::string(job), std::string(key),
+                                      std::string(q.column_blob(4)),
                                       static_cast<std::uint32_t>(row.attempts)});
         // pending before and after, now in transit: what account() would count
         ++fx.in_transit_delta;
@@ -833,7 +917,8 @@ class Sink::Impl {
       if (!row) return;
       it = row_cache_.emplace(std::move(id), std::move(*row)).first;
     }
-    if (it->second.in_transit()) transit_by_due_.emplace(std::pair{*it->second.due_at, it->second.rowid}, &it->first);
+    if (it->second.in_transit())
+      transit_by_due_.emplace(std::pair{*it->second.due_at, it->second.rowid}, &it->first);
   }
 
   void refresh_due_hints() {
@@ -844,7 +929,8 @@ class Sink::Impl {
       return v;
     };
     next_timer_due_ = read_min(next_timer_);
-    if (!transit_by_due_.empty()) next_timer_due_ = std::min(next_timer_due_, transit_by_due_.begin()->first.first);
+    if (!transit_by_due_.empty())
+      next_timer_due_ = std::min(next_timer_due_, transit_by_due_.begin()->first.first);
     // the first ready row after the cursor (possibly one in transit after a cursor reset: the
     // sweep then moves the cursor over it)
     next_ready_at_.bind(1, cursor_.due).bind(2, cursor_.rowid);
@@ -872,7 +958,7 @@ class Sink::Impl {
     taken_in_window_ += fx.taken;
     for (auto& [id, row] : fx.cache) cache_put(std::move(id), std::move(row));
     assert(in_transit() == std::count_if(row_cache_.begin(), row_cache_.end(),
-                                        [](const auto& kv) { return kv.second.in_transit(); }));
+                                         [](const auto& kv) { return kv.second.in_transit(); }));
     cursor_ = fx.cursor;
     counters_.updates += fx.updates;
     counters_.redelivered += fx.redelivered;
@@ -899,13 +985,15 @@ class Sink::Impl {
         msg = zmq::message_t(wire::encode(fx.tasks[i]));
       } else {
         wire::TaskBatch batch;
-        batch.tasks.assign(std::make_move_iterator(fx.tasks.begin() + static_cast<std::ptrdiff_t>(i)),
-                           std::make_move_iterator(fx.tasks.begin() + static_cast<std::ptrdiff_t>(i + n)));
+        batch.tasks.assign(
+            std::make_move_iterator(fx.tasks.begin() + static_cast<std::ptrdiff_t>(i)),
+            std::make_move_iterator(fx.tasks.begin() + static_cast<std::ptrdiff_t>(i + n)));
         msg = zmq::message_t(wire::encode(batch));
       }
       if (!push_.send(msg, zmq::send_flags::dontwait)) {
         // The window keeps this from happening; if it does, the dispatch timeout recovers it.
-        spdlog::warn("broker frontend is full; {} tasks will be redelivered after the dispatch timeout", n);
+        spdlog::warn(
+            "broker frontend is full; {} tasks will be redelivered after the dispatch timeout", n);
       }
     }
     counters_.dispatched += fx.tasks.size();
@@ -919,11 +1007,13 @@ class Sink::Impl {
         if (!detail.empty()) detail += ", ";
         detail += fmt::format("{} {}", store::kStatusNames[i], fx.written[i]);
       }
-      spdlog::info("committed {} updates ({}) in {:.1f} ms{}", fx.updates, detail,
-                   static_cast<double>(elapsed_us) / 1000.0,
-                   fx.tasks.empty() ? std::string() : fmt::format("; dispatched {}", fx.tasks.size()));
+      spdlog::info(
+          "committed {} updates ({}) in {:.1f} ms{}", fx.updates, detail,
+          static_cast<double>(elapsed_us) / 1000.0,
+          fx.tasks.empty() ? std::string() : fmt::format("; dispatched {}", fx.tasks.size()));
     }
-    if (busy_attempt_ > 0) spdlog::info("database available again after {} busy retries", busy_attempt_);
+    if (busy_attempt_ > 0)
+      spdlog::info("database available again after {} busy retries", busy_attempt_);
     busy_since_ms_ = 0;
     busy_attempt_ = 0;
     retry_at_ms_ = 0;
@@ -943,7 +1033,8 @@ class Sink::Impl {
 
   std::uint64_t live_workers() {
     const auto cutoff = steady_ms() - cfg_.lease_ms;
-    std::erase_if(workers_seen_, [cutoff](const auto& kv) { return kv.second.last_seen_ms < cutoff; });
+    std::erase_if(workers_seen_,
+                  [cutoff](const auto& kv) { return kv.second.last_seen_ms < cutoff; });
     return workers_seen_.size();
   }
 
@@ -977,7 +1068,8 @@ class Sink::Impl {
   // of one slot's work (the observed start rate per slot), at most kMaxTasksPerMessage: what
   // a worker holds beyond its free slots stays a few milliseconds of work.
   [[nodiscard]] std::size_t tasks_per_message() const {
-    const double per_slot = taken_rate_ / static_cast<double>(std::max<std::uint64_t>(total_slots(), 1));
+    const double per_slot =
+        taken_rate_ / static_cast<double>(std::max<std::uint64_t>(total_slots(), 1));
     const auto n = static_cast<std::int64_t>(per_slot * kBatchWorkMs / 1000.0);
     return static_cast<std::size_t>(std::clamp<std::int64_t>(n, 1, kMaxTasksPerMessage));
   }
@@ -996,7 +1088,8 @@ class Sink::Impl {
     }
     const auto target_ms = std::max<std::int64_t>(40, 2 * cfg_.batch_delay_ms);
     const double per_slot = taken_rate_ / static_cast<double>(slots);
-    const auto queued = std::max<std::int64_t>(1, static_cast<std::int64_t>(per_slot * static_cast<double>(target_ms) / 1000.0));
+    const auto queued = std::max<std::int64_t>(
+        1, static_cast<std::int64_t>(per_slot * static_cast<double>(target_ms) / 1000.0));
     window_ = std::min(cfg_.dispatch_window, static_cast<std::int64_t>(slots) * queued);
   }
 
@@ -1026,34 +1119,51 @@ class Sink::Impl {
     }
     MetricsText m;
     const auto& c = s.counters;
-    m.counter("sink_messages_received_total", "Messages received on the sink socket.", static_cast<double>(c.messages));
-    m.counter("sink_updates_committed_total", "Row writes committed (status changes).", static_cast<double>(c.updates));
-    m.counter("sink_batches_committed_total", "Transactions committed.", static_cast<double>(c.batches));
-    m.counter("sink_busy_retries_total", "Commits retried because the database was busy.", static_cast<double>(c.busy_retries));
-    m.counter("sink_decode_errors_total", "Bad messages dropped (undecodable or wrong type).", static_cast<double>(c.decode_errors));
-    m.counter("sink_tasks_dispatched_total", "Tasks sent to the broker.", static_cast<double>(c.dispatched));
-    m.counter("sink_tasks_redelivered_total", "Tasks sent again (expired lease, lost in transit).", static_cast<double>(c.redelivered));
-    m.counter("sink_tasks_retried_total", "Retryable failures scheduled for another attempt.", static_cast<double>(c.retried));
-    m.counter("sink_leases_expired_total", "Running tasks whose lease expired.", static_cast<double>(c.lease_expired));
-    m.counter("sink_duplicate_deliveries_total", "Deliveries found to be duplicates.", static_cast<double>(c.duplicates));
+    m.counter("sink_messages_received_total", "Messages received on the sink socket.",
+              static_cast<double>(c.messages));
+    m.counter("sink_updates_committed_total", "Row writes committed (status changes).",
+              static_cast<double>(c.updates));
+    m.counter("sink_batches_committed_total", "Transactions committed.",
+              static_cast<double>(c.batches));
+    m.counter("sink_busy_retries_total", "Commits retried because the database was busy.",
+              static_cast<double>(c.busy_retries));
+    m.counter("sink_decode_errors_total", "Bad messages dropped (undecodable or wrong type).",
+              static_cast<double>(c.decode_errors));
+    m.counter("sink_tasks_dispatched_total", "Tasks sent to the broker.",
+              static_cast<double>(c.dispatched));
+    m.counter("sink_tasks_redelivered_total", "Tasks sent again (expired lease, lost in transit).",
+              static_cast<double>(c.redelivered));
+    m.counter("sink_tasks_retried_total", "Retryable failures scheduled for another attempt.",
+              static_cast<double>(c.retried));
+    m.counter("sink_leases_expired_total", "Running tasks whose lease expired.",
+              static_cast<double>(c.lease_expired));
+    m.counter("sink_duplicate_deliveries_total", "Deliveries found to be duplicates.",
+              static_cast<double>(c.duplicates));
     // curve_ is set before the metrics server starts and never changes; denied() is atomic.
     m.counter("sink_curve_refused_total", "CURVE clients refused: key not in --curve-authorized.",
               curve_ ? static_cast<double>(curve_->denied()) : 0.0);
-    m.counter("sink_stale_updates_total", "Late updates of superseded attempts or finished topics, ignored.", static_cast<double>(c.stale));
-    m.counter("sink_bogus_updates_total", "Updates for unknown topics or attempts never handed out, ignored.", static_cast<double>(c.bogus));
+    m.counter("sink_stale_updates_total",
+              "Late updates of superseded attempts or finished topics, ignored.",
+              static_cast<double>(c.stale));
+    m.counter("sink_bogus_updates_total",
+              "Updates for unknown topics or attempts never handed out, ignored.",
+              static_cast<double>(c.bogus));
     std::vector<std::pair<std::string, double>> samples;
     std::uint64_t completed = 0, failed = 0;
     for (const auto& [job, counts] : s.counts) {
       for (std::size_t i = 0; i < 4; ++i) {
-        samples.emplace_back(fmt::format("job=\"{}\",status=\"{}\"", label_value(job), store::kStatusNames[i]),
-                             static_cast<double>(counts[i]));
+        samples.emplace_back(
+            fmt::format("job=\"{}\",status=\"{}\"", label_value(job), store::kStatusNames[i]),
+            static_cast<double>(counts[i]));
       }
       completed += static_cast<std::uint64_t>(counts[2]);
       failed += static_cast<std::uint64_t>(counts[3]);
     }
     m.gauge_family("topics", "Topics by job and status.", samples);
-    m.gauge("sink_tasks_in_transit", "Tasks handed to the broker and not yet started.", static_cast<double>(s.in_transit));
-    m.gauge("sink_buffered_updates", "Updates buffered and not yet committed (queue depth).", static_cast<double>(s.buffered));
+    m.gauge("sink_tasks_in_transit", "Tasks handed to the broker and not yet started.",
+            static_cast<double>(s.in_transit));
+    m.gauge("sink_buffered_updates", "Updates buffered and not yet committed (queue depth).",
+            static_cast<double>(s.buffered));
     m.gauge("sink_workers", "Workers heard from within one lease.", static_cast<double>(s.workers));
     batch_size_.render(m, "sink_batch_size", "Row writes per committed transaction.");
     commit_seconds_.render(m, "sink_commit_seconds", "Time to apply and commit one batch.");
@@ -1126,11 +1236,12 @@ class Sink::Impl {
       const auto seconds = static_cast<double>(now - stats_window_start_) / 1000.0;
       const auto updates = counters_.updates - stats_updates_;
       if (updates > 0 || counters_.decode_errors != stats_decode_errors_) {
-        spdlog::info("rate: {:.0f} updates/s over {:.0f} s; {} batches, {} dispatched, {} redelivered, "
-                     "{} retried, {} busy retries, {} bad messages in total; {} unfinished, {} in transit",
-                     static_cast<double>(updates) / seconds, seconds, counters_.batches, counters_.dispatched,
-                     counters_.redelivered, counters_.retried, counters_.busy_retries, counters_.decode_errors,
-                     unfinished(), in_transit());
+        spdlog::info(
+            "rate: {:.0f} updates/s over {:.0f} s; {} batches, {} dispatched, {} redelivered, "
+            "{} retried, {} busy retries, {} bad messages in total; {} unfinished, {} in transit",
+            static_cast<double>(updates) / seconds, seconds, counters_.batches,
+            counters_.dispatched, counters_.redelivered, counters_.retried, counters_.busy_retries,
+            counters_.decode_errors, unfinished(), in_transit());
       }
       stats_window_start_ = now;
       stats_updates_ = counters_.updates;
@@ -1146,16 +1257,19 @@ class Sink::Impl {
     while (has_batch()) {
       if (try_commit()) break;
       if (steady_ms() >= give_up) {
-        spdlog::error("database still busy after {} ms; {} updates not committed (their topics are "
-                      "redelivered when their leases expire)",
-                      kShutdownBusyBudgetMs, batch_events_);
+        spdlog::error(
+            "database still busy after {} ms; {} updates not committed (their topics are "
+            "redelivered when their leases expire)",
+            kShutdownBusyBudgetMs, batch_events_);
         break;
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(std::max<std::int64_t>(retry_at_ms_ - steady_ms(), 1)));
+      std::this_thread::sleep_for(
+          std::chrono::milliseconds(std::max<std::int64_t>(retry_at_ms_ - steady_ms(), 1)));
     }
     publish_dirty(true);
-    spdlog::info("sink stopped: {} updates in {} batches, {} busy retries, {} bad messages", counters_.updates,
-                 counters_.batches, counters_.busy_retries, counters_.decode_errors);
+    spdlog::info("sink stopped: {} updates in {} batches, {} busy retries, {} bad messages",
+                 counters_.updates, counters_.batches, counters_.busy_retries,
+                 counters_.decode_errors);
   }
 
   SinkConfig cfg_;
@@ -1243,7 +1357,8 @@ class Sink::Impl {
   std::uint64_t stats_decode_errors_ = 0;
 };
 
-Sink::Sink(SinkConfig config, zmq::context_t* context) : impl_(std::make_unique<Impl>(std::move(config), context)) {}
+Sink::Sink(SinkConfig config, zmq::context_t* context)
+    : impl_(std::make_unique<Impl>(std::move(config), context)) {}
 Sink::~Sink() = default;
 void Sink::run(const StopSignal& stop) { impl_->run(stop); }
 SinkCounters Sink::counters() const { return impl_->counters(); }

@@ -109,8 +109,7 @@ Outcome apply(Row& row, const Event& e, const Policy& p, Backoff& backoff, std::
       if (superseded) return Outcome::stale;
       make_pending(row, now);
       return Outcome::applied;
-    case EventKind::submit:
-      break;
+    case EventKind::submit: break;
   }
   return Outcome::bogus;
 }
@@ -122,8 +121,8 @@ SweepResult on_due(Row& row, const Policy& p, std::int64_t now) {
     // The attempt is given back: the row is ready again, and the ready sweep hands out the
     // next attempt like any other (so this write and the dispatch are one commit apart at most).
     r.lease_expired = true;
-    row.error = "lease expired on attempt " + std::to_string(row.attempts) +
-                " (no heartbeat for " + std::to_string(p.lease_ms) + " ms: worker lost or stuck)";
+    row.error = "lease expired on attempt " + std::to_string(row.attempts) + " (no heartbeat for " +
+                std::to_string(p.lease_ms) + " ms: worker lost or stuck)";
     if (row.attempts >= p.max_attempts) {
       make_terminal(row, Status::failed);
     } else {

@@ -27,9 +27,9 @@
 #include <map>
 #include <optional>
 #include <sstream>
-#include <thread>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -90,13 +90,17 @@ struct StatusCounts {
     for (const auto& [status, count] : by_status) n += count;
     return n;
   }
-  [[nodiscard]] bool all_completed(std::int64_t n) const { return total() == n && (*this)["completed"] == n; }
+  [[nodiscard]] bool all_completed(std::int64_t n) const {
+    return total() == n && (*this)["completed"] == n;
+  }
   [[nodiscard]] bool all_terminal(std::int64_t n) const {
     return total() == n && (*this)["completed"] + (*this)["failed"] == n;
   }
   [[nodiscard]] std::string describe() const {
-    return "pending=" + std::to_string((*this)["pending"]) + " running=" + std::to_string((*this)["running"]) +
-           " completed=" + std::to_string((*this)["completed"]) + " failed=" + std::to_string((*this)["failed"]);
+    return "pending=" + std::to_string((*this)["pending"]) +
+           " running=" + std::to_string((*this)["running"]) +
+           " completed=" + std::to_string((*this)["completed"]) +
+           " failed=" + std::to_string((*this)["failed"]);
   }
 };
 
@@ -181,7 +185,8 @@ class DbReader {
 };
 
 // Exactly `n` rows in `job`, all completed (nothing pending, running or failed).
-inline ::testing::AssertionResult all_completed(DbReader& db, const std::string& job, std::int64_t n) {
+inline ::testing::AssertionResult all_completed(DbReader& db, const std::string& job,
+                                                std::int64_t n) {
   const StatusCounts counts{db.counts(job)};
   if (counts.all_completed(n)) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure() << "expected " << n << " rows of job " << job
@@ -192,7 +197,8 @@ inline ::testing::AssertionResult all_completed(DbReader& db, const std::string&
 class System {
  public:
   // The temp dir is /tmp/topicflow-<label>-XXXXXX.
-  explicit System(const std::string& label = "e2e") : tmp_(label), dir_(tmp_.path()), db_(tmp_.file("topicflow.db")) {
+  explicit System(const std::string& label = "e2e")
+      : tmp_(label), dir_(tmp_.path()), db_(tmp_.file("topicflow.db")) {
     tmp_.keep_on_failure();
   }
   ~System() {
@@ -276,7 +282,8 @@ class System {
     }
   }
   // Polls counts(job) every 50 ms until `pred` holds; false when `timeout` passes first.
-  bool wait_for_counts(const std::function<bool(const StatusCounts&)>& pred, std::chrono::milliseconds timeout,
+  bool wait_for_counts(const std::function<bool(const StatusCounts&)>& pred,
+                       std::chrono::milliseconds timeout,
                        const std::string& job = "default") const {
     const auto deadline = steady_ms() + timeout.count();
     while (steady_ms() < deadline) {
@@ -343,7 +350,9 @@ class System {
   }
 
   // Writes `text` to <dir>/<name> and returns its path.
-  std::string write_file(const std::string& name, const std::string& text) { return tmp_.write(name, text); }
+  std::string write_file(const std::string& name, const std::string& text) {
+    return tmp_.write(name, text);
+  }
   // <dir>/<name> with `n` topics, one per line: "topic 0" ... "topic n-1".
   std::string write_topics(const std::string& name, int n) {
     std::string text;

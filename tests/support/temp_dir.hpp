@@ -19,8 +19,10 @@ class TempDir {
  public:
   // The directory is <temp>/topicflow-<label>-XXXXXX.
   explicit TempDir(const std::string& label = "test") {
-    std::string pattern = (std::filesystem::temp_directory_path() / ("topicflow-" + label + "-XXXXXX")).string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed for " + pattern);
+    std::string pattern =
+        (std::filesystem::temp_directory_path() / ("topicflow-" + label + "-XXXXXX")).string();
+    if (::mkdtemp(pattern.data()) == nullptr)
+      throw std::runtime_error("mkdtemp failed for " + pattern);
     path_ = pattern;
   }
   ~TempDir() {

@@ -4,8 +4,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
-#include <cstdlib>
 #include <chrono>
+#include <cstdlib>
 #include <optional>
 #include <random>
 #include <stdexcept>
@@ -67,19 +67,23 @@ class SimulatedHandler final : public Handler {
     {
       std::lock_guard lock(rng_mutex_);
       if (sleep_ms_) {
-        sleep_for = std::uniform_int_distribution<std::int64_t>(sleep_ms_->first, sleep_ms_->second)(rng_);
+        sleep_for =
+            std::uniform_int_distribution<std::int64_t>(sleep_ms_->first, sleep_ms_->second)(rng_);
       }
       if (fail_probability_ > 0.0) draw = std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
     }
     if (sleep_for > 0) {
       const auto until = steady_ms() + sleep_for;
       const bool timed_out = cancel.deadline_ms() < until;
-      if (cancel.wait_until(std::min(until, cancel.deadline_ms()))) return Outcome::failed("cancelled", true);
+      if (cancel.wait_until(std::min(until, cancel.deadline_ms())))
+        return Outcome::failed("cancelled", true);
       if (timed_out) {
-        return Outcome::failed("timed out after " + std::to_string(cancel.timeout_ms()) + " ms", true);
+        return Outcome::failed("timed out after " + std::to_string(cancel.timeout_ms()) + " ms",
+                               true);
       }
     }
-    if (draw < fail_probability_) return Outcome::failed("simulated failure (" + fail_text_() + ")", true);
+    if (draw < fail_probability_)
+      return Outcome::failed("simulated failure (" + fail_text_() + ")", true);
     return Outcome::completed();
   }
 
@@ -139,10 +143,14 @@ std::unique_ptr<Handler> make_handler(std::string_view spec, const HandlerOption
   }
   if (spec.starts_with("exec:")) {
     auto command = spec.substr(5);
-    if (command.find_first_not_of(" \t") == std::string_view::npos) bad_spec(spec, "empty command after 'exec:'");
+    if (command.find_first_not_of(" \t") == std::string_view::npos)
+      bad_spec(spec, "empty command after 'exec:'");
     return std::make_unique<ExecHandler>(std::string(command), options);
   }
-  if (spec.empty()) bad_spec(spec, "empty spec (expected noop, sleep:MIN-MAX, fail:P, exec:COMMAND or exec-persistent:COMMAND)");
+  if (spec.empty())
+    bad_spec(spec,
+             "empty spec (expected noop, sleep:MIN-MAX, fail:P, exec:COMMAND or "
+             "exec-persistent:COMMAND)");
 
   std::optional<std::pair<std::int64_t, std::int64_t>> sleep_ms;
   std::optional<double> fail_probability;
@@ -150,7 +158,8 @@ std::unique_ptr<Handler> make_handler(std::string_view spec, const HandlerOption
   std::size_t start = 0;
   for (;;) {
     const auto comma = spec.find(',', start);
-    const auto part = spec.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
+    const auto part = spec.substr(
+        start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
     if (part.empty()) bad_spec(spec, "empty element");
     if (part == "noop") {
       if (noop) bad_spec(spec, "'noop' given twice");
@@ -169,12 +178,14 @@ std::unique_ptr<Handler> make_handler(std::string_view spec, const HandlerOption
     } else if (part.starts_with("exec:") || part.starts_with("exec-persistent:")) {
       bad_spec(spec, "exec:COMMAND cannot be combined with other handlers");
     } else {
-      bad_spec(spec, "unknown element '" + std::string(part) + "' (expected noop, sleep:MIN-MAX, fail:P or exec:COMMAND)");
+      bad_spec(spec, "unknown element '" + std::string(part) +
+                         "' (expected noop, sleep:MIN-MAX, fail:P or exec:COMMAND)");
     }
     if (comma == std::string_view::npos) break;
     start = comma + 1;
   }
-  return std::make_unique<SimulatedHandler>(std::string(spec), sleep_ms, fail_probability.value_or(0.0), options.seed);
+  return std::make_unique<SimulatedHandler>(std::string(spec), sleep_ms,
+                                            fail_probability.value_or(0.0), options.seed);
 }
 
 }  // namespace topicflow

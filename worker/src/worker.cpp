@@ -4,6 +4,8 @@
 #include <topicflow/wire.hpp>
 #include <topicflow/worker.hpp>
 
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
@@ -14,24 +16,22 @@
 #include <mutex>
 #include <optional>
 #include <stdexcept>
-#include <sys/eventfd.h>
 #include <thread>
-#include <unistd.h>
 #include <unordered_map>
 #include <vector>
 
 namespace topicflow {
 namespace {
 
-constexpr std::size_t kFlushUpdates = 256;             // a report is sent when this many are queued
-constexpr std::size_t kFlushBytes = 4U << 20;          // ... or this many bytes (sink MAXMSGSIZE is 16 MiB)
-constexpr std::int64_t kRateLogMs = 10000;             // periodic info line
-constexpr std::int64_t kThreadJoinMs = 300;            // after cancelling, how long threads get to return
-constexpr int kSinkLingerMs = 500;                     // final reports get this long to leave at close
-constexpr std::int64_t kMaxIdLength = 200;             // wire allows 256
-constexpr std::int64_t kDrainMs = 200;                 // shutdown: longest spent giving back buffered tasks
-constexpr std::int64_t kDrainQuietMs = 20;             // ... and the quiet time that ends it early
-constexpr int kBackendRcvbuf = 32 << 10;               // cap TCP receive buffering (no autotuning to MBs)
+constexpr std::size_t kFlushUpdates = 256;     // a report is sent when this many are queued
+constexpr std::size_t kFlushBytes = 4U << 20;  // ... or this many bytes (sink MAXMSGSIZE is 16 MiB)
+constexpr std::int64_t kRateLogMs = 10000;     // periodic info line
+constexpr std::int64_t kThreadJoinMs = 300;    // after cancelling, how long threads get to return
+constexpr int kSinkLingerMs = 500;             // final reports get this long to leave at close
+constexpr std::int64_t kMaxIdLength = 200;     // wire allows 256
+constexpr std::int64_t kDrainMs = 200;         // shutdown: longest spent giving back buffered tasks
+constexpr std::int64_t kDrainQuietMs = 20;     // ... and the quiet time that ends it early
+constexpr int kBackendRcvbuf = 32 << 10;       // cap TCP receive buffering (no autotuning to MBs)
 
 struct Job {
   std::uint64_t id = 0;
@@ -49,12 +49,12 @@ struct Done {
 struct Pool {
   std::shared_ptr<Handler> handler;
   std::mutex mutex;
-  std::condition_variable cv;       // jobs available / closing / a thread exited
+  std::condition_variable cv;  // jobs available / closing / a thread exited
   std::deque<Job> jobs;
   std::deque<Done> done;
   bool closing = false;
   int alive = 0;
-  int wake_fd = -1;                 // eventfd: written once per Done, polled by the main thread
+  int wake_fd = -1;  // eventfd: written once per Done, polled by the main thread
 
   explicit Pool(std::shared_ptr<Handler> h) : handler(std::move(h)) {
     wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -118,7 +118,8 @@ class PoolThreads {
     }
     threads_.reserve(n);
     try {
-      for (std::size_t i = 0; i < n; ++i) threads_.emplace_back([p = pool_] { Pool::thread_main(p); });
+      for (std::size_t i = 0; i < n; ++i)
+        threads_.emplace_back([p = pool_] { Pool::thread_main(p); });
     } catch (...) {
       {
         std::lock_guard lock(pool_->mutex);
@@ -141,7 +142,8 @@ class PoolThreads {
       pool_->closing = true;
       pool_->jobs.clear();
       pool_->cv.notify_all();
-      all_exited = pool_->cv.wait_for(lock, std::chrono::milliseconds(kThreadJoinMs), [&] { return pool_->alive == 0; });
+      all_exited = pool_->cv.wait_for(lock, std::chrono::milliseconds(kThreadJoinMs),
+                                      [&] { return pool_->alive == 0; });
     }
     for (auto& t : threads_) {
       if (all_exited) {
@@ -190,8 +192,8 @@ struct Worker::Impl {
   std::shared_ptr<Handler> handler;
   std::string id;
 
-  std::atomic<std::uint64_t> received{0}, completed{0}, failed{0}, released{0}, bad_messages{0}, reports{0},
-      updates{0}, coalesced{0}, in_flight_count{0}, max_in_flight{0};
+  std::atomic<std::uint64_t> received{0}, completed{0}, failed{0}, released{0}, bad_messages{0},
+      reports{0}, updates{0}, coalesced{0}, in_flight_count{0}, max_in_flight{0};
 
   // Main-thread state of run().
   std::unordered_map<std::uint64_t, InFlight> in_flight;
@@ -248,7 +250,8 @@ struct Worker::Impl {
     for (auto& p : pending) {
       // The task is now reported as started: its result must not try to coalesce any more.
       if (p.update.kind == wire::UpdateKind::started) {
-        if (auto it = in_flight.find(p.task_id); it != in_flight.end()) it->second.started_queued = false;
+        if (auto it = in_flight.find(p.task_id); it != in_flight.end())
+          it->second.started_queued = false;
       }
       report.updates.push_back(std::move(p.update));
     }
@@ -262,7 +265,8 @@ struct Worker::Impl {
       reports.fetch_add(1);
       updates.fetch_add(n);
     } else {
-      spdlog::warn("could not send a report of {} updates to the sink before the shutdown deadline", n);
+      spdlog::warn("could not send a report of {} updates to the sink before the shutdown deadline",
+                   n);
     }
   }
 
@@ -288,7 +292,8 @@ struct Worker::Impl {
     const auto elapsed = steady_ms() - f.started_ms;
     if (outcome.ok() && cfg.max_result_bytes >= 0 &&
         outcome.data.size() > static_cast<std::size_t>(cfg.max_result_bytes)) {
-      outcome = Outcome::failed("result of " + std::to_string(outcome.data.size()) + " bytes exceeds --max-result-bytes " +
+      outcome = Outcome::failed("result of " + std::to_string(outcome.data.size()) +
+                                    " bytes exceeds --max-result-bytes " +
                                     std::to_string(cfg.max_result_bytes),
                                 false);
     }
@@ -296,17 +301,19 @@ struct Worker::Impl {
       outcome.data.resize(wire::Limits{}.max_data_bytes);
     }
     unqueue_started(task_id, f);
-    auto update = make_update(outcome.ok() ? wire::UpdateKind::completed : wire::UpdateKind::failed, f.task);
+    auto update =
+        make_update(outcome.ok() ? wire::UpdateKind::completed : wire::UpdateKind::failed, f.task);
     update.retryable = !outcome.ok() && outcome.retryable;
     update.data = std::move(outcome.data);
     if (outcome.ok()) {
       completed.fetch_add(1);
-      spdlog::debug("{}/{} attempt {}: completed in {} ms ({} bytes)", f.task.job, f.task.key, f.task.attempt,
-                    elapsed, update.data.size());
+      spdlog::debug("{}/{} attempt {}: completed in {} ms ({} bytes)", f.task.job, f.task.key,
+                    f.task.attempt, elapsed, update.data.size());
     } else {
       failed.fetch_add(1);
-      spdlog::debug("{}/{} attempt {}: failed in {} ms ({}): {}", f.task.job, f.task.key, f.task.attempt, elapsed,
-                    update.retryable ? "retryable" : "permanent", update.data);
+      spdlog::debug("{}/{} attempt {}: failed in {} ms ({}): {}", f.task.job, f.task.key,
+                    f.task.attempt, elapsed, update.retryable ? "retryable" : "permanent",
+                    update.data);
     }
     queue(task_id, std::move(update));
     in_flight.erase(it);
@@ -336,7 +343,8 @@ struct Worker::Impl {
         tasks = std::move(batch->tasks);
       } else {
         bad_messages.fetch_add(1);
-        bad_log.warn("dropped a '" + std::string(wire::type_name(decoded)) + "' message from the broker (expected a task)");
+        bad_log.warn("dropped a '" + std::string(wire::type_name(decoded)) +
+                     "' message from the broker (expected a task)");
       }
     } catch (const std::exception& e) {
       bad_messages.fetch_add(1);
@@ -411,7 +419,8 @@ struct Worker::Impl {
       spdlog::debug("disconnect {}: {}", cfg.endpoints.backend, e.what());
     }
     take_all();
-    if (n > 0) spdlog::info("released {} tasks that were buffered for this worker but not started", n);
+    if (n > 0)
+      spdlog::info("released {} tasks that were buffered for this worker but not started", n);
   }
 
   void release_all() {
@@ -429,10 +438,12 @@ struct Worker::Impl {
   void run(const StopSignal& stop);
 };
 
-Worker::Worker(WorkerConfig config, std::unique_ptr<Handler> handler) : impl_(std::make_unique<Impl>()) {
+Worker::Worker(WorkerConfig config, std::unique_ptr<Handler> handler)
+    : impl_(std::make_unique<Impl>()) {
   auto bad = [](const std::string& why) { throw std::invalid_argument(why); };
   if (!handler) bad("no handler");
-  if (config.concurrency < 1) bad("--concurrency must be at least 1 (got " + std::to_string(config.concurrency) + ")");
+  if (config.concurrency < 1)
+    bad("--concurrency must be at least 1 (got " + std::to_string(config.concurrency) + ")");
   if (config.concurrency > 4096) bad("--concurrency must be at most 4096");
   if (config.lease_ms <= 0) bad("--lease-ms must be positive");
   if (config.task_timeout_ms < 0) bad("--task-timeout-ms must not be negative (0: no timeout)");
@@ -440,11 +451,13 @@ Worker::Worker(WorkerConfig config, std::unique_ptr<Handler> handler) : impl_(st
   if (config.flush_ms < 0) bad("--flush-ms must not be negative");
   if (config.max_result_bytes < 0 ||
       static_cast<std::uint64_t>(config.max_result_bytes) > wire::Limits{}.max_data_bytes) {
-    bad("--max-result-bytes must be between 0 and " + std::to_string(wire::Limits{}.max_data_bytes));
+    bad("--max-result-bytes must be between 0 and " +
+        std::to_string(wire::Limits{}.max_data_bytes));
   }
   validate_endpoints(config.endpoints);
   if (config.id.empty()) config.id = default_worker_id();
-  if (config.id.size() > static_cast<std::size_t>(kMaxIdLength)) bad("--id is longer than 200 bytes");
+  if (config.id.size() > static_cast<std::size_t>(kMaxIdLength))
+    bad("--id is longer than 200 bytes");
   impl_->id = config.id;
   impl_->cfg = std::move(config);
   impl_->handler = std::move(handler);
@@ -474,8 +487,8 @@ void Worker::run(const StopSignal& stop) { impl_->run(stop); }
 
 void Worker::Impl::run(const StopSignal& stop) {
   const auto concurrency = static_cast<std::size_t>(cfg.concurrency);
-  spdlog::info("worker {} starting: backend {}, sink {}, concurrency {}, handler {}", id, cfg.endpoints.backend,
-               cfg.endpoints.sink, cfg.concurrency, handler->describe());
+  spdlog::info("worker {} starting: backend {}, sink {}, concurrency {}, handler {}", id,
+               cfg.endpoints.backend, cfg.endpoints.sink, cfg.concurrency, handler->describe());
 
   zmq::context_t ctx(1);
   SocketOptions pull_options;
@@ -529,7 +542,8 @@ void Worker::Impl::run(const StopSignal& stop) {
     if (stopping) {
       if (in_flight.empty()) break;
       if (now >= stop_at + cfg.shutdown_grace_ms) {
-        spdlog::info("releasing {} tasks still running after {} ms", in_flight.size(), cfg.shutdown_grace_ms);
+        spdlog::info("releasing {} tasks still running after {} ms", in_flight.size(),
+                     cfg.shutdown_grace_ms);
         release_all();
         break;
       }
@@ -542,18 +556,21 @@ void Worker::Impl::run(const StopSignal& stop) {
       flush(sink, stop, /*announce=*/true);
       next_heartbeat = now + heartbeat_every;
     }
-    if (!pending.empty() &&
-        (pending.size() >= kFlushUpdates || pending_bytes >= kFlushBytes || now - first_pending_ms >= cfg.flush_ms)) {
+    if (!pending.empty() && (pending.size() >= kFlushUpdates || pending_bytes >= kFlushBytes ||
+                             now - first_pending_ms >= cfg.flush_ms)) {
       flush(sink, stop);
     }
     if (now >= next_rate_log) {
       const auto c = completed.load();
       const auto f = failed.load();
       const auto secs = static_cast<double>(std::max<std::int64_t>(1, now - last_rate_ms)) / 1000.0;
-      spdlog::info("{} completed, {} failed in the last {:.0f} s ({:.1f} tasks/s); {} in flight; totals {} completed, "
-                   "{} failed, {} bad messages",
-                   c - last_done, f - last_failed, secs, static_cast<double>(c - last_done + f - last_failed) / secs,
-                   in_flight.size(), c, f, bad_messages.load());
+      spdlog::info(
+          "{} completed, {} failed in the last {:.0f} s ({:.1f} tasks/s); {} in flight; totals {} "
+          "completed, "
+          "{} failed, {} bad messages",
+          c - last_done, f - last_failed, secs,
+          static_cast<double>(c - last_done + f - last_failed) / secs, in_flight.size(), c, f,
+          bad_messages.load());
       last_done = c;
       last_failed = f;
       last_rate_ms = now;
@@ -589,10 +606,11 @@ void Worker::Impl::run(const StopSignal& stop) {
 
   flush(sink, stop);
 
-  if (!threads.close()) spdlog::warn("some handlers ignored cancellation; abandoning their threads");
+  if (!threads.close())
+    spdlog::warn("some handlers ignored cancellation; abandoning their threads");
 
-  spdlog::info("worker {} stopped: {} completed, {} failed, {} released, {} bad messages", id, completed.load(),
-               failed.load(), released.load(), bad_messages.load());
+  spdlog::info("worker {} stopped: {} completed, {} failed, {} released, {} bad messages", id,
+               completed.load(), failed.load(), released.load(), bad_messages.load());
 }
 
 }  // namespace topicflow

@@ -29,7 +29,7 @@ namespace topicflow {
 struct BrokerConfig {
   Endpoints endpoints;
   Security security;  // CURVE keys (curve.hpp); off by default
-  int hwm = 1000;                          // queue of the frontend (tasks waiting for a worker)
+  int hwm = 1000;     // queue of the frontend (tasks waiting for a worker)
   // Per worker connection: tiny, so tasks wait in the broker (where any free worker can take
   // them) instead of in one busy worker's pipe. ZeroMQ HWMs do not cover the kernel's socket
   // buffers, hence the small send buffer too; it only applies to tcp:// (libzmq 4.3 sets no

@@ -25,7 +25,7 @@ struct StatusOptions {
   std::string db = "topicflow.db";
   std::string job;  // empty: every job
   bool json = false;
-  int errors = 5;  // most recent errors listed
+  int errors = 5;           // most recent errors listed
   bool watch = false;       // --watch: refresh until SIGINT (status_watch)
   int interval_ms = 1000;   // --interval-ms: refresh period of --watch
   bool until_done = false;  // --until-done: --watch returns once nothing is pending or running

@@ -25,14 +25,16 @@ struct CurveOptions;  // curve.hpp: the CURVE key files
 
 // Adds an option whose environment variable follows the naming rule.
 template <typename T>
-CLI::Option* add_flag_option(CLI::App& app, const std::string& flag, T& value, const std::string& help) {
+CLI::Option* add_flag_option(CLI::App& app, const std::string& flag, T& value,
+                             const std::string& help) {
   // A repeated flag takes its last value, as most Unix tools do (wrappers append overrides).
   return app.add_option(flag, value, help)
       ->envname(env_name(flag))
       ->capture_default_str()
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
 }
-CLI::Option* add_bool_flag(CLI::App& app, const std::string& flag, bool& value, const std::string& help);
+CLI::Option* add_bool_flag(CLI::App& app, const std::string& flag, bool& value,
+                           const std::string& help);
 
 void add_endpoint_options(CLI::App& app, Endpoints& endpoints);
 void add_curve_options(CLI::App& app, CurveOptions& options);

@@ -79,12 +79,12 @@ void write_key_files(const std::filesystem::path& dir, const std::string& name,
 // What a process uses to secure its sockets: nothing (CURVE off, the default) or its key pair,
 // the public keys of the servers it connects to and, if it binds, the client keys it admits.
 struct Security {
-  std::optional<CurveKeyPair> keys;  // this process; CURVE is on when set
-  std::string broker_key;            // Z85 public key of the broker (--frontend, --backend)
-  std::string sink_key;              // Z85 public key of the sink (--sink, --events)
-  std::set<std::string> authorized;  // Z85 public keys of admitted clients (servers only)
-  std::string authorized_path;       // re-read by CurveServer when it changes; empty: fixed set
-  std::vector<std::string> warnings; // found while loading; logged once logging is up
+  std::optional<CurveKeyPair> keys;   // this process; CURVE is on when set
+  std::string broker_key;             // Z85 public key of the broker (--frontend, --backend)
+  std::string sink_key;               // Z85 public key of the sink (--sink, --events)
+  std::set<std::string> authorized;   // Z85 public keys of admitted clients (servers only)
+  std::string authorized_path;        // re-read by CurveServer when it changes; empty: fixed set
+  std::vector<std::string> warnings;  // found while loading; logged once logging is up
 
   [[nodiscard]] bool enabled() const noexcept { return keys.has_value(); }
   // The public key of the server behind an endpoint flag: --frontend and --backend are the

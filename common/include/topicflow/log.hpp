@@ -9,7 +9,8 @@
 
 namespace topicflow {
 
-// Throws std::invalid_argument on an unknown level (trace, debug, info, warn, error, critical, off).
+// Throws std::invalid_argument on an unknown level (trace, debug, info, warn, error, critical,
+// off).
 void init_logging(std::string_view role, std::string_view level);
 
 // A warning that repeats at most once per interval, with the count of what it swallowed, so a

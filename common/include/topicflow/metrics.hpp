@@ -30,8 +30,10 @@ class MetricsText {
                             const std::vector<std::pair<std::string, double>>& samples);
   // Cumulative histogram: `bounds` are upper bounds (le), counts[i] observations <= bounds[i]
   // (not cumulative; this adds them up), `overflow` those above the last bound.
-  MetricsText& histogram(std::string_view name, std::string_view help, const std::vector<double>& bounds,
-                         const std::vector<std::uint64_t>& counts, std::uint64_t overflow, double sum);
+  MetricsText& histogram(std::string_view name, std::string_view help,
+                         const std::vector<double>& bounds,
+                         const std::vector<std::uint64_t>& counts, std::uint64_t overflow,
+                         double sum);
   [[nodiscard]] const std::string& str() const noexcept { return text_; }
 
  private:
@@ -52,7 +54,7 @@ class Histogram {
  private:
   std::vector<double> bounds_;
   std::unique_ptr<std::atomic<std::uint64_t>[]> counts_;  // bounds_.size() + 1 (overflow)
-  std::atomic<std::uint64_t> sum_micros_{0};               // sum * 1e6, to stay lock-free
+  std::atomic<std::uint64_t> sum_micros_{0};              // sum * 1e6, to stay lock-free
 };
 
 class MetricsServer {

@@ -16,7 +16,9 @@ class StopSignal {
   StopSignal& operator=(const StopSignal&) = delete;
 
   void trigger() noexcept;
-  [[nodiscard]] bool triggered() const noexcept { return triggered_.load(std::memory_order_acquire); }
+  [[nodiscard]] bool triggered() const noexcept {
+    return triggered_.load(std::memory_order_acquire);
+  }
   // Readable once triggered; put it in a zmq poll set as a raw fd.
   [[nodiscard]] int fd() const noexcept { return read_fd_; }
 

@@ -23,7 +23,8 @@ struct SocketOptions {
   std::int64_t max_msg_bytes = 16 << 20;  // ZMQ_MAXMSGSIZE: larger frames drop the connection
 };
 
-[[nodiscard]] zmq::socket_t make_socket(zmq::context_t& ctx, zmq::socket_type type, const SocketOptions& options);
+[[nodiscard]] zmq::socket_t make_socket(zmq::context_t& ctx, zmq::socket_type type,
+                                        const SocketOptions& options);
 // Binds. With `curve`, the socket is a CURVE server admitting the clients `curve` authorizes;
 // without, binding a TCP address other than loopback logs a warning (anyone who can reach it may
 // submit and take tasks).
@@ -46,7 +47,8 @@ int poll_items(zmq::pollitem_t* items, std::size_t count, std::int64_t timeout_m
 
 // Sends, retrying EAGAIN while `keep_trying()` says so (a blocked peer); false if gave up.
 template <typename Pred>
-bool send_blocking(zmq::socket_t& socket, zmq::message_t& msg, zmq::send_flags flags, Pred keep_trying, int poll_ms = 50) {
+bool send_blocking(zmq::socket_t& socket, zmq::message_t& msg, zmq::send_flags flags,
+                   Pred keep_trying, int poll_ms = 50) {
   for (;;) {
     if (socket.send(msg, flags | zmq::send_flags::dontwait)) return true;
     if (!keep_trying()) return false;

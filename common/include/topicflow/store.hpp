@@ -14,7 +14,8 @@
 namespace topicflow::store {
 
 enum class Status : std::uint8_t { pending = 0, running = 1, completed = 2, failed = 3 };
-inline constexpr std::array<std::string_view, 4> kStatusNames = {"pending", "running", "completed", "failed"};
+inline constexpr std::array<std::string_view, 4> kStatusNames = {"pending", "running", "completed",
+                                                                 "failed"};
 
 [[nodiscard]] constexpr std::string_view to_string(Status s) noexcept {
   return kStatusNames[static_cast<std::size_t>(s)];
@@ -28,7 +29,8 @@ inline constexpr std::array<std::string_view, 4> kStatusNames = {"pending", "run
 inline constexpr int kSchemaVersion = 2;
 
 // WAL, synchronous=NORMAL (a SIGKILLed process loses nothing committed), the tables and
-// indexes. Idempotent; rebuilds a version 1 table. Throws SqliteError, e.g. when the file is not a database.
+// indexes. Idempotent; rebuilds a version 1 table. Throws SqliteError, e.g. when the file is not a
+// database.
 void apply_schema(sqlite::Database& db);
 
 // Opens (creating) the sink's database; a missing directory or an unwritable path gives a
@@ -45,11 +47,14 @@ struct JobCounts {
   [[nodiscard]] std::uint64_t total() const noexcept {
     return by_status[0] + by_status[1] + by_status[2] + by_status[3];
   }
-  [[nodiscard]] std::uint64_t count(Status s) const noexcept { return by_status[static_cast<std::size_t>(s)]; }
+  [[nodiscard]] std::uint64_t count(Status s) const noexcept {
+    return by_status[static_cast<std::size_t>(s)];
+  }
 };
 
 // Counts per status for every job (or only `job`), ordered by job name.
-[[nodiscard]] std::vector<JobCounts> read_counts(sqlite::Database& db, const std::optional<std::string>& job = std::nullopt);
+[[nodiscard]] std::vector<JobCounts> read_counts(
+    sqlite::Database& db, const std::optional<std::string>& job = std::nullopt);
 
 struct ErrorRow {
   std::string job;
@@ -61,6 +66,7 @@ struct ErrorRow {
 };
 
 // The most recent rows that carry an error, newest first.
-[[nodiscard]] std::vector<ErrorRow> recent_errors(sqlite::Database& db, const std::optional<std::string>& job, int limit);
+[[nodiscard]] std::vector<ErrorRow> recent_errors(sqlite::Database& db,
+                                                  const std::optional<std::string>& job, int limit);
 
 }  // namespace topicflow::store

@@ -135,12 +135,13 @@ struct Progress {
   std::uint64_t redelivered = 0;  // expired leases and lost deliveries sent again
   std::uint64_t duplicates = 0;   // deliveries that turned out to be duplicates
   std::uint64_t decode_errors = 0;
-  std::int64_t time_ms = 0;       // sink wall clock when published
-  std::uint64_t workers = 0;      // distinct workers heard from within the last lease
+  std::int64_t time_ms = 0;   // sink wall clock when published
+  std::uint64_t workers = 0;  // distinct workers heard from within the last lease
   bool operator==(const Progress&) const = default;
 };
 
-using Message = std::variant<Task, Submit, Report, Hello, Requeue, BrokerHello, Ack, Progress, TaskBatch>;
+using Message =
+    std::variant<Task, Submit, Report, Hello, Requeue, BrokerHello, Ack, Progress, TaskBatch>;
 
 struct Limits {
   std::size_t max_job_bytes = 256;

@@ -25,7 +25,7 @@ class InputSource;
 struct ProducerConfig {
   Endpoints endpoints;
   Security security;  // CURVE keys (curve.hpp); off by default
-  std::string file;  // path, or "-" for stdin; empty only with requeue_failed (requeue a job)
+  std::string file;   // path, or "-" for stdin; empty only with requeue_failed (requeue a job)
   std::string job = "default";
   std::string format = "auto";  // auto | text | jsonl
   bool wait = false;

@@ -11,8 +11,8 @@
 
 #include <topicflow/config.hpp>
 #include <topicflow/curve.hpp>
-#include <zmq.hpp>
 #include <topicflow/shutdown.hpp>
+#include <zmq.hpp>
 
 #include <cstdint>
 #include <string>
@@ -50,17 +50,17 @@ namespace topicflow {
 // Counters since start; read after run() returned, or via metrics.
 struct SinkCounters {
   std::uint64_t messages = 0;
-  std::uint64_t updates = 0;          // status changes committed
+  std::uint64_t updates = 0;  // status changes committed
   std::uint64_t batches = 0;
   std::uint64_t busy_retries = 0;
   std::uint64_t decode_errors = 0;
-  std::uint64_t dispatched = 0;       // tasks sent to the broker
+  std::uint64_t dispatched = 0;  // tasks sent to the broker
   std::uint64_t redelivered = 0;
   std::uint64_t retried = 0;
   std::uint64_t duplicates = 0;
   std::uint64_t stale = 0;
   std::uint64_t bogus = 0;
-  std::uint64_t guard_refused = 0;    // writes the SQL guard refused (should stay 0)
+  std::uint64_t guard_refused = 0;  // writes the SQL guard refused (should stay 0)
   std::uint64_t lease_expired = 0;
 };
 

@@ -46,7 +46,7 @@ struct Event {
   // submit: submission id; others: worker id. A view: the caller keeps the id alive while it
   // applies the event (the sink keeps each message's id once for its batch, not per event).
   std::string_view origin{};
-  std::int32_t ack = -1;        // submit: index of the ack it counts toward
+  std::int32_t ack = -1;  // submit: index of the ack it counts toward
 };
 
 struct Policy {
@@ -70,7 +70,8 @@ enum class Outcome : std::uint8_t {
 };
 
 // Applies one event. `backoff` gives the retry delay; `now` is the sink's wall clock (ms).
-Outcome apply(Row& row, const Event& event, const Policy& policy, Backoff& backoff, std::int64_t now);
+Outcome apply(Row& row, const Event& event, const Policy& policy, Backoff& backoff,
+              std::int64_t now);
 
 // Sweep decisions for a due row (see Sink::sweep): a ready row gets its next attempt, in
 // transit (dispatch = true, send attempt row.attempts); a running row whose lease expired is

@@ -113,9 +113,11 @@ struct HandlerOptions {
 //   fail:P               fails (retryable, "simulated failure (fail:P)") with probability P
 //   sleep:20-100,fail:0.1  both (sleep, then maybe fail)
 //   exec:COMMAND         runs COMMAND through /bin/sh -c per task (see ExecHandler)
-//   exec-persistent:COMMAND  one long-lived COMMAND per slot, JSON Lines (see PersistentExecHandler)
+//   exec-persistent:COMMAND  one long-lived COMMAND per slot, JSON Lines (see
+//   PersistentExecHandler)
 // Throws std::invalid_argument with a one-line reason on a bad spec.
-[[nodiscard]] std::unique_ptr<Handler> make_handler(std::string_view spec, const HandlerOptions& options = {});
+[[nodiscard]] std::unique_ptr<Handler> make_handler(std::string_view spec,
+                                                    const HandlerOptions& options = {});
 
 // exec:COMMAND, exposed for tests and embedding. Per task: runs `/bin/sh -c COMMAND` in its own
 // process group with the payload on stdin and TOPICFLOW_JOB, TOPICFLOW_KEY, TOPICFLOW_ATTEMPT in
@@ -150,10 +152,10 @@ class ExecHandler final : public Handler {
 // permanent failure, the co-process is restarted. The co-process dying mid-task, however it
 // ends: retryable failure with its exit status and stderr tail, and the next task starts a new
 // one (a topic that crashes it every time fails after --max-attempts). Closing its stdout
-// without exiting: permanent failure. Token deadline passed or cancelled: the group is killed (retryable
-// "timed out after N ms" / "cancelled") and the next task starts a new one. At destruction idle
-// co-processes get EOF on stdin and up to 1 s to exit before their groups are killed; all are
-// reaped. Thread-safe.
+// without exiting: permanent failure. Token deadline passed or cancelled: the group is killed
+// (retryable "timed out after N ms" / "cancelled") and the next task starts a new one. At
+// destruction idle co-processes get EOF on stdin and up to 1 s to exit before their groups are
+// killed; all are reaped. Thread-safe.
 class PersistentExecHandler final : public Handler {
  public:
   explicit PersistentExecHandler(std::string command, const HandlerOptions& options = {});

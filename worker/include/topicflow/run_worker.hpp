@@ -9,7 +9,8 @@
 //
 // and takes the stock worker's flags: --frontend/--backend/--sink/--events, --concurrency,
 // --lease-ms, --task-timeout-ms, --shutdown-grace-ms, --max-result-bytes, --flush-ms, --id,
-// --metrics-port/--metrics-address, the --curve-* keys, --log-level (see `topicflow-worker --help`).
+// --metrics-port/--metrics-address, the --curve-* keys, --log-level (see `topicflow-worker
+// --help`).
 
 #include <topicflow/handler.hpp>
 #include <topicflow/worker.hpp>

@@ -20,28 +20,29 @@ namespace topicflow {
 
 struct WorkerConfig {
   Endpoints endpoints;
-  Security security;  // CURVE keys (curve.hpp); off by default
-  int concurrency = 1;                 // handlers running at once (>= 1)
-  std::string handler = "noop";        // --handler spec, see make_handler(); used by main
-  std::int64_t lease_ms = 30000;       // heartbeats every lease_ms / 3 for tasks in flight
-  std::int64_t task_timeout_ms = 0;    // per-task deadline on the CancelToken (0: none)
-  std::int64_t shutdown_grace_ms = 5000;  // on stop, wait this long for handlers, then release
+  Security security;                        // CURVE keys (curve.hpp); off by default
+  int concurrency = 1;                      // handlers running at once (>= 1)
+  std::string handler = "noop";             // --handler spec, see make_handler(); used by main
+  std::int64_t lease_ms = 30000;            // heartbeats every lease_ms / 3 for tasks in flight
+  std::int64_t task_timeout_ms = 0;         // per-task deadline on the CancelToken (0: none)
+  std::int64_t shutdown_grace_ms = 5000;    // on stop, wait this long for handlers, then release
   std::int64_t max_result_bytes = 1 << 20;  // larger in-process results fail the task
-  std::int64_t flush_ms = 2;           // a report is sent at most this long after its first update
-  std::string id;                      // reported worker id; default "<hostname>-<pid>"
+  std::int64_t flush_ms = 2;  // a report is sent at most this long after its first update
+  std::string id;             // reported worker id; default "<hostname>-<pid>"
 };
 
 // Counters since construction, for logs and tests. A snapshot; values are monotonic except
 // in_flight.
 struct WorkerCounters {
-  std::uint64_t received = 0;       // tasks taken from the broker
-  std::uint64_t completed = 0;      // completed outcomes reported
-  std::uint64_t failed = 0;         // failed outcomes reported
-  std::uint64_t released = 0;       // tasks given back unfinished at shutdown
-  std::uint64_t bad_messages = 0;   // frames dropped: undecodable, or not a task
-  std::uint64_t reports = 0;        // Report messages sent to the sink
-  std::uint64_t updates = 0;        // updates inside them
-  std::uint64_t coalesced = 0;      // `started` updates dropped because the result went in the same report
+  std::uint64_t received = 0;      // tasks taken from the broker
+  std::uint64_t completed = 0;     // completed outcomes reported
+  std::uint64_t failed = 0;        // failed outcomes reported
+  std::uint64_t released = 0;      // tasks given back unfinished at shutdown
+  std::uint64_t bad_messages = 0;  // frames dropped: undecodable, or not a task
+  std::uint64_t reports = 0;       // Report messages sent to the sink
+  std::uint64_t updates = 0;       // updates inside them
+  std::uint64_t coalesced =
+      0;  // `started` updates dropped because the result went in the same report
   std::uint64_t in_flight = 0;      // tasks running now
   std::uint64_t max_in_flight = 0;  // the most ever running at once
 };
