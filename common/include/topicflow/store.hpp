@@ -24,6 +24,41 @@ inline constexpr std::array<std::string_view, 4> kStatusNames = {"pending", "run
 [[nodiscard]] constexpr bool is_terminal(Status s) noexcept {
   return s == Status::completed || s == Status::failed;
 }
+inline constexpr std::size_t kStatusCount = kStatusNames.size();
+inline constexpr std::array<Status, kStatusCount> kStatuses = {Status::pending, Status::running,
+                                                               Status::completed, Status::failed};
+
+// A count per status, indexed by Status (signed: the sink adds deltas that may go below zero
+// within one commit).
+struct StatusCounts {
+  std::array<std::int64_t, kStatusCount> n{};
+
+  [[nodiscard]] std::int64_t& operator[](Status s) noexcept {
+    return n[static_cast<std::size_t>(s)];
+  }
+  [[nodiscard]] std::int64_t operator[](Status s) const noexcept {
+    return n[static_cast<std::size_t>(s)];
+  }
+  // Not terminal yet: pending or running.
+  [[nodiscard]] std::int64_t unfinished() const noexcept {
+    return (*this)[Status::pending] + (*this)[Status::running];
+  }
+  [[nodiscard]] std::int64_t total() const noexcept {
+    std::int64_t t = 0;
+    for (auto v : n) t += v;
+    return t;
+  }
+  [[nodiscard]] bool zero() const noexcept {
+    for (auto v : n)
+      if (v != 0) return false;
+    return true;
+  }
+  StatusCounts& operator+=(const StatusCounts& other) noexcept {
+    for (std::size_t i = 0; i < n.size(); ++i) n[i] += other.n[i];
+    return *this;
+  }
+  bool operator==(const StatusCounts&) const = default;
+};
 
 // 2: `topics` is a rowid table (1 was WITHOUT ROWID; apply_schema migrates it).
 inline constexpr int kSchemaVersion = 2;

@@ -1,0 +1,209 @@
+#include "topic_table.hpp"
+
+#include <topicflow/store.hpp>
+
+#include <cassert>
+
+namespace topicflow::sink {
+
+using store::Status;
+
+TopicTable::TopicTable(sqlite::Database& db)
+    : db_(db),
+      select_row_(db,
+                  "SELECT status, attempts, due_at, dispatched_at, error, submission, worker, "
+                  "rowid FROM topics WHERE job = ?1 AND key = ?2"),
+      insert_row_(db,
+                  "INSERT INTO topics(job, key, payload, status, attempts, error, updated_at, "
+                  "created_at, submission, due_at, dispatched_at, worker) "
+                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, ?11) "
+                  "ON CONFLICT(job, key) DO NOTHING"),
+      // The guard: a completed row never changes; a failed row changes only by an explicit
+      // requeue; otherwise attempts never go down.
+      update_row_(db,
+                  "UPDATE topics SET status = ?3, attempts = ?4, error = ?5, updated_at = ?6, "
+                  "submission = ?7, due_at = ?8, dispatched_at = ?9, worker = ?10, "
+                  "payload = iif(?11, ?12, payload), result = iif(?13, ?14, result) "
+                  "WHERE rowid = ?16 AND job = ?1 AND key = ?2 AND status <> 'completed' AND "
+                  "((status <> 'failed' AND attempts <= ?4) OR (?15 AND status = 'failed'))"),
+      // The two writes of an attempt's normal life (its first report: running, or completed at
+      // once), each setting only what its transition changes (fewer bindings and expressions
+      // than the generic UPDATE) under the same guard with requeue off. They write the attempt
+      // too: the row held the previous one while the task was in transit.
+      run_row_(db,
+               "UPDATE topics SET status = 'running', attempts = ?6, due_at = ?3, "
+               "dispatched_at = NULL, updated_at = ?4, worker = ?5 WHERE rowid = ?7 AND "
+               "job = ?1 AND key = ?2 AND status <> 'completed' AND status <> 'failed' AND "
+               "attempts <= ?6"),
+      complete_row_(db,
+                    "UPDATE topics SET status = 'completed', attempts = ?6, result = ?3, "
+                    "error = NULL, updated_at = ?4, due_at = NULL, dispatched_at = NULL, "
+                    "worker = ?5 WHERE rowid = ?7 AND job = ?1 AND key = ?2 AND "
+                    "status <> 'completed' AND status <> 'failed' AND attempts <= ?6"),
+      requeue_job_(db,
+                   "UPDATE topics SET status = 'pending', attempts = 0, dispatched_at = NULL, "
+                   "due_at = ?2, updated_at = ?2 WHERE job = ?1 AND status = 'failed'"),
+      get_meta_(db, "SELECT value FROM meta WHERE name = ?1"),
+      set_meta_(db,
+                "INSERT INTO meta(name, value) VALUES (?1, ?2) "
+                "ON CONFLICT(name) DO UPDATE SET value = excluded.value") {}
+
+Row TopicTable::load(std::string_view job, std::string_view key) {
+  Row row;
+  select_row_.bind_static(1, job).bind_static(2, key);
+  if (select_row_.step()) {
+    row.exists = true;
+    row.status = store::parse_status(select_row_.column_text(0)).value_or(Status::pending);
+    row.attempts = select_row_.column_int(1);
+    if (!select_row_.is_null(2)) row.due_at = select_row_.column_int(2);
+    if (!select_row_.is_null(3)) row.dispatched_at = select_row_.column_int(3);
+    if (!select_row_.is_null(4)) row.error = std::string(select_row_.column_text(4));
+    row.submission = std::string(select_row_.column_text(5));
+    row.worker = std::string(select_row_.column_text(6));
+    row.rowid = select_row_.column_int(7);
+  }
+  select_row_.reset();
+  return row;
+}
+
+TopicTable::Narrow TopicTable::narrow_write(const Row& before, const Row& row) {
+  if (!before.exists || row.requeued || row.new_payload || row.attempts < before.attempts ||
+      row.submission != before.submission || store::is_terminal(before.status)) {
+    return Narrow::none;
+  }
+  const bool same_attempt = row.attempts == before.attempts;
+  switch (row.status) {
+    case Status::running:
+      return same_attempt && !row.new_result && !row.dispatched_at && row.due_at &&
+                     row.error == before.error
+                 ? Narrow::run
+                 : Narrow::none;
+    case Status::completed:
+      return same_attempt && row.new_result && !row.dispatched_at && !row.due_at && !row.error
+                 ? Narrow::complete
+                 : Narrow::none;
+    case Status::pending:
+    case Status::failed: return Narrow::none;
+  }
+  return Narrow::none;
+}
+
+bool TopicTable::step_update(sqlite::Statement& stmt) {
+  stmt.step();
+  const auto changed = db_.changes();
+  stmt.reset();
+  return changed == 1;
+}
+
+bool TopicTable::update_narrow(Narrow kind, std::string_view job, std::string_view key,
+                               const Row& row, std::int64_t now) {
+  switch (kind) {
+    case Narrow::run:
+      run_row_.bind_static(1, job).bind_static(2, key).bind(3, *row.due_at).bind(4, now);
+      run_row_.bind_static(5, row.worker).bind(6, row.attempts).bind(7, row.rowid);
+      return step_update(run_row_);
+    case Narrow::complete:
+      complete_row_.bind_static(1, job).bind_static(2, key);
+      complete_row_.bind_blob_static(3, *row.new_result).bind(4, now);
+      complete_row_.bind_static(5, row.worker).bind(6, row.attempts).bind(7, row.rowid);
+      return step_update(complete_row_);
+    case Narrow::none: break;
+  }
+  return false;
+}
+
+namespace {
+void bind_opt(sqlite::Statement& s, int i, const std::optional<std::int64_t>& v) {
+  if (v) {
+    s.bind(i, *v);
+  } else {
+    s.bind_null(i);
+  }
+}
+void bind_opt(sqlite::Statement& s, int i, const std::optional<std::string>& v) {
+  if (v) {
+    s.bind_static(i, *v);
+  } else {
+    s.bind_null(i);
+  }
+}
+}  // namespace
+
+bool TopicTable::insert(std::string_view job, std::string_view key, Row& row, std::int64_t now) {
+  insert_row_.bind_static(1, job).bind_static(2, key);
+  insert_row_.bind_blob_static(
+      3, row.new_payload ? std::string_view(*row.new_payload) : std::string_view());
+  insert_row_.bind_static(4, store::to_string(row.status)).bind(5, row.attempts);
+  bind_opt(insert_row_, 6, row.error);
+  insert_row_.bind(7, now).bind_static(8, row.submission);
+  bind_opt(insert_row_, 9, row.due_at);
+  bind_opt(insert_row_, 10, row.dispatched_at);
+  insert_row_.bind_static(11, row.worker);
+  insert_row_.step();
+  const auto inserted = db_.changes();
+  insert_row_.reset();
+  if (inserted != 1) return false;
+  row.rowid = db_.last_insert_rowid();
+  return true;
+}
+
+bool TopicTable::update(std::string_view job, std::string_view key, const Row& row,
+                        std::int64_t now) {
+  auto& u = update_row_;
+  u.bind_static(1, job).bind_static(2, key).bind_static(3, store::to_string(row.status));
+  u.bind(4, row.attempts);
+  bind_opt(u, 5, row.error);
+  u.bind(6, now).bind_static(7, row.submission);
+  bind_opt(u, 8, row.due_at);
+  bind_opt(u, 9, row.dispatched_at);
+  u.bind_static(10, row.worker);
+  u.bind(11, std::int64_t{row.new_payload.has_value()});
+  if (row.new_payload) {
+    u.bind_blob_static(12, *row.new_payload);
+  } else {
+    u.bind_null(12);
+  }
+  u.bind(13, std::int64_t{row.new_result.has_value()});
+  if (row.new_result) {
+    u.bind_blob_static(14, *row.new_result);
+  } else {
+    u.bind_null(14);
+  }
+  u.bind(15, std::int64_t{row.requeued}).bind(16, row.rowid);
+  return step_update(u);
+}
+
+TopicTable::Write TopicTable::write(std::string_view job, std::string_view key, const Row& before,
+                                    Row& row, std::int64_t now) {
+  // In transit lives in the sink's memory only: no write hands a task out.
+  assert(!row.dispatched_at);
+  if (const auto narrow = narrow_write(before, row); narrow != Narrow::none) {
+    return update_narrow(narrow, job, key, row, now) ? Write::written : Write::refused;
+  }
+  if (!before.exists) return insert(job, key, row, now) ? Write::written : Write::exists;
+  return update(job, key, row, now) ? Write::written : Write::refused;
+}
+
+std::int64_t TopicTable::requeue_failed(std::string_view job, std::int64_t now) {
+  requeue_job_.bind_static(1, job).bind(2, now);
+  requeue_job_.step();
+  const auto n = db_.changes();
+  requeue_job_.reset();
+  return n;
+}
+
+std::optional<std::string> TopicTable::meta(std::string_view name) {
+  get_meta_.bind_static(1, name);
+  std::optional<std::string> value;
+  if (get_meta_.step()) value = std::string(get_meta_.column_text(0));
+  get_meta_.reset();
+  return value;
+}
+
+void TopicTable::set_meta(std::string_view name, std::string_view value) {
+  set_meta_.bind_static(1, name).bind_static(2, value);
+  set_meta_.step();
+  set_meta_.reset();
+}
+
+}  // namespace topicflow::sink

@@ -1,0 +1,68 @@
+#pragma once
+// The sink's statements over the `topics` and `meta` tables: reading a row's state, writing a
+// row's new state (an INSERT for a new topic, else a guarded UPDATE by rowid), an operator's
+// whole-job requeue, and the meta values. Prepared once and reused. Every UPDATE carries the
+// guard that keeps transitions monotonic in SQL, whatever the state machine decided: a
+// completed row never changes, a failed row changes only by an explicit requeue, attempts never
+// go down. Needs an open transaction for writes (the caller's); throws BusyError and
+// SqliteError as sqlite.hpp does. Not thread-safe (one writer connection).
+
+#include <topicflow/sink_state.hpp>
+#include <topicflow/sqlite.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace topicflow::sink {
+
+class TopicTable {
+ public:
+  explicit TopicTable(sqlite::Database& db);
+
+  // The row of job/key as the database has it (Row::exists false when there is none).
+  [[nodiscard]] Row load(std::string_view job, std::string_view key);
+
+  enum class Write : std::uint8_t {
+    written,
+    exists,   // `before` said "no row", but the INSERT found one: nothing changed
+    refused,  // the SQL guard refused the UPDATE (the state machine got it wrong)
+  };
+  // Writes `row` (the state after the events) over `before` (the state they were applied to):
+  // INSERT when `before` does not exist (ON CONFLICT DO NOTHING), else a guarded UPDATE by
+  // rowid, a narrow one (setting only what changed) for the two writes of an attempt's normal
+  // life. Sets row.rowid after an INSERT.
+  Write write(std::string_view job, std::string_view key, const Row& before, Row& row,
+              std::int64_t now);
+
+  // failed -> pending with a fresh set of attempts for every failed topic of `job`; returns how
+  // many rows changed.
+  std::int64_t requeue_failed(std::string_view job, std::int64_t now);
+
+  [[nodiscard]] std::optional<std::string> meta(std::string_view name);
+  void set_meta(std::string_view name, std::string_view value);
+
+  // Which narrow UPDATE writes the change from `before` to `row`, if any (public for tests).
+  enum class Narrow : std::uint8_t { none, run, complete };
+  [[nodiscard]] static Narrow narrow_write(const Row& before, const Row& row);
+
+ private:
+  bool step_update(sqlite::Statement& stmt);
+  bool update_narrow(Narrow kind, std::string_view job, std::string_view key, const Row& row,
+                     std::int64_t now);
+  bool insert(std::string_view job, std::string_view key, Row& row, std::int64_t now);
+  bool update(std::string_view job, std::string_view key, const Row& row, std::int64_t now);
+
+  sqlite::Database& db_;
+  sqlite::Statement select_row_;
+  sqlite::Statement insert_row_;
+  sqlite::Statement update_row_;
+  sqlite::Statement run_row_;
+  sqlite::Statement complete_row_;
+  sqlite::Statement requeue_job_;
+  sqlite::Statement get_meta_;
+  sqlite::Statement set_meta_;
+};
+
+}  // namespace topicflow::sink
