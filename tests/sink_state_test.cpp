@@ -45,7 +45,7 @@ TEST_F(SinkState, SubmitInsertsPendingDueNow) {
   EXPECT_EQ(row.status, Status::pending);
   EXPECT_EQ(row.attempts, 0);
   EXPECT_EQ(row.due_at, now);
-  EXPECT_FALSE(row.dispatched_at);
+  EXPECT_FALSE(row.sent_at);
   EXPECT_EQ(row.new_payload, "payload");
 }
 
@@ -117,7 +117,7 @@ TEST_F(SinkState, ResultOfSupersededAttemptIsAcceptedWhileNotTerminal) {
   EXPECT_TRUE(r.redelivery);
   EXPECT_FALSE(r.dispatch) << "the ready sweep sends the next attempt";
   EXPECT_EQ(row.status, Status::pending);
-  EXPECT_FALSE(row.dispatched_at);
+  EXPECT_FALSE(row.sent_at);
   EXPECT_EQ(row.due_at, now);
   EXPECT_EQ(row.attempts, 1);
   EXPECT_EQ(update(row, EventKind::started, 1), Outcome::stale) << "attempt 1 was given back";
@@ -146,7 +146,7 @@ TEST_F(SinkState, RetryableFailureSchedulesBackoffThenFails) {
     if (attempt < 3) {
       ASSERT_EQ(outcome, Outcome::retry_scheduled) << "attempt " << attempt;
       EXPECT_EQ(row.status, Status::pending);
-      EXPECT_FALSE(row.dispatched_at);
+      EXPECT_FALSE(row.sent_at);
       ASSERT_TRUE(row.due_at);
       EXPECT_GE(*row.due_at, now);
       EXPECT_LE(*row.due_at, now + backoff.ceiling(attempt - 1)) << "attempt " << attempt;
@@ -209,17 +209,6 @@ TEST_F(SinkState, HeartbeatExtendsLease) {
   EXPECT_EQ(row.due_at, now + policy.lease_ms);
 }
 
-TEST_F(SinkState, LostInTransitIsResentWithSameAttempt) {
-  Row row;
-  submit(row, "s1");
-  dispatch(row);
-  now += policy.dispatch_timeout_ms;
-  auto r = on_due(row, policy, now);
-  EXPECT_TRUE(r.dispatch);
-  EXPECT_TRUE(r.redelivery);
-  EXPECT_EQ(row.attempts, 1);
-}
-
 // The sink hands an attempt out from memory and writes it only with the attempt's first report.
 // A sink that lost track of it (restarted; or resent it after the dispatch timeout) reads the
 // row as ready with the attempt before, and must still take that report.
@@ -258,7 +247,7 @@ TEST_F(SinkState, ReleasedTaskGoesBackToPendingDueNow) {
   EXPECT_EQ(update(row, EventKind::released, 1), Outcome::applied);
   EXPECT_EQ(row.status, Status::pending);
   EXPECT_EQ(row.due_at, now);
-  EXPECT_FALSE(row.dispatched_at);
+  EXPECT_FALSE(row.sent_at);
   EXPECT_EQ(update(row, EventKind::heartbeat, 1), Outcome::stale)
       << "a released attempt stays given back";
   EXPECT_EQ(row.status, Status::pending);

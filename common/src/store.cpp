@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <cctype>
+#include <cstdlib>
 
 namespace topicflow::store {
 
@@ -71,34 +72,57 @@ void migrate_without_rowid(sqlite::Database& db) {
   tx.commit();
 }
 
+// The schema version a file says it has (2 when it has a topics table but no version yet).
+int file_version(sqlite::Database& db) {
+  auto meta =
+      db.prepare("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'");
+  meta.step();
+  if (meta.column_int(0) == 0) return 0;
+  auto version = db.prepare("SELECT value FROM meta WHERE name = 'schema_version'");
+  if (!version.step()) return 2;
+  return static_cast<int>(std::strtol(std::string(version.column_text(0)).c_str(), nullptr, 10));
+}
+
+void set_version(sqlite::Database& db, int version) {
+  db.exec("INSERT INTO meta(name, value) VALUES ('schema_version', '" + std::to_string(version) +
+          "') ON CONFLICT(name) DO UPDATE SET value = excluded.value");
+}
+
+// Version 3: the sink's scheduler keeps ready rows and leases in memory (rebuilt from one scan
+// at start), so the two partial indexes it kept on the write path go. Tasks in transit had
+// already moved to memory; a file from an older sink may hold rows it marked in transit
+// (dispatched_at set, attempts already raised): they are made ready with the attempt before,
+// so the same attempt is sent again and a report of it is still accepted.
+void migrate_to_v3(sqlite::Database& db) {
+  sqlite::Transaction tx(db);
+  db.exec("DROP INDEX IF EXISTS topics_timer");
+  db.exec("DROP INDEX IF EXISTS topics_ready");
+  db.exec(
+      "UPDATE topics SET dispatched_at = NULL, attempts = max(attempts - 1, 0) "
+      "WHERE dispatched_at IS NOT NULL");
+  set_version(db, 3);
+  tx.commit();
+}
+
 }  // namespace
 
 void apply_schema(sqlite::Database& db) {
   db.exec("PRAGMA journal_mode=WAL");
   db.exec("PRAGMA synchronous=NORMAL");
   migrate_without_rowid(db);
+  const bool fresh = file_version(db) == 0 && [&] {
+    auto t =
+        db.prepare("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'topics'");
+    t.step();
+    return t.column_int(0) == 0;
+  }();
   db.exec(create_topics("topics"));
-  db.exec(R"sql(
--- The sink's two timers, as partial indexes so each sweep and each "next due" is an index seek:
--- leases of running rows (and, from older sinks, rows handed to the broker) ...
-CREATE INDEX IF NOT EXISTS topics_timer ON topics(due_at)
-  WHERE status = 'running' OR dispatched_at IS NOT NULL;
--- ... and ready (new rows, and retries waiting for their backoff).
-CREATE INDEX IF NOT EXISTS topics_ready ON topics(due_at)
-  WHERE status = 'pending' AND dispatched_at IS NULL;
-CREATE TABLE IF NOT EXISTS meta (
-  name  TEXT PRIMARY KEY,
-  value TEXT NOT NULL
-);
-INSERT OR IGNORE INTO meta(name, value) VALUES ('schema_version', '2');
--- A task in transit (handed to the broker, not started yet) lives in the sink's memory only: its
--- row stays ready with the previous attempt until the attempt's first report. A file from an
--- older sink may hold rows it marked in transit (dispatched_at, attempts already raised): they
--- are made ready with the attempt before, so the same attempt is sent again and a report of it
--- is still accepted. (The first condition lets SQLite use topics_timer: a seek, not a scan.)
-UPDATE topics SET dispatched_at = NULL, attempts = max(attempts - 1, 0)
-  WHERE (status = 'running' OR dispatched_at IS NOT NULL) AND dispatched_at IS NOT NULL;
-)sql");
+  db.exec("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)");
+  if (fresh) {
+    set_version(db, kSchemaVersion);
+    return;
+  }
+  if (file_version(db) < 3) migrate_to_v3(db);
 }
 
 sqlite::Database open_for_writing(const std::string& path) {

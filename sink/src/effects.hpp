@@ -12,15 +12,14 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 namespace topicflow::sink {
 
 struct Effects {
-  std::vector<wire::Task> tasks;  // handed to the broker after COMMIT
-  JobCounts count_delta;          // per job and status
-  std::int64_t in_transit_delta = 0;
+  JobCounts count_delta;  // per job and status
   std::vector<wire::Ack> acks;
   std::array<std::uint64_t, store::kStatusCount> written{};  // rows written, by new status
   std::uint64_t updates = 0;
@@ -34,6 +33,14 @@ struct Effects {
   std::uint64_t taken = 0;  // tasks in transit that a worker started (or finished)
   // Changes of the rows in flight, applied in order (nullopt: forget the row).
   std::vector<std::pair<std::string, std::optional<Row>>> cache;
+  // Rows this commit made ready, for the ready queue. `job` views the batch's entry or the row
+  // in flight it came from: valid until the batch is cleared and the cache changes applied.
+  struct Ready {
+    std::int64_t due = 0;
+    std::int64_t rowid = 0;
+    std::string_view job;
+  };
+  std::vector<Ready> ready;
 
   store::StatusCounts& delta(std::string_view job) {
     auto it = count_delta.find(job);

@@ -7,10 +7,35 @@ const Row* RowsInFlight::find(const std::string& id) const {
   return it == rows_.end() ? nullptr : &it->second;
 }
 
+const std::string* RowsInFlight::id_of(const std::string& id) const {
+  const auto it = rows_.find(id);
+  return it == rows_.end() ? nullptr : &it->first;
+}
+
+void RowsInFlight::unindex(const Row& row) {
+  if (row.in_transit()) transit_by_due_.erase({*row.due_at, row.rowid});
+  if (row.status == store::Status::running && row.due_at) {
+    lease_by_due_.erase({*row.due_at, row.rowid});
+  }
+}
+
+void RowsInFlight::index(const std::string& id, const Row& row) {
+  if (row.in_transit()) transit_by_due_.emplace(std::pair{*row.due_at, row.rowid}, &id);
+  if (row.status == store::Status::running && row.due_at) {
+    lease_by_due_.emplace(std::pair{*row.due_at, row.rowid}, &id);
+  }
+}
+
 void RowsInFlight::put(std::string id, std::optional<Row> row) {
+  if (row) {  // the committed state only: nothing left to write
+    row->new_payload.reset();
+    row->new_result.reset();
+    row->changed = false;
+    row->requeued = false;
+  }
   auto it = rows_.find(id);
   if (it != rows_.end()) {
-    if (it->second.in_transit()) transit_by_due_.erase({*it->second.due_at, it->second.rowid});
+    unindex(it->second);
     if (!row) {
       rows_.erase(it);
       return;
@@ -20,9 +45,7 @@ void RowsInFlight::put(std::string id, std::optional<Row> row) {
     if (!row) return;
     it = rows_.emplace(std::move(id), std::move(*row)).first;
   }
-  if (it->second.in_transit()) {
-    transit_by_due_.emplace(std::pair{*it->second.due_at, it->second.rowid}, &it->first);
-  }
+  index(it->first, it->second);
 }
 
 std::optional<std::int64_t> RowsInFlight::next_transit_due() const {
@@ -30,15 +53,29 @@ std::optional<std::int64_t> RowsInFlight::next_transit_due() const {
   return transit_by_due_.begin()->first.first;
 }
 
-std::size_t RowsInFlight::forget_transit(std::int64_t until) {
-  std::size_t n = 0;
+std::vector<std::pair<std::string, Row>> RowsInFlight::forget_transit(std::int64_t until) {
+  std::vector<std::pair<std::string, Row>> forgotten;
   while (!transit_by_due_.empty() && transit_by_due_.begin()->first.first <= until) {
     const auto cached = rows_.find(*transit_by_due_.begin()->second);
     transit_by_due_.erase(transit_by_due_.begin());
+    forgotten.emplace_back(cached->first, std::move(cached->second));
     rows_.erase(cached);
-    ++n;
   }
-  return n;
+  return forgotten;
+}
+
+std::optional<std::int64_t> RowsInFlight::next_lease_due() const {
+  if (lease_by_due_.empty()) return std::nullopt;
+  return lease_by_due_.begin()->first.first;
+}
+
+std::vector<std::string> RowsInFlight::expired_leases(std::int64_t now, std::size_t limit) const {
+  std::vector<std::string> ids;
+  for (auto it = lease_by_due_.begin();
+       it != lease_by_due_.end() && it->first.first <= now && ids.size() < limit; ++it) {
+    ids.push_back(*it->second);
+  }
+  return ids;
 }
 
 void RowsInFlight::for_each(const std::function<void(std::string_view, const Row&)>& f) const {

@@ -19,6 +19,7 @@
 #include <string_view>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 namespace topicflow::sink {
 
@@ -31,6 +32,8 @@ class RowsInFlight {
 
   // The cached row of `id` (job NUL key), or nullptr.
   [[nodiscard]] const Row* find(const std::string& id) const;
+  // The cache's own copy of `id` (stable while the row stays), or nullptr.
+  [[nodiscard]] const std::string* id_of(const std::string& id) const;
   // Sets (or, with nullopt, forgets) the row of `id`.
   void put(std::string id, std::optional<Row> row);
 
@@ -41,8 +44,13 @@ class RowsInFlight {
   [[nodiscard]] std::optional<std::int64_t> next_transit_due() const;
   // Forgets the tasks in transit whose dispatch timeout is at or before `until`: they are lost
   // (a dead worker's buffers, a dead broker's queue) and their rows, ready in the database, are
-  // sent again. Returns how many.
-  std::size_t forget_transit(std::int64_t until);
+  // sent again. Returns them (id and the row as it was in transit).
+  std::vector<std::pair<std::string, Row>> forget_transit(std::int64_t until);
+
+  // Leases of running rows: the earliest (or nullopt), and the ids of those due at or before
+  // `now`, earliest first, at most `limit`.
+  [[nodiscard]] std::optional<std::int64_t> next_lease_due() const;
+  [[nodiscard]] std::vector<std::string> expired_leases(std::int64_t now, std::size_t limit) const;
 
   [[nodiscard]] std::size_t size() const noexcept { return rows_.size(); }
   // Calls f(id, row) for every row (for reads such as the workers' running counts).
@@ -53,6 +61,11 @@ class RowsInFlight {
   // the rows in transit by (dispatch timeout, rowid): their keys in rows_ (an unordered_map's
   // keys never move; put and forget_transit erase both together)
   std::map<std::pair<std::int64_t, std::int64_t>, const std::string*> transit_by_due_;
+  // the running rows by (lease due, rowid), likewise
+  std::map<std::pair<std::int64_t, std::int64_t>, const std::string*> lease_by_due_;
+
+  void unindex(const Row& row);
+  void index(const std::string& id, const Row& row);
 };
 
 }  // namespace topicflow::sink

@@ -7,7 +7,7 @@ using store::Status;
 
 void set_running(Row& row, const Event& e, const Policy& p, std::int64_t now) {
   row.status = Status::running;
-  row.dispatched_at.reset();
+  row.sent_at.reset();
   row.due_at = now + p.lease_ms;
   row.worker = e.origin;
   row.changed = true;
@@ -15,14 +15,14 @@ void set_running(Row& row, const Event& e, const Policy& p, std::int64_t now) {
 
 void make_pending(Row& row, std::int64_t due) {
   row.status = Status::pending;
-  row.dispatched_at.reset();
+  row.sent_at.reset();
   row.due_at = due;
   row.changed = true;
 }
 
 void make_terminal(Row& row, Status status) {
   row.status = status;
-  row.dispatched_at.reset();
+  row.sent_at.reset();
   row.due_at.reset();
   row.changed = true;
 }
@@ -66,7 +66,7 @@ Outcome apply(Row& row, const Event& e, const Policy& p, Backoff& backoff, std::
   // and retried, released, lease expired) or 0. The sink hands the next attempt out from memory
   // and writes it with the attempt's first report; a sink that lost track of it (restarted, or
   // its dispatch timeout resent the task) still accepts that report: the attempt it adopts.
-  const bool ready = row.status == Status::pending && !row.dispatched_at;
+  const bool ready = row.status == Status::pending && !row.sent_at;
   const bool adopted = ready && attempt == row.attempts + 1;
   if (!adopted && (attempt > row.attempts || attempt < 1)) return Outcome::bogus;
   if (store::is_terminal(row.status)) {
@@ -131,15 +131,10 @@ SweepResult on_due(Row& row, const Policy& p, std::int64_t now) {
     }
     return r;
   }
-  if (row.dispatched_at) {
-    r.dispatch = true;  // handed to the broker but never started: lost in transit
-    r.redelivery = true;
-  } else {
-    row.attempts += 1;  // a new attempt: first delivery or a retry whose backoff elapsed
-    r.dispatch = true;
-  }
+  row.attempts += 1;  // a new attempt: first delivery or a retry whose backoff elapsed
+  r.dispatch = true;
   row.status = Status::pending;
-  row.dispatched_at = now;
+  row.sent_at = now;
   row.due_at = now + p.dispatch_timeout_ms;
   row.changed = true;
   return r;

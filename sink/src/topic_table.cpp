@@ -11,38 +11,43 @@ using store::Status;
 TopicTable::TopicTable(sqlite::Database& db)
     : db_(db),
       select_row_(db,
-                  "SELECT status, attempts, due_at, dispatched_at, error, submission, worker, "
-                  "rowid FROM topics WHERE job = ?1 AND key = ?2"),
+                  "SELECT status, attempts, due_at, error, submission, worker, rowid FROM topics "
+                  "WHERE job = ?1 AND key = ?2"),
       insert_row_(db,
                   "INSERT INTO topics(job, key, payload, status, attempts, error, updated_at, "
-                  "created_at, submission, due_at, dispatched_at, worker) "
-                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, ?11) "
+                  "created_at, submission, due_at, worker) "
+                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10) "
                   "ON CONFLICT(job, key) DO NOTHING"),
       // The guard: a completed row never changes; a failed row changes only by an explicit
       // requeue; otherwise attempts never go down.
       update_row_(db,
                   "UPDATE topics SET status = ?3, attempts = ?4, error = ?5, updated_at = ?6, "
-                  "submission = ?7, due_at = ?8, dispatched_at = ?9, worker = ?10, "
-                  "payload = iif(?11, ?12, payload), result = iif(?13, ?14, result) "
-                  "WHERE rowid = ?16 AND job = ?1 AND key = ?2 AND status <> 'completed' AND "
-                  "((status <> 'failed' AND attempts <= ?4) OR (?15 AND status = 'failed'))"),
+                  "submission = ?7, due_at = ?8, worker = ?9, "
+                  "payload = iif(?10, ?11, payload), result = iif(?12, ?13, result) "
+                  "WHERE rowid = ?15 AND job = ?1 AND key = ?2 AND status <> 'completed' AND "
+                  "((status <> 'failed' AND attempts <= ?4) OR (?14 AND status = 'failed'))"),
       // The two writes of an attempt's normal life (its first report: running, or completed at
       // once), each setting only what its transition changes (fewer bindings and expressions
       // than the generic UPDATE) under the same guard with requeue off. They write the attempt
       // too: the row held the previous one while the task was in transit.
       run_row_(db,
                "UPDATE topics SET status = 'running', attempts = ?6, due_at = ?3, "
-               "dispatched_at = NULL, updated_at = ?4, worker = ?5 WHERE rowid = ?7 AND "
-               "job = ?1 AND key = ?2 AND status <> 'completed' AND status <> 'failed' AND "
-               "attempts <= ?6"),
+               "updated_at = ?4, worker = ?5 WHERE rowid = ?7 AND job = ?1 AND key = ?2 AND "
+               "status <> 'completed' AND status <> 'failed' AND attempts <= ?6"),
       complete_row_(db,
                     "UPDATE topics SET status = 'completed', attempts = ?6, result = ?3, "
-                    "error = NULL, updated_at = ?4, due_at = NULL, dispatched_at = NULL, "
-                    "worker = ?5 WHERE rowid = ?7 AND job = ?1 AND key = ?2 AND "
-                    "status <> 'completed' AND status <> 'failed' AND attempts <= ?6"),
+                    "error = NULL, updated_at = ?4, due_at = NULL, worker = ?5 WHERE rowid = ?7 "
+                    "AND job = ?1 AND key = ?2 AND status <> 'completed' AND "
+                    "status <> 'failed' AND attempts <= ?6"),
       requeue_job_(db,
-                   "UPDATE topics SET status = 'pending', attempts = 0, dispatched_at = NULL, "
-                   "due_at = ?2, updated_at = ?2 WHERE job = ?1 AND status = 'failed'"),
+                   "UPDATE topics SET status = 'pending', attempts = 0, due_at = ?2, "
+                   "updated_at = ?2 WHERE job = ?1 AND status = 'failed' RETURNING rowid"),
+      select_ready_(db,
+                    "SELECT job, key, payload, status, attempts, due_at, error, submission, "
+                    "worker FROM topics WHERE rowid = ?1"),
+      scan_unfinished_(db,
+                       "SELECT rowid, job, key, status, attempts, due_at, error, submission, "
+                       "worker FROM topics WHERE status = 'pending' OR status = 'running'"),
       get_meta_(db, "SELECT value FROM meta WHERE name = ?1"),
       set_meta_(db,
                 "INSERT INTO meta(name, value) VALUES (?1, ?2) "
@@ -56,11 +61,10 @@ Row TopicTable::load(std::string_view job, std::string_view key) {
     row.status = store::parse_status(select_row_.column_text(0)).value_or(Status::pending);
     row.attempts = select_row_.column_int(1);
     if (!select_row_.is_null(2)) row.due_at = select_row_.column_int(2);
-    if (!select_row_.is_null(3)) row.dispatched_at = select_row_.column_int(3);
-    if (!select_row_.is_null(4)) row.error = std::string(select_row_.column_text(4));
-    row.submission = std::string(select_row_.column_text(5));
-    row.worker = std::string(select_row_.column_text(6));
-    row.rowid = select_row_.column_int(7);
+    if (!select_row_.is_null(3)) row.error = std::string(select_row_.column_text(3));
+    row.submission = std::string(select_row_.column_text(4));
+    row.worker = std::string(select_row_.column_text(5));
+    row.rowid = select_row_.column_int(6);
   }
   select_row_.reset();
   return row;
@@ -74,12 +78,12 @@ TopicTable::Narrow TopicTable::narrow_write(const Row& before, const Row& row) {
   const bool same_attempt = row.attempts == before.attempts;
   switch (row.status) {
     case Status::running:
-      return same_attempt && !row.new_result && !row.dispatched_at && row.due_at &&
+      return same_attempt && !row.new_result && !row.sent_at && row.due_at &&
                      row.error == before.error
                  ? Narrow::run
                  : Narrow::none;
     case Status::completed:
-      return same_attempt && row.new_result && !row.dispatched_at && !row.due_at && !row.error
+      return same_attempt && row.new_result && !row.sent_at && !row.due_at && !row.error
                  ? Narrow::complete
                  : Narrow::none;
     case Status::pending:
@@ -137,8 +141,7 @@ bool TopicTable::insert(std::string_view job, std::string_view key, Row& row, st
   bind_opt(insert_row_, 6, row.error);
   insert_row_.bind(7, now).bind_static(8, row.submission);
   bind_opt(insert_row_, 9, row.due_at);
-  bind_opt(insert_row_, 10, row.dispatched_at);
-  insert_row_.bind_static(11, row.worker);
+  insert_row_.bind_static(10, row.worker);
   insert_row_.step();
   const auto inserted = db_.changes();
   insert_row_.reset();
@@ -155,28 +158,27 @@ bool TopicTable::update(std::string_view job, std::string_view key, const Row& r
   bind_opt(u, 5, row.error);
   u.bind(6, now).bind_static(7, row.submission);
   bind_opt(u, 8, row.due_at);
-  bind_opt(u, 9, row.dispatched_at);
-  u.bind_static(10, row.worker);
-  u.bind(11, std::int64_t{row.new_payload.has_value()});
+  u.bind_static(9, row.worker);
+  u.bind(10, std::int64_t{row.new_payload.has_value()});
   if (row.new_payload) {
-    u.bind_blob_static(12, *row.new_payload);
+    u.bind_blob_static(11, *row.new_payload);
   } else {
-    u.bind_null(12);
+    u.bind_null(11);
   }
-  u.bind(13, std::int64_t{row.new_result.has_value()});
+  u.bind(12, std::int64_t{row.new_result.has_value()});
   if (row.new_result) {
-    u.bind_blob_static(14, *row.new_result);
+    u.bind_blob_static(13, *row.new_result);
   } else {
-    u.bind_null(14);
+    u.bind_null(13);
   }
-  u.bind(15, std::int64_t{row.requeued}).bind(16, row.rowid);
+  u.bind(14, std::int64_t{row.requeued}).bind(15, row.rowid);
   return step_update(u);
 }
 
 TopicTable::Write TopicTable::write(std::string_view job, std::string_view key, const Row& before,
                                     Row& row, std::int64_t now) {
   // In transit lives in the sink's memory only: no write hands a task out.
-  assert(!row.dispatched_at);
+  assert(!row.sent_at);
   if (const auto narrow = narrow_write(before, row); narrow != Narrow::none) {
     return update_narrow(narrow, job, key, row, now) ? Write::written : Write::refused;
   }
@@ -184,12 +186,52 @@ TopicTable::Write TopicTable::write(std::string_view job, std::string_view key, 
   return update(job, key, row, now) ? Write::written : Write::refused;
 }
 
-std::int64_t TopicTable::requeue_failed(std::string_view job, std::int64_t now) {
+std::vector<std::int64_t> TopicTable::requeue_failed(std::string_view job, std::int64_t now) {
+  std::vector<std::int64_t> rowids;
   requeue_job_.bind_static(1, job).bind(2, now);
-  requeue_job_.step();
-  const auto n = db_.changes();
+  while (requeue_job_.step()) rowids.push_back(requeue_job_.column_int(0));
   requeue_job_.reset();
-  return n;
+  return rowids;
+}
+
+namespace {
+// The row's state from the columns status, attempts, due_at, error, submission, worker at
+// `first` onwards.
+Row read_row(const sqlite::Statement& q, int first, std::int64_t rowid) {
+  Row row;
+  row.exists = true;
+  row.rowid = rowid;
+  row.status = store::parse_status(q.column_text(first)).value_or(Status::pending);
+  row.attempts = q.column_int(first + 1);
+  if (!q.is_null(first + 2)) row.due_at = q.column_int(first + 2);
+  if (!q.is_null(first + 3)) row.error = std::string(q.column_text(first + 3));
+  row.submission = std::string(q.column_text(first + 4));
+  row.worker = std::string(q.column_text(first + 5));
+  return row;
+}
+}  // namespace
+
+std::optional<TopicTable::Task> TopicTable::load_task(std::int64_t rowid) {
+  select_ready_.bind(1, rowid);
+  std::optional<Task> task;
+  if (select_ready_.step()) {
+    task.emplace();
+    task->job = std::string(select_ready_.column_text(0));
+    task->key = std::string(select_ready_.column_text(1));
+    task->payload = std::string(select_ready_.column_blob(2));
+    task->row = read_row(select_ready_, 3, rowid);
+  }
+  select_ready_.reset();
+  return task;
+}
+
+void TopicTable::scan_unfinished(
+    const std::function<void(std::string_view job, std::string_view key, const Row& row)>& f) {
+  while (scan_unfinished_.step()) {
+    const auto row = read_row(scan_unfinished_, 3, scan_unfinished_.column_int(0));
+    f(scan_unfinished_.column_text(1), scan_unfinished_.column_text(2), row);
+  }
+  scan_unfinished_.reset();
 }
 
 std::optional<std::string> TopicTable::meta(std::string_view name) {

@@ -1,7 +1,8 @@
 #pragma once
 // The sink's statements over the `topics` and `meta` tables: reading a row's state, writing a
 // row's new state (an INSERT for a new topic, else a guarded UPDATE by rowid), an operator's
-// whole-job requeue, and the meta values. Prepared once and reused. Every UPDATE carries the
+// whole-job requeue, the scheduler's reads (a ready row's task by rowid; the unfinished rows at
+// start) and the meta values. Prepared once and reused. Every UPDATE carries the
 // guard that keeps transitions monotonic in SQL, whatever the state machine decided: a
 // completed row never changes, a failed row changes only by an explicit requeue, attempts never
 // go down. Needs an open transaction for writes (the caller's); throws BusyError and
@@ -11,15 +12,19 @@
 #include <topicflow/sqlite.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace topicflow::sink {
 
 class TopicTable {
  public:
   explicit TopicTable(sqlite::Database& db);
+
+  [[nodiscard]] sqlite::Database& database() noexcept { return db_; }
 
   // The row of job/key as the database has it (Row::exists false when there is none).
   [[nodiscard]] Row load(std::string_view job, std::string_view key);
@@ -36,9 +41,21 @@ class TopicTable {
   Write write(std::string_view job, std::string_view key, const Row& before, Row& row,
               std::int64_t now);
 
-  // failed -> pending with a fresh set of attempts for every failed topic of `job`; returns how
-  // many rows changed.
-  std::int64_t requeue_failed(std::string_view job, std::int64_t now);
+  // failed -> pending with a fresh set of attempts for every failed topic of `job`, due `now`;
+  // returns their rowids.
+  std::vector<std::int64_t> requeue_failed(std::string_view job, std::int64_t now);
+
+  // What the scheduler reads to hand a ready row out: the row by rowid, with its payload.
+  struct Task {
+    std::string job;
+    std::string key;
+    std::string payload;
+    Row row;
+  };
+  [[nodiscard]] std::optional<Task> load_task(std::int64_t rowid);
+  // Calls f for every pending or running row (one scan of the table, at start).
+  void scan_unfinished(
+      const std::function<void(std::string_view job, std::string_view key, const Row& row)>& f);
 
   [[nodiscard]] std::optional<std::string> meta(std::string_view name);
   void set_meta(std::string_view name, std::string_view value);
@@ -61,6 +78,8 @@ class TopicTable {
   sqlite::Statement run_row_;
   sqlite::Statement complete_row_;
   sqlite::Statement requeue_job_;
+  sqlite::Statement select_ready_;
+  sqlite::Statement scan_unfinished_;
   sqlite::Statement get_meta_;
   sqlite::Statement set_meta_;
 };

@@ -108,6 +108,20 @@ class Transaction {
   bool open_ = false;
 };
 
+// A read transaction (BEGIN DEFERRED ... COMMIT): the reads inside see one snapshot and take
+// the WAL read lock once instead of once per statement. Ends (COMMIT, errors ignored) on
+// destruction.
+class ReadTransaction {
+ public:
+  explicit ReadTransaction(Database& db);
+  ~ReadTransaction();
+  ReadTransaction(const ReadTransaction&) = delete;
+  ReadTransaction& operator=(const ReadTransaction&) = delete;
+
+ private:
+  Database& db_;
+};
+
 // Throws BusyError for SQLITE_BUSY / SQLITE_LOCKED, SqliteError otherwise.
 [[noreturn]] void throw_error(sqlite3* db, int code, std::string_view context);
 

@@ -60,11 +60,12 @@ struct StatusCounts {
   bool operator==(const StatusCounts&) const = default;
 };
 
-// 2: `topics` is a rowid table (1 was WITHOUT ROWID; apply_schema migrates it).
-inline constexpr int kSchemaVersion = 2;
+// 3: no scheduler indexes (the sink keeps ready rows and leases in memory); 2: `topics` is a
+// rowid table (1 was WITHOUT ROWID). apply_schema migrates older files once.
+inline constexpr int kSchemaVersion = 3;
 
-// WAL, synchronous=NORMAL (a SIGKILLed process loses nothing committed), the tables and
-// indexes. Idempotent; rebuilds a version 1 table. Throws SqliteError, e.g. when the file is not a
+// WAL, synchronous=NORMAL (a SIGKILLed process loses nothing committed), the tables.
+// Idempotent; migrates older versions once. Throws SqliteError, e.g. when the file is not a
 // database.
 void apply_schema(sqlite::Database& db);
 

@@ -19,7 +19,9 @@ struct Row {
   store::Status status = store::Status::pending;
   std::int64_t attempts = 0;
   std::optional<std::int64_t> due_at;
-  std::optional<std::int64_t> dispatched_at;
+  // In the sink's memory only (never written): when the attempt was handed to the broker. Set
+  // while the task is in transit; due_at is then its dispatch timeout.
+  std::optional<std::int64_t> sent_at;
   std::optional<std::string> error;
   std::string submission;
   std::string worker;
@@ -31,7 +33,7 @@ struct Row {
   bool requeued = false;  // failed -> pending by an operator: the one allowed reset of attempts
 
   [[nodiscard]] bool in_transit() const noexcept {
-    return exists && status == store::Status::pending && dispatched_at.has_value();
+    return exists && status == store::Status::pending && sent_at.has_value();
   }
 };
 
@@ -73,10 +75,11 @@ enum class Outcome : std::uint8_t {
 Outcome apply(Row& row, const Event& event, const Policy& policy, Backoff& backoff,
               std::int64_t now);
 
-// Sweep decisions for a due row (see Sink::sweep): a ready row gets its next attempt, in
-// transit (dispatch = true, send attempt row.attempts); a running row whose lease expired is
-// ready again (redelivery: the ready sweep sends the next attempt) or failed at max attempts; a
-// row in transit past its dispatch timeout is sent again with the same attempt (redelivery).
+// The scheduler's decisions for a due row: a ready row gets its next attempt, in transit
+// (dispatch = true: send attempt row.attempts, due_at becomes the dispatch timeout); a running
+// row whose lease expired is ready again (redelivery: the scheduler sends the next attempt) or
+// failed at max attempts. (A task lost in transit needs no decision: the sink forgets it, and
+// its row, ready in the database, is sent again with the same attempt.)
 struct SweepResult {
   bool dispatch = false;
   bool redelivery = false;
