@@ -132,7 +132,7 @@ class Handler(BaseHTTPRequestHandler):
         if parts == ["workers"]:
             self.allow(method, "GET")
             return self.reply(200, {"workers": store.workers()})
-        if parts == ["server"]:
+        if parts == ["server"] and self.server.server_info:
             self.allow(method, "GET")
             return self.reply(200, {"version": "fake", "read_only": self.server.read_only,
                                     "auth": self.server.token is not None})
@@ -280,6 +280,7 @@ class FakeSink(ThreadingHTTPServer):
         self.web_dir = args.web_dir
         self.max_body = args.max_body_bytes
         self.verbose = args.verbose
+        self.server_info = not args.no_server_info
 
 
 def main() -> None:
@@ -296,6 +297,8 @@ def main() -> None:
     p.add_argument("--state-dir", help="behaviour.py's marker files (default: a temp dir)")
     p.add_argument("--web-dir", default=os.path.join(HERE, "..", "..", "sink", "web"))
     p.add_argument("--preload", help='JSON file {"job": [topics...]} registered at start-up')
+    p.add_argument("--no-server-info", action="store_true",
+                   help="no GET /v1/server (as docs/api.md today): clients must probe")
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args()
     server = FakeSink(args)

@@ -4,6 +4,7 @@ model of the real sink's performance). Semantics follow docs/api.md."""
 
 from __future__ import annotations
 
+import base64
 import bisect
 import collections
 import json
@@ -349,7 +350,6 @@ def topic_view(job: str, topic: Topic) -> dict[str, Any]:
 
 
 def text_or_base64(name: str, value: bytes | None) -> dict[str, Any]:
-    import base64
     if value is None:
         return {name: None}
     try:

@@ -122,9 +122,10 @@ class Server:
 def start(directory: Path, *, token: str | None = None, read_only: bool = False,
           workers: int = 2, slots: int = 4,
           preload: dict[str, list[dict[str, Any]]] | None = None,
-          which: str | None = None) -> Server:
+          which: str | None = None, fake_args: tuple[str, ...] = ()) -> Server:
     """Starts a server in ``directory``. ``preload``: topics registered (and run to the end)
-    before a read-only server starts, so it has something to show."""
+    before a read-only server starts, so it has something to show. ``fake_args``: more flags
+    for fake_sink.py (ignored by the real sink)."""
     which = which or kind()
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "state").mkdir(exist_ok=True)
@@ -133,7 +134,8 @@ def start(directory: Path, *, token: str | None = None, read_only: bool = False,
         token_file = directory / "token"
         token_file.write_text(token + "\n")
     if which == "fake":
-        return _start_fake(directory, token, token_file, read_only, workers, slots, preload)
+        return _start_fake(directory, token, token_file, read_only, workers, slots, preload,
+                           fake_args)
     if preload:
         writer = _start_real(directory, None, None, False, workers, slots)
         try:
@@ -147,9 +149,11 @@ def start(directory: Path, *, token: str | None = None, read_only: bool = False,
 
 
 def _start_fake(d: Path, token: str | None, token_file: Path | None, read_only: bool,
-                workers: int, slots: int, preload: dict | None) -> Server:
+                workers: int, slots: int, preload: dict | None,
+                fake_args: tuple[str, ...]) -> Server:
     cmd = [sys.executable, str(HERE / "fake_sink.py"), "--port", "0", "--workers", str(workers),
-           "--slots", str(slots), "--state-dir", str(d / "state"), "--sink-event-ms", "500"]
+           "--slots", str(slots), "--state-dir", str(d / "state"), "--sink-event-ms", "500",
+           *fake_args]
     if token_file:
         cmd += ["--token-file", str(token_file)]
     if read_only:

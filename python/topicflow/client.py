@@ -235,7 +235,7 @@ class Client:
 
     def url_of(self, parts: list[str], query: Mapping[str, Any] | None = None) -> str:
         """``/v1/`` + the percent-encoded parts (a ``/`` in a name is ``%2F``) + the query."""
-        path = "/".join(urllib.parse.quote(part, safe="") for part in parts)
+        path = "/".join(_segment(part) for part in parts)
         url = f"{self.url}/v1/{path}"
         query = {k: v for k, v in (query or {}).items() if v is not None}
         if query:
@@ -272,6 +272,14 @@ class Client:
         except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
             reason = getattr(e, "reason", e)
             raise TopicflowError(None, f"no answer: {reason}", method, url) from e
+
+
+def _segment(part: str) -> str:
+    """One percent-encoded path segment; "." and ".." as %2E so that no client or proxy on the
+    way takes them for dot segments (browsers still do: WHATWG URLs treat %2E as a dot)."""
+    if part in (".", ".."):
+        return part.replace(".", "%2E")
+    return urllib.parse.quote(part, safe="")
 
 
 def _reason(e: urllib.error.HTTPError) -> str:

@@ -16,7 +16,7 @@ export class ApiError extends Error {
   }
 }
 
-export async function api(method, path, {signal} = {}) {
+export async function api(method, path, {signal, body} = {}) {
   const headers = {Accept: 'application/json'};
   const write = method !== 'GET';
   if (write) {
@@ -27,7 +27,7 @@ export async function api(method, path, {signal} = {}) {
   let response;
   try {
     response = await fetch(`v1/${path}`, {method, headers, cache: 'no-store', signal,
-                                          credentials: 'same-origin'});
+                                          credentials: 'same-origin', body});
   } catch (e) {
     if (e.name === 'AbortError') throw e;
     throw new ApiError(0, `no answer from the sink (${e.message})`);
@@ -46,7 +46,20 @@ export async function loadServerInfo() {
     server.readOnly = !!info.read_only;
     server.auth = !!info.auth;
     server.version = info.version || '';
-  } catch { /* an older sink: learn from answers */ }
+  } catch {
+    await probeWrites();
+  }
+}
+
+// Without GET /v1/server: an empty submission registers nothing anywhere, and tells a
+// read-only sink (403) and one that needs a token (401) from one that takes writes.
+async function probeWrites() {
+  try {
+    await api('POST', 'jobs/topicflow-dashboard-probe/topics', {body: '[]'});
+  } catch (e) {
+    if (e.status === 403) server.readOnly = true;
+    if (e.status === 401) server.auth = true;
+  }
 }
 
 // A write, asking for the token first when the server needs one, and again after a 401.

@@ -4,9 +4,9 @@ actions with confirmation, topic details, payloads shown as text, read-only and 
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
+import pytest
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -201,8 +201,10 @@ def test_polling_when_event_source_is_unavailable(browser, server, job_name):
         browser.get("about:blank")
 
 
-def test_read_only_hides_every_action(browser, make_server, job_name):
-    s = make_server(read_only=True, preload={job_name: [{"key": "a", "payload": "fail"}]})
+@pytest.mark.parametrize("server_info", [True, False], ids=["server-info", "probe"])
+def test_read_only_hides_every_action(browser, make_server, job_name, server_info):
+    s = make_server(read_only=True, preload={job_name: [{"key": "a", "payload": "fail"}]},
+                    fake_args=() if server_info else ("--no-server-info",))
     go(browser, s)
     row = f'tr.job[data-job="{job_name}"]'
     until(browser, lambda: css(browser, row), "the job")
