@@ -8,7 +8,8 @@ starts this once per slot and sends it one topic after another, as JSON Lines:
         --handler 'exec-persistent:python3 examples/handlers/summarise_server.py' \
         examples/topics.txt
 
-The protocol (docs/handlers.md, "Persistent mode"):
+The protocol (docs/handlers.md, "Persistent mode"), which topicflow.handler.run (python/topicflow)
+speaks for us: summarise_topic() returns the result, raises Retry or ValueError:
   stdin    one request per line: {"job": J, "key": K, "attempt": N, "payload": "..."}
            ("payload_base64" instead of "payload" when the payload is not UTF-8)
   stdout   exactly one response line per request, flushed:
@@ -28,16 +29,19 @@ Simulated trouble (off unless asked for), read from the environment at start-up:
   SUMMARISE_STARTUP_MS=N          sleep N ms at start-up (a slow import, a model load)
 """
 
-import base64
-import json
 import os
 import random
 import signal
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+# summarise.py beside this file; the topicflow package from the source tree (python/), so the
+# example runs without installing it (an installed one is used when python/ is not there).
+sys.path.insert(0, HERE)
+sys.path.insert(1, os.path.join(HERE, "..", "..", "python"))
 import summarise  # noqa: E402  (the summarising logic, shared with the per-task handler)
+from topicflow import Retry, handler  # noqa: E402  (the JSON Lines loop of exec-persistent)
 
 
 def setting(name, kind, default, low, high):
@@ -56,49 +60,39 @@ CRASH_ATTEMPTS = setting("SUMMARISE_CRASH_ATTEMPTS", int, 0, 0, 1000)
 MAX_BYTES = setting("SUMMARISE_MAX_BYTES", int, 1 << 20, 1, 1 << 30)
 
 
-def handle(request):
-    """One request -> one response (a dict)."""
-    key = request.get("key", "")
-    attempt = int(request.get("attempt", 1))
+def summarise_topic(task: handler.Task) -> dict:
+    """One topic -> its summary (the result). Raises Retry (retryable) or ValueError
+    (permanent, the message is the topic's error)."""
+    key, attempt = task.key, task.attempt
     if attempt <= CRASH_ATTEMPTS:
         print(f"summarise_server: simulated crash on {key!r}, attempt {attempt}", file=sys.stderr, flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
     if attempt <= TEMPFAIL_ATTEMPTS:
-        return {"status": "retry",
-                "error": f"simulated transient failure on attempt {attempt} of {TEMPFAIL_ATTEMPTS} asked for"}
+        raise Retry(f"simulated transient failure on attempt {attempt} of {TEMPFAIL_ATTEMPTS} asked for")
     if TEMPFAIL_RATE > 0 and random.random() < TEMPFAIL_RATE:
-        return {"status": "retry", "error": f"simulated transient failure (SUMMARISE_TEMPFAIL_RATE={TEMPFAIL_RATE})"}
+        raise Retry(f"simulated transient failure (SUMMARISE_TEMPFAIL_RATE={TEMPFAIL_RATE})")
 
     where = f" (key {key!r})"
-    if "payload_base64" in request:
-        raw = base64.b64decode(request["payload_base64"])
+    payload = task.payload
+    if isinstance(payload, bytes):  # it came as payload_base64
         try:
-            payload = raw.decode("utf-8")
+            payload = payload.decode("utf-8")
         except UnicodeDecodeError as e:
-            return {"status": "failed", "error": f"summarise: payload is not valid UTF-8 (byte {e.start}){where}"}
-    else:
-        payload = request.get("payload", "")
+            raise ValueError(f"summarise: payload is not valid UTF-8 (byte {e.start}){where}") from None
     if len(payload.encode("utf-8")) > MAX_BYTES:
-        return {"status": "failed", "error": f"summarise: payload is larger than {MAX_BYTES} bytes{where}"}
+        raise ValueError(f"summarise: payload is larger than {MAX_BYTES} bytes{where}")
     if not payload.strip():
-        return {"status": "failed", "error": f"summarise: empty payload: nothing to summarise{where}"}
+        raise ValueError(f"summarise: empty payload: nothing to summarise{where}")
     try:
         summary = summarise.summarise(summarise.text_of(payload))
     except summarise.BadInput as e:
-        return {"status": "failed", "error": f"summarise: {e}{where}"}
-    return {"status": "completed", "result": {"key": key, **summary}}
+        raise ValueError(f"summarise: {e}{where}") from None
+    return {"key": key, **summary}
 
 
 def main():
     time.sleep(setting("SUMMARISE_STARTUP_MS", int, 0, 0, 600000) / 1000)
-    out = sys.stdout
-    for line in sys.stdin:
-        try:
-            response = handle(json.loads(line))
-        except Exception as e:  # a bug here must not kill the co-process: report it for this topic
-            response = {"status": "failed", "error": f"summarise_server: {type(e).__name__}: {e}"}
-        out.write(json.dumps(response, ensure_ascii=False, separators=(",", ":")) + "\n")
-        out.flush()
+    handler.run(summarise_topic)  # until end of file on stdin
 
 
 if __name__ == "__main__":
