@@ -42,9 +42,24 @@ int main(int argc, char** argv) {
   add_flag_option(app, "--stats-interval-ms", cfg.stats_interval_ms, "period of the rate log line")
       ->check(CLI::Range(100, 86400000));
   add_flag_option(app, "--metrics-port", cfg.metrics_port,
-                  "serve Prometheus metrics and /healthz on this port (0: off)")
+                  "the old name of --http-port (metrics and /healthz are served there)")
       ->check(CLI::Range(0, 65535));
-  add_flag_option(app, "--metrics-address", cfg.metrics_address, "address of the metrics endpoint");
+  add_flag_option(app, "--metrics-address", cfg.metrics_address,
+                  "the old name of --http-address");
+  add_flag_option(app, "--http-port", cfg.http_port,
+                  "serve the HTTP API (/v1), the dashboard (/), /metrics and /healthz on this port "
+                  "(0: off)")
+      ->check(CLI::Range(0, 65535));
+  add_flag_option(app, "--http-address", cfg.http_address,
+                  "address of the HTTP server (a non-loopback one needs --http-token-file or "
+                  "--http-read-only)");
+  add_flag_option(app, "--http-token-file", cfg.http_token_file,
+                  "writes (POST, DELETE) need 'Authorization: Bearer' and the first line of this file");
+  topicflow::add_bool_flag(app, "--http-read-only", cfg.http_read_only,
+                           "serve reads only: refuse every POST and DELETE");
+  add_flag_option(app, "--http-max-body-bytes", cfg.http_max_body_bytes,
+                  "larger request bodies are refused (413)")
+      ->check(CLI::Range(1024LL, 1LL << 30));
   topicflow::add_endpoint_options(app, cfg.endpoints);
   topicflow::CurveOptions curve;
   topicflow::add_curve_options(app, curve);
@@ -52,6 +67,7 @@ int main(int argc, char** argv) {
   if (auto code = topicflow::parse_command_line(app, argc, argv)) return *code;
   try {
     topicflow::validate_endpoints(cfg.endpoints);
+    topicflow::validate_http(cfg);
     cfg.security = topicflow::load_security(curve, {.server = true, .broker = true});
   } catch (const std::exception& e) {
     std::cerr << "topicflow-sink: error: " << e.what() << "\n";

@@ -295,7 +295,7 @@ TEST(Metrics, SinkServesItsCountersOverHttp) {
   ASSERT_GT(cfg.metrics_port, 0);
   {
     tf::Sink sink(cfg, &ctx);
-    ASSERT_EQ(sink.metrics_port(), cfg.metrics_port);
+    ASSERT_EQ(sink.http_port(), cfg.metrics_port) << "--metrics-port is the alias of --http-port";
     tf::StopSignal stop;
     std::thread thread([&] { sink.run(stop); });
     std::string text;

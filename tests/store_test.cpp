@@ -55,6 +55,12 @@ void insert(sql::Database& db, const Row& row) {
     stmt.bind_null(5);
   }
   (void)stmt.step();
+  // ... and its job's counts, as the sink keeps them in the same transaction
+  auto count = db.prepare(
+      "INSERT INTO jobs(name, " + row.status + ", created_at, updated_at) VALUES (?1, 1, ?2, ?2) "
+      "ON CONFLICT(name) DO UPDATE SET " + row.status + " = " + row.status + " + 1");
+  count.bind(1, row.job).bind(2, row.updated_at);
+  (void)count.step();
 }
 
 }  // namespace
@@ -251,6 +257,52 @@ TEST(StoreQueries, ReadCountsPerJobAndStatus) {
   EXPECT_EQ(beta[0].total(), 3U);
   EXPECT_TRUE(store::read_counts(db, std::string("gamma")).empty())
       << "an unknown job has no counts";
+
+  // A file the sink has not migrated yet has no jobs table: the counts come from a scan.
+  db.exec("DROP TABLE jobs");
+  const auto scanned = store::read_counts(db);
+  ASSERT_EQ(scanned.size(), 2U);
+  EXPECT_EQ(scanned[0].count(store::Status::completed), 3U);
+  EXPECT_EQ(scanned[1].count(store::Status::failed), 1U);
+}
+
+// Version 4 rebuilds `topics` for the `cancelled` status and fills `jobs` from the rows.
+TEST(StoreSchema, MigratingToVersionFourCountsEveryJobAndAllowsCancelled) {
+  TempDir dir;
+  const auto path = dir.file("v3.db");
+  {
+    auto db = store::open_for_writing(path);
+    // make it look like a version 3 file: the old CHECK (no 'cancelled'), no jobs table
+    db.exec(R"sql(
+DROP TABLE jobs;
+DROP INDEX topics_failed; DROP INDEX topics_cancelled; DROP INDEX topics_errors;
+DROP TABLE topics;
+CREATE TABLE topics (
+  job TEXT NOT NULL, key TEXT NOT NULL, payload BLOB,
+  status TEXT NOT NULL CHECK (status = 'pending' OR status = 'running' OR status = 'completed' OR status = 'failed'),
+  attempts INTEGER NOT NULL DEFAULT 0, result BLOB, error TEXT, updated_at INTEGER NOT NULL,
+  created_at INTEGER NOT NULL, submission TEXT, due_at INTEGER, dispatched_at INTEGER, worker TEXT,
+  PRIMARY KEY (job, key));
+INSERT INTO topics(job, key, status, attempts, updated_at, created_at) VALUES
+  ('a', '1', 'completed', 1, 9, 2), ('a', '2', 'failed', 2, 8, 3), ('b', '1', 'pending', 0, 7, 1);
+UPDATE meta SET value = '3' WHERE name = 'schema_version';
+)sql");
+  }
+  auto db = store::open_for_writing(path);
+  const auto counts = store::read_counts(db);
+  ASSERT_EQ(counts.size(), 2U);
+  EXPECT_EQ(counts[0].count(store::Status::completed), 1U);
+  EXPECT_EQ(counts[0].count(store::Status::failed), 1U);
+  EXPECT_EQ(counts[0].created_at, 2);
+  EXPECT_EQ(counts[0].updated_at, 9);
+  EXPECT_EQ(counts[1].count(store::Status::pending), 1U);
+  EXPECT_NO_THROW(db.exec("UPDATE topics SET status = 'cancelled' WHERE job = 'b'"))
+      << "the new CHECK admits cancelled";
+  EXPECT_THROW(db.exec("UPDATE topics SET status = 'lost' WHERE job = 'b'"), sql::SqliteError);
+  EXPECT_EQ(pragma(db, "user_version"), "0");
+  auto version = db.prepare("SELECT value FROM meta WHERE name = 'schema_version'");
+  ASSERT_TRUE(version.step());
+  EXPECT_EQ(version.column_text(0), "4");
 }
 
 TEST(StoreQueries, RecentErrorsNewestFirst) {

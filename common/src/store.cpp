@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstdlib>
 
@@ -23,7 +24,8 @@ constexpr std::string_view kTopicsColumns = R"sql(
   payload       BLOB,
   -- spelled with OR, not IN: an IN list makes every UPDATE of status build an ephemeral table
   status        TEXT    NOT NULL CHECK (status = 'pending' OR status = 'running' OR
-                                        status = 'completed' OR status = 'failed'),
+                                        status = 'completed' OR status = 'failed' OR
+                                        status = 'cancelled'),
   attempts      INTEGER NOT NULL DEFAULT 0,
   result        BLOB,
   error         TEXT,
@@ -104,6 +106,56 @@ void migrate_to_v3(sqlite::Database& db) {
   tx.commit();
 }
 
+// The tables and indexes version 4 adds beside `topics`.
+constexpr std::string_view kVersion4Objects = R"sql(
+-- Exact counts per job and status, changed by the sink in the same transaction as the rows: the
+-- API, `topicflow status` and the sink's start read them in O(jobs), never by scanning topics.
+CREATE TABLE IF NOT EXISTS jobs (
+  name       TEXT    PRIMARY KEY,
+  pending    INTEGER NOT NULL DEFAULT 0,
+  running    INTEGER NOT NULL DEFAULT 0,
+  completed  INTEGER NOT NULL DEFAULT 0,
+  failed     INTEGER NOT NULL DEFAULT 0,
+  cancelled  INTEGER NOT NULL DEFAULT 0,
+  paused     INTEGER NOT NULL DEFAULT 0,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+-- Pages of a job's failed or cancelled topics in key order, and the latest errors, are index
+-- walks. Partial indexes on what is rare: a topic's normal life (pending, running, completed,
+-- no error) never touches them.
+CREATE INDEX IF NOT EXISTS topics_failed ON topics(job, key) WHERE status = 'failed';
+CREATE INDEX IF NOT EXISTS topics_cancelled ON topics(job, key) WHERE status = 'cancelled';
+CREATE INDEX IF NOT EXISTS topics_errors ON topics(updated_at) WHERE error IS NOT NULL;
+)sql";
+
+constexpr std::string_view kCountJobs = R"sql(
+INSERT INTO jobs(name, pending, running, completed, failed, cancelled, created_at, updated_at)
+  SELECT job, sum(status = 'pending'), sum(status = 'running'), sum(status = 'completed'),
+         sum(status = 'failed'), sum(status = 'cancelled'), min(created_at), max(updated_at)
+  FROM topics GROUP BY job;
+)sql";
+
+// Version 4: the `cancelled` status needs a new CHECK constraint, so `topics` is rebuilt once
+// (rowids kept), then the jobs table is filled by one scan.
+void migrate_to_v4(sqlite::Database& db) {
+  constexpr std::string_view columns =
+      "rowid, job, key, payload, status, attempts, result, error, updated_at, created_at, "
+      "submission, due_at, dispatched_at, worker";
+  sqlite::Transaction tx(db);
+  db.exec("DROP TABLE IF EXISTS topics_v4");
+  db.exec(create_topics("topics_v4"));
+  db.exec("INSERT INTO topics_v4(" + std::string(columns) + ") SELECT " + std::string(columns) +
+          " FROM topics");
+  db.exec("DROP TABLE topics");
+  db.exec("ALTER TABLE topics_v4 RENAME TO topics");
+  db.exec(std::string(kVersion4Objects));
+  db.exec("DELETE FROM jobs");
+  db.exec(std::string(kCountJobs));
+  set_version(db, 4);
+  tx.commit();
+}
+
 }  // namespace
 
 void apply_schema(sqlite::Database& db) {
@@ -119,10 +171,12 @@ void apply_schema(sqlite::Database& db) {
   db.exec(create_topics("topics"));
   db.exec("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)");
   if (fresh) {
+    db.exec(std::string(kVersion4Objects));
     set_version(db, kSchemaVersion);
     return;
   }
   if (file_version(db) < 3) migrate_to_v3(db);
+  if (file_version(db) < 4) migrate_to_v4(db);
 }
 
 sqlite::Database open_for_writing(const std::string& path) {
@@ -162,32 +216,69 @@ sqlite::Database open_read_only(const std::string& path) {
   return db;
 }
 
-std::vector<JobCounts> read_counts(sqlite::Database& db, const std::optional<std::string>& job) {
+namespace {
+bool has_object(sqlite::Database& db, std::string_view type, std::string_view name) {
+  auto q = db.prepare("SELECT count(*) FROM sqlite_master WHERE type = ?1 AND name = ?2");
+  q.bind(1, type).bind(2, name);
+  q.step();
+  return q.column_int(0) > 0;
+}
+
+// A file the sink has not migrated to version 4 yet (read-only opens do not migrate).
+std::vector<JobCounts> count_by_scan(sqlite::Database& db, const std::optional<std::string>& job) {
   auto stmt = db.prepare(
-      job ? "SELECT job, status, count(*) FROM topics WHERE job = ?1 GROUP BY job, status ORDER BY "
-            "job"
+      job ? "SELECT job, status, count(*) FROM topics WHERE job = ?1 GROUP BY job, status "
+            "ORDER BY job"
           : "SELECT job, status, count(*) FROM topics GROUP BY job, status ORDER BY job");
   if (job) stmt.bind(1, *job);
   std::vector<JobCounts> out;
   while (stmt.step()) {
     const auto name = stmt.column_text(0);
-    if (out.empty() || out.back().job != name) out.push_back(JobCounts{std::string(name), {}});
-    if (auto s = parse_status(stmt.column_text(1))) {
-      out.back().by_status[static_cast<std::size_t>(*s)] =
+    if (out.empty() || out.back().job != name) out.push_back(JobCounts{std::string(name)});
+    if (auto st = parse_status(stmt.column_text(1))) {
+      out.back().by_status[static_cast<std::size_t>(*st)] =
           static_cast<std::uint64_t>(stmt.column_int(2));
     }
+  }
+  return out;
+}
+}  // namespace
+
+std::vector<JobCounts> read_counts(sqlite::Database& db, const std::optional<std::string>& job) {
+  if (!has_object(db, "table", "jobs")) return count_by_scan(db, job);
+  auto stmt = db.prepare(
+      job ? "SELECT name, pending, running, completed, failed, cancelled, paused, created_at, "
+            "updated_at FROM jobs WHERE name = ?1"
+          : "SELECT name, pending, running, completed, failed, cancelled, paused, created_at, "
+            "updated_at FROM jobs ORDER BY name");
+  if (job) stmt.bind(1, *job);
+  std::vector<JobCounts> out;
+  while (stmt.step()) {
+    JobCounts c;
+    c.job = std::string(stmt.column_text(0));
+    for (std::size_t i = 0; i < kStatusCount; ++i) {
+      c.by_status[i] = static_cast<std::uint64_t>(
+          std::max<std::int64_t>(stmt.column_int(static_cast<int>(i) + 1), 0));
+    }
+    c.paused = stmt.column_int(6) != 0;
+    c.created_at = stmt.column_int(7);
+    c.updated_at = stmt.column_int(8);
+    out.push_back(std::move(c));
   }
   return out;
 }
 
 std::vector<ErrorRow> recent_errors(sqlite::Database& db, const std::optional<std::string>& job,
                                     int limit) {
-  auto stmt = db.prepare(job ? "SELECT job, key, status, attempts, error, updated_at FROM topics "
-                               "WHERE error IS NOT NULL AND job = ?2 "
-                               "ORDER BY updated_at DESC LIMIT ?1"
-                             : "SELECT job, key, status, attempts, error, updated_at FROM topics "
-                               "WHERE error IS NOT NULL "
-                               "ORDER BY updated_at DESC LIMIT ?1");
+  // (the index's WHERE is repeated so SQLite walks topics_errors backwards: no scan, no sort;
+  // a file older than version 4 has no such index and is scanned)
+  const std::string from = has_object(db, "index", "topics_errors")
+                               ? "FROM topics INDEXED BY topics_errors "
+                               : "FROM topics ";
+  auto stmt =
+      db.prepare("SELECT job, key, status, attempts, error, updated_at " + from +
+                 (job ? "WHERE error IS NOT NULL AND job = ?2 " : "WHERE error IS NOT NULL ") +
+                 "ORDER BY updated_at DESC LIMIT ?1");
   stmt.bind(1, static_cast<std::int64_t>(limit));
   if (job) stmt.bind(2, *job);
   std::vector<ErrorRow> out;

@@ -94,7 +94,7 @@ struct Encoder {
     pack_str(pk, m.instance);
   }
   void operator()(const Ack& m) const {
-    header(pk, Type::ack, 10);
+    header(pk, Type::ack, 12);
     pack_str(pk, m.client);
     pk.pack_uint8(static_cast<std::uint8_t>(m.kind));
     pk.pack_uint32(m.seq);
@@ -105,14 +105,37 @@ struct Encoder {
     pk.pack_uint64(m.already_queued);
     pk.pack_uint64(m.rejected);
     pk.pack_uint64(m.skipped_failed);
+    pk.pack_uint64(m.changed);
+    pack_str(pk, m.error);
+  }
+  void operator()(const Control& m) const {
+    header(pk, Type::control, 3);
+    pack_str(pk, m.client);
+    pack_str(pk, m.job);
+    pk.pack_uint8(static_cast<std::uint8_t>(m.action));
+  }
+  void operator()(const Cancel& m) const {
+    header(pk, Type::cancel, 1);
+    pk.pack_array(static_cast<std::uint32_t>(m.tasks.size()));
+    for (const auto& t : m.tasks) {
+      pk.pack_array(3);
+      pack_str(pk, t.job);
+      pack_str(pk, t.key);
+      pk.pack_uint32(t.attempt);
+    }
   }
   void operator()(const Progress& m) const {
-    header(pk, Type::progress, 14);
+    header(pk, Type::progress, 16);
     pack_str(pk, m.job);
     for (std::uint64_t v :
-         {m.pending, m.running, m.completed, m.failed, m.batches, m.updates, m.busy_retries,
-          m.retried, m.redelivered, m.duplicates, m.decode_errors}) {
+         {m.pending, m.running, m.completed, m.failed, m.cancelled, m.batches, m.updates,
+          m.busy_retries, m.retried, m.redelivered, m.duplicates, m.decode_errors}) {
       pk.pack_uint64(v);
+    }
+    if (m.paused) {
+      pk.pack_true();
+    } else {
+      pk.pack_false();
     }
     pk.pack_int64(m.time_ms);
     pk.pack_uint64(m.workers);
@@ -228,6 +251,14 @@ class Fields {
   std::size_t index_ = 0;
 };
 
+// A job name: besides Fields::text's checks, no NUL (the sink keys a topic by "job NUL key").
+std::string job_name(std::string name, const char* field) {
+  if (name.find('\0') != std::string::npos) {
+    throw DecodeError(std::string(field) + " contains a NUL character");
+  }
+  return name;
+}
+
 Message decode_body(Type type, const msgpack::object& root, const Limits& lim) {
   const std::size_t n = root.via.array.size - 2;
   // A view of the array without its [version, type] header.
@@ -240,7 +271,7 @@ Message decode_body(Type type, const msgpack::object& root, const Limits& lim) {
     case Type::task: {
       Fields f(body, 4, "task", lim);
       Task m;
-      m.job = f.text("job", lim.max_job_bytes, true);
+      m.job = job_name(f.text("job", lim.max_job_bytes, true), "task.job");
       m.key = f.text("key", lim.max_key_bytes, true);
       m.payload = f.bytes("payload", lim.max_payload_bytes);
       m.attempt = f.uint<std::uint32_t>("attempt");
@@ -255,7 +286,7 @@ Message decode_body(Type type, const msgpack::object& root, const Limits& lim) {
       for (std::uint32_t i = 0; i < tasks.via.array.size; ++i) {
         Fields tf(tasks.via.array.ptr[i], 4, "tasks.task", lim);
         Task t;
-        t.job = tf.text("job", lim.max_job_bytes, true);
+        t.job = job_name(tf.text("job", lim.max_job_bytes, true), "tasks.task.job");
         t.key = tf.text("key", lim.max_key_bytes, true);
         t.payload = tf.bytes("payload", lim.max_payload_bytes);
         t.attempt = tf.uint<std::uint32_t>("attempt");
@@ -266,7 +297,7 @@ Message decode_body(Type type, const msgpack::object& root, const Limits& lim) {
     case Type::submit: {
       Fields f(body, 5, "submit", lim);
       Submit m;
-      m.job = f.text("job", lim.max_job_bytes, true);
+      m.job = job_name(f.text("job", lim.max_job_bytes, true), "submit.job");
       m.submission = f.text("submission", 128, true);
       m.seq = f.uint<std::uint32_t>("seq");
       m.requeue_failed = f.boolean("requeue_failed");
@@ -294,7 +325,7 @@ Message decode_body(Type type, const msgpack::object& root, const Limits& lim) {
         if (kind < 1 || kind > 5)
           throw DecodeError("report.update.kind " + std::to_string(kind) + " is unknown");
         u.kind = static_cast<UpdateKind>(kind);
-        u.job = uf.text("job", lim.max_job_bytes, true);
+        u.job = job_name(uf.text("job", lim.max_job_bytes, true), "report.update.job");
         u.key = uf.text("key", lim.max_key_bytes, true);
         u.attempt = uf.uint<std::uint32_t>("attempt");
         u.retryable = uf.boolean("retryable");
@@ -315,7 +346,7 @@ Message decode_body(Type type, const msgpack::object& root, const Limits& lim) {
       Fields f(body, 2, "requeue", lim);
       Requeue m;
       m.client = f.text("client", 128, true);
-      m.job = f.text("job", lim.max_job_bytes, true);
+      m.job = job_name(f.text("job", lim.max_job_bytes, true), "requeue.job");
       return m;
     }
     case Type::broker_hello: {
@@ -325,11 +356,11 @@ Message decode_body(Type type, const msgpack::object& root, const Limits& lim) {
       return m;
     }
     case Type::ack: {
-      Fields f(body, 10, "ack", lim);
+      Fields f(body, 12, "ack", lim);
       Ack m;
       m.client = f.text("client", 128, true);
       const auto kind = f.uint<std::uint8_t>("kind");
-      if (kind < 1 || kind > 3)
+      if (kind < 1 || kind > 4)
         throw DecodeError("ack.kind " + std::to_string(kind) + " is unknown");
       m.kind = static_cast<AckKind>(kind);
       m.seq = f.uint<std::uint32_t>("seq");
@@ -340,17 +371,46 @@ Message decode_body(Type type, const msgpack::object& root, const Limits& lim) {
       m.already_queued = f.uint<std::uint64_t>("already_queued");
       m.rejected = f.uint<std::uint64_t>("rejected");
       m.skipped_failed = f.uint<std::uint64_t>("skipped_failed");
+      m.changed = f.uint<std::uint64_t>("changed");
+      m.error = f.text("error", 1024, false);
+      return m;
+    }
+    case Type::control: {
+      Fields f(body, 3, "control", lim);
+      Control m;
+      m.client = f.text("client", 128, true);
+      m.job = job_name(f.text("job", lim.max_job_bytes, true), "control.job");
+      const auto action = f.uint<std::uint8_t>("action");
+      if (action < 1 || action > 4)
+        throw DecodeError("control.action " + std::to_string(action) + " is unknown");
+      m.action = static_cast<ControlAction>(action);
+      return m;
+    }
+    case Type::cancel: {
+      Fields f(body, 1, "cancel", lim);
+      Cancel m;
+      const auto& tasks = f.array("tasks");
+      m.tasks.reserve(tasks.via.array.size);
+      for (std::uint32_t i = 0; i < tasks.via.array.size; ++i) {
+        Fields tf(tasks.via.array.ptr[i], 3, "cancel.task", lim);
+        CancelledTask t;
+        t.job = job_name(tf.text("job", lim.max_job_bytes, true), "cancel.task.job");
+        t.key = tf.text("key", lim.max_key_bytes, true);
+        t.attempt = tf.uint<std::uint32_t>("attempt");
+        m.tasks.push_back(std::move(t));
+      }
       return m;
     }
     case Type::progress: {
-      Fields f(body, 14, "progress", lim);
+      Fields f(body, 16, "progress", lim);
       Progress m;
       m.job = f.text("job", lim.max_job_bytes, true);
       for (std::uint64_t* v :
-           {&m.pending, &m.running, &m.completed, &m.failed, &m.batches, &m.updates,
+           {&m.pending, &m.running, &m.completed, &m.failed, &m.cancelled, &m.batches, &m.updates,
             &m.busy_retries, &m.retried, &m.redelivered, &m.duplicates, &m.decode_errors}) {
         *v = f.uint<std::uint64_t>("counter");
       }
+      m.paused = f.boolean("paused");
       m.time_ms = f.int64("time_ms");
       m.workers = f.uint<std::uint64_t>("workers");
       return m;
@@ -418,15 +478,16 @@ Message decode(std::span<const std::byte> bytes, const Limits& limits) {
                       " (this build speaks " + std::to_string(kVersion) + ")");
   }
   const auto& type = root.via.array.ptr[1];
-  if (type.type != msgpack::type::POSITIVE_INTEGER || type.via.u64 < 1 || type.via.u64 > 9) {
+  if (type.type != msgpack::type::POSITIVE_INTEGER || type.via.u64 < 1 || type.via.u64 > 11) {
     throw DecodeError("unknown message type");
   }
   return decode_body(static_cast<Type>(type.via.u64), root, limits);
 }
 
 std::string_view type_name(const Message& message) {
-  static constexpr std::string_view names[] = {
-      "task", "submit", "report", "hello", "requeue", "broker_hello", "ack", "progress", "tasks"};
+  static constexpr std::string_view names[] = {"task",    "submit",       "report", "hello",
+                                               "requeue", "broker_hello", "ack",    "progress",
+                                               "tasks",   "control",      "cancel"};
   return names[message.index()];
 }
 

@@ -43,6 +43,7 @@ void Batch::clear() {
   origins_.clear();
   acks_.clear();
   requests_.clear();
+  api_submits_.clear();
   new_broker_.reset();
   events_ = 0;
   takes_ = 0;

@@ -5,11 +5,14 @@
 // they acknowledge durable. Owns no socket and no database: the sink's loop fills it, the commit
 // reads it, clear() starts the next one. Not thread-safe.
 
+#include "api_inbox.hpp"
+
 #include <topicflow/sink_state.hpp>
 #include <topicflow/wire.hpp>
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -35,12 +38,14 @@ struct Entry {
   }
 };
 
-// An operator's request on a whole job, applied in the commit (in arrival order).
+// An operator's request on a whole job, applied in the commit after the topics' events, in
+// arrival order. Answered after COMMIT: an Ack to `client` (ZeroMQ), or through `call` (HTTP).
 struct JobRequest {
-  enum class Kind : std::uint8_t { requeue_failed };
+  enum class Kind : std::uint8_t { requeue_failed, pause, resume, cancel, remove };
   Kind kind = Kind::requeue_failed;
   std::string job;
-  std::string client;  // who gets the ack
+  std::string client{};
+  std::shared_ptr<ApiCall> call{};
 };
 
 class Batch {
@@ -53,6 +58,14 @@ class Batch {
   // An ack sent once the batch is committed; returns its index (Event::ack).
   std::int32_t add_ack(wire::Ack ack);
   void add_request(JobRequest request);
+  // A submission over HTTP: its topics' events count toward ack `ack`, answered through `call`.
+  void add_api_submit(std::int32_t ack, std::shared_ptr<ApiCall> call) {
+    api_submits_.emplace_back(ack, std::move(call));
+  }
+  [[nodiscard]] const std::vector<std::pair<std::int32_t, std::shared_ptr<ApiCall>>>& api_submits()
+      const noexcept {
+    return api_submits_;
+  }
   void set_new_broker(std::string instance) { new_broker_ = std::move(instance); }
   void mark_takes(Entry& entry);
   // The first thing this batch holds arrived at `now` (steady ms), unless something came first.
@@ -72,7 +85,8 @@ class Batch {
   [[nodiscard]] std::size_t takes() const noexcept { return takes_; }
   [[nodiscard]] std::int64_t started_ms() const noexcept { return started_ms_; }
   [[nodiscard]] bool empty() const noexcept {
-    return entry_count_ == 0 && requests_.empty() && !new_broker_ && acks_.empty();
+    return entry_count_ == 0 && requests_.empty() && !new_broker_ && acks_.empty() &&
+           api_submits_.empty();
   }
 
   // Forgets everything (after the commit). Entries beyond the batch keep their allocations (the
@@ -90,6 +104,7 @@ class Batch {
   std::deque<std::string> origins_;  // a deque: the views events hold never move
   std::vector<wire::Ack> acks_;
   std::vector<JobRequest> requests_;
+  std::vector<std::pair<std::int32_t, std::shared_ptr<ApiCall>>> api_submits_;
   std::optional<std::string> new_broker_;
   std::size_t events_ = 0;
   std::size_t takes_ = 0;

@@ -87,6 +87,7 @@ bool BatchWriter::apply_events(Batch& batch, Entry& entry, const Row& before, bo
       case Outcome::retry_scheduled: ++fx.retried; break;
       case Outcome::stale: ++fx.stale; break;
       case Outcome::bogus: ++fx.bogus; break;
+      case Outcome::cancelled_late: ++fx.cancelled_late; break;
       case Outcome::duplicate:
         if (event.kind != EventKind::submit) ++fx.duplicates;
         break;
@@ -121,7 +122,57 @@ Write BatchWriter::write_row(std::string_view job, std::string_view key, const R
   return written;
 }
 
+void BatchWriter::flush_counts(std::int64_t now, Effects& fx) {
+  for (const auto& [job, delta] : fx.count_delta) {
+    if (delta.zero()) continue;
+    table_.add_job_counts(job, delta, now);
+    auto it = fx.count_total.find(job);
+    if (it == fx.count_total.end()) it = fx.count_total.emplace(job, store::StatusCounts{}).first;
+    it->second += delta;
+  }
+  fx.count_delta.clear();
+}
+
 void BatchWriter::apply_request(const JobRequest& request, std::int64_t now, Effects& fx) {
+  flush_counts(now, fx);
+  Effects::RequestResult result;
+  const auto state = table_.job_state(request.job);
+  if (!state) {
+    result = {404, "no job named '" + request.job + "'", 0};
+  } else {
+    switch (request.kind) {
+      case JobRequest::Kind::requeue_failed: result = requeue(request, now, fx); break;
+      case JobRequest::Kind::pause:
+      case JobRequest::Kind::resume: {
+        const bool pause = request.kind == JobRequest::Kind::pause;
+        if (state->paused != pause) {
+          table_.set_paused(request.job, pause, now);
+          fx.paused.emplace_back(request.job, pause);
+          spdlog::info("job {} {}", request.job, pause ? "paused" : "resumed");
+        }
+        break;
+      }
+      case JobRequest::Kind::cancel: result = cancel(request, now, fx); break;
+      case JobRequest::Kind::remove: {
+        const auto unfinished = state->counts.unfinished();
+        if (unfinished > 0) {
+          result = {409,
+                    "job '" + request.job + "' has " + std::to_string(unfinished) +
+                        " topics pending or running: cancel it or let it finish first",
+                    0};
+        } else {
+          result = remove(request, fx);
+        }
+        break;
+      }
+    }
+  }
+  flush_counts(now, fx);
+  fx.results.push_back(std::move(result));
+}
+
+Effects::RequestResult BatchWriter::requeue(const JobRequest& request, std::int64_t now,
+                                            Effects& fx) {
   const auto rowids = table_.requeue_failed(request.job, now);
   const auto n = static_cast<std::int64_t>(rowids.size());
   auto& delta = fx.delta(request.job);
@@ -130,9 +181,44 @@ void BatchWriter::apply_request(const JobRequest& request, std::int64_t now, Eff
   fx.updates += rowids.size();
   fx.written[static_cast<std::size_t>(Status::pending)] += rowids.size();
   for (const auto rowid : rowids) fx.ready.push_back(Effects::Ready{now, rowid, request.job});
-  fx.acks.push_back(wire::Ack{
-      .client = request.client, .kind = wire::AckKind::requeue, .requeued = rowids.size()});
   if (n > 0) spdlog::info("requeued {} failed topics of job {}", n, request.job);
+  return {200, {}, rowids.size()};
+}
+
+Effects::RequestResult BatchWriter::cancel(const JobRequest& request, std::int64_t now,
+                                           Effects& fx) {
+  const auto rows = table_.cancel_job(request.job, now);
+  auto& delta = fx.delta(request.job);
+  std::size_t in_flight = 0;
+  for (const auto& r : rows) {
+    --delta[r.was];
+    ++delta[Status::cancelled];
+    // A task in transit or running: its worker is told to stop it (the attempt it runs is the
+    // one in flight; the row may hold the one before while in transit).
+    auto id = row_id(request.job, r.key);
+    if (const auto* cached = rows_.find(id); cached != nullptr) {
+      fx.cancelled_tasks.push_back(
+          wire::CancelledTask{request.job, r.key, static_cast<std::uint32_t>(cached->attempts)});
+      fx.cache.emplace_back(std::move(id), std::nullopt);
+      ++in_flight;
+    }
+  }
+  fx.updates += rows.size();
+  fx.written[static_cast<std::size_t>(Status::cancelled)] += rows.size();
+  fx.cancelled_jobs.push_back(request.job);
+  spdlog::info("job {} cancelled: {} topics ({} of them in transit or running)", request.job,
+               rows.size(), in_flight);
+  return {200, {}, rows.size()};
+}
+
+Effects::RequestResult BatchWriter::remove(const JobRequest& request, Effects& fx) {
+  const auto n = table_.delete_job(request.job);
+  // (this commit's changes to the job's counts, if any, went with its row)
+  fx.count_delta.erase(request.job);
+  fx.count_total.erase(request.job);
+  fx.removed_jobs.push_back(request.job);
+  spdlog::info("job {} deleted: {} topics", request.job, n);
+  return {200, {}, static_cast<std::uint64_t>(n)};
 }
 
 void BatchWriter::expire_leases(std::int64_t now, Effects& fx) {

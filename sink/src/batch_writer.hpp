@@ -32,12 +32,18 @@ class BatchWriter {
   void apply(Batch& batch, std::int64_t now, Effects& fx);
   // Running rows whose lease expired by `now` are ready again (or failed at max attempts).
   void expire_leases(std::int64_t now, Effects& fx);
+  // Writes the count changes collected so far to the jobs table (apply() flushes before each
+  // request, so a request sees the commit's earlier changes; the caller flushes at the end).
+  void flush_counts(std::int64_t now, Effects& fx);
 
  private:
   void apply_entry(Batch& batch, Entry& entry, std::int64_t now, Effects& fx);
   bool apply_events(Batch& batch, Entry& entry, const Row& before, bool cached, std::int64_t now,
                     Effects& fx);
   void apply_request(const JobRequest& request, std::int64_t now, Effects& fx);
+  Effects::RequestResult requeue(const JobRequest& request, std::int64_t now, Effects& fx);
+  Effects::RequestResult cancel(const JobRequest& request, std::int64_t now, Effects& fx);
+  Effects::RequestResult remove(const JobRequest& request, Effects& fx);
   TopicTable::Write write_row(std::string_view job, std::string_view key, const Row& before,
                               Row& row, std::int64_t now, Effects& fx);
 

@@ -19,8 +19,10 @@
 namespace topicflow::sink {
 
 struct Effects {
-  JobCounts count_delta;  // per job and status
-  std::vector<wire::Ack> acks;
+  // Per job and status: what this commit changed so far and the jobs table does not have yet
+  // (BatchWriter::flush_counts writes it), and everything it changed (for the sink's memory).
+  JobCounts count_delta;
+  JobCounts count_total;
   std::array<std::uint64_t, store::kStatusCount> written{};  // rows written, by new status
   std::uint64_t updates = 0;
   std::uint64_t redelivered = 0;
@@ -41,6 +43,20 @@ struct Effects {
     std::string_view job;
   };
   std::vector<Ready> ready;
+
+  // The answer to each of the batch's job requests, in order.
+  struct RequestResult {
+    int status = 200;  // as HTTP: 200, 404 (no such job), 409 (its state forbids the action)
+    std::string error;
+    std::uint64_t changed = 0;
+  };
+  std::vector<RequestResult> results;
+  // What the requests did beyond the rows (views of the requests' job names).
+  std::vector<wire::CancelledTask> cancelled_tasks;  // in transit or running: workers stop them
+  std::vector<std::string_view> cancelled_jobs;
+  std::vector<std::string_view> removed_jobs;
+  std::vector<std::pair<std::string_view, bool>> paused;  // job, paused
+  std::uint64_t cancelled_late = 0;                       // results for cancelled topics, ignored
 
   store::StatusCounts& delta(std::string_view job) {
     auto it = count_delta.find(job);

@@ -16,6 +16,21 @@ void JobProgress::add(const JobCounts& delta) {
   }
 }
 
+void JobProgress::set_paused(std::string_view job, bool paused) {
+  if (paused) {
+    paused_.emplace(job);
+  } else if (const auto it = paused_.find(job); it != paused_.end()) {
+    paused_.erase(it);
+  }
+  dirty_.emplace(job);
+}
+
+void JobProgress::remove(std::string_view job) {
+  if (const auto it = counts_.find(job); it != counts_.end()) counts_.erase(it);
+  if (const auto it = paused_.find(job); it != paused_.end()) paused_.erase(it);
+  dirty_.emplace(job);
+}
+
 store::StatusCounts JobProgress::counts(std::string_view job) const {
   const auto it = counts_.find(job);
   return it == counts_.end() ? store::StatusCounts{} : it->second;
@@ -56,6 +71,8 @@ wire::Progress JobProgress::progress(const std::string& job, const SinkCounters&
   p.running = positive(c[Status::running]);
   p.completed = positive(c[Status::completed]);
   p.failed = positive(c[Status::failed]);
+  p.cancelled = positive(c[Status::cancelled]);
+  p.paused = paused(job);
   p.batches = counters.batches;
   p.updates = counters.updates;
   p.busy_retries = counters.busy_retries;

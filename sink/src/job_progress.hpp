@@ -28,6 +28,13 @@ class JobProgress {
   // The counts a commit changed, added to the current ones; jobs that moved become dirty.
   void add(const JobCounts& delta);
   void set(std::string job, store::StatusCounts counts) { counts_[std::move(job)] = counts; }
+  // A job's pause flag changed, or the job was deleted: both dirty it (its followers hear it).
+  void set_paused(std::string_view job, bool paused);
+  void remove(std::string_view job);
+  [[nodiscard]] bool paused(std::string_view job) const { return paused_.contains(job); }
+  [[nodiscard]] const std::set<std::string, std::less<>>& paused_jobs() const noexcept {
+    return paused_;
+  }
 
   [[nodiscard]] const JobCounts& counts() const noexcept { return counts_; }
   [[nodiscard]] store::StatusCounts counts(std::string_view job) const;
@@ -47,6 +54,7 @@ class JobProgress {
 
  private:
   JobCounts counts_;
+  std::set<std::string, std::less<>> paused_;
   std::set<std::string, std::less<>> dirty_;
   std::unordered_map<std::string, std::int64_t> last_published_;
 };

@@ -11,10 +11,12 @@
 //   state.cpp           the state machine of one row (sink_state.hpp)
 #include <topicflow/sink.hpp>
 
+#include "api_inbox.hpp"
 #include "batch.hpp"
 #include "batch_writer.hpp"
 #include "dispatch_window.hpp"
 #include "effects.hpp"
+#include "http_api.hpp"
 #include "job_progress.hpp"
 #include "row_id.hpp"
 #include "rows_in_flight.hpp"
@@ -31,6 +33,8 @@
 #include <topicflow/store.hpp>
 
 #include <algorithm>
+#include <fstream>
+#include <stdexcept>
 #include <array>
 #include <cassert>
 #include <limits>
@@ -58,6 +62,39 @@ sink::EventKind to_event_kind(wire::UpdateKind kind) {
 }
 
 }  // namespace
+
+int http_port(const SinkConfig& cfg) { return cfg.http_port > 0 ? cfg.http_port : cfg.metrics_port; }
+
+std::string read_token(const std::string& path) {
+  if (path.empty()) return {};
+  std::ifstream in(path);
+  std::string line;
+  if (!in || !std::getline(in, line)) {
+    throw std::invalid_argument("--http-token-file: cannot read '" + path + "'");
+  }
+  const auto first = line.find_first_not_of(" \t\r\n");
+  const auto last = line.find_last_not_of(" \t\r\n");
+  if (first == std::string::npos) {
+    throw std::invalid_argument("--http-token-file: '" + path + "' holds no token on its first line");
+  }
+  return line.substr(first, last - first + 1);
+}
+
+void validate_http(const SinkConfig& cfg) {
+  if (cfg.http_port > 0 && cfg.metrics_port > 0 && cfg.http_port != cfg.metrics_port) {
+    throw std::invalid_argument(
+        "--metrics-port is the old name of --http-port (one server serves the API, the dashboard "
+        "and /metrics): give one of them, or the same port");
+  }
+  if (http_port(cfg) == 0) return;
+  (void)read_token(cfg.http_token_file);
+  const auto& address = cfg.http_port > 0 ? cfg.http_address : cfg.metrics_address;
+  if (!sink::is_loopback_address(address) && cfg.http_token_file.empty() && !cfg.http_read_only) {
+    throw std::invalid_argument("--http-address " + address +
+                                " is reachable from other hosts: give --http-token-file (writes "
+                                "need its token) or --http-read-only");
+  }
+}
 
 class Sink::Impl {
  public:
@@ -89,27 +126,31 @@ class Sink::Impl {
     spdlog::info(
         "sink ready: db {} ({} jobs, {} unfinished topics: {} ready, {} running, read in {} ms), "
         "PULL {}, PUB {}, tasks to {}",
-        cfg_.db, progress_.counts().size(), progress_.unfinished(), loaded_.ready,
-        loaded_.running, loaded_ms_, endpoint(pull_), endpoint(pub_), cfg_.endpoints.frontend);
+        cfg_.db, progress_.counts().size(), progress_.unfinished(), loaded_.ready, loaded_.running,
+        loaded_ms_, endpoint(pull_), endpoint(pub_), cfg_.endpoints.frontend);
     spdlog::info(
         "batching: up to {} updates or {} ms; lease {} ms; max attempts {}; retry backoff "
         "{}..{} ms; dispatch window {}, timeout {} ms",
         cfg_.batch_max, cfg_.batch_delay_ms, cfg_.lease_ms, cfg_.max_attempts, cfg_.retry_base_ms,
         cfg_.retry_max_ms, cfg_.dispatch_window, cfg_.dispatch_timeout_ms);
     publish_snapshot();
-    if (cfg_.metrics_port > 0) start_metrics(cfg_.metrics_port);
+    if (const auto port = topicflow::http_port(cfg_); port > 0) start_http(port);
   }
 
   void run(const StopSignal& stop) {
     stats_window_start_ = steady_ms();
     while (!stop.triggered()) {
       const auto now = steady_ms();
-      std::array<zmq::pollitem_t, 2> items{
-          {{nullptr, stop.fd(), ZMQ_POLLIN, 0}, {pull_.handle(), 0, ZMQ_POLLIN, 0}}};
+      std::array<zmq::pollitem_t, 3> items{{{nullptr, stop.fd(), ZMQ_POLLIN, 0},
+                                            {pull_.handle(), 0, ZMQ_POLLIN, 0},
+                                            {nullptr, inbox_.fd(), ZMQ_POLLIN, 0}}};
       const bool can_read = batch_.events() < static_cast<std::size_t>(cfg_.buffer_max);
-      poll_items(items.data(), can_read ? 2 : 1, poll_timeout(now));
+      poll_items(items.data(), can_read ? 3 : 1, poll_timeout(now));
       if (stop.triggered()) break;
-      if (can_read) drain();
+      if (can_read) {
+        drain();
+        take_api_calls();
+      }
       maybe_commit();
       periodic();
     }
@@ -120,7 +161,7 @@ class Sink::Impl {
   std::string endpoint(const zmq::socket_t& s) const { return s.get(zmq::sockopt::last_endpoint); }
   std::string sink_endpoint() const { return endpoint(pull_); }
   std::string events_endpoint() const { return endpoint(pub_); }
-  int metrics_port() const { return metrics_ ? metrics_->port() : 0; }
+  int http_port() const { return http_ ? http_->port() : 0; }
 
  private:
   // ---- startup -------------------------------------------------------------------------------
@@ -133,18 +174,30 @@ class Sink::Impl {
       }
       progress_.set(jc.job, c);
     }
+    for (const auto& job : table_.paused_jobs()) {
+      scheduler_.queue().pause(job);
+      progress_.set_paused(job, true);
+    }
     broker_instance_ = table_.meta("broker_instance").value_or("");
     const auto started = steady_ms();
     loaded_ = scheduler_.load();
     loaded_ms_ = steady_ms() - started;
   }
 
-  void start_metrics(int port) {
-    metrics_ = std::make_unique<MetricsServer>(
-        cfg_.metrics_address, port, [this] { return sink::render_metrics(snapshot_.read()); },
-        [this] { return sink::health(snapshot_.read(), steady_ms()); });
-    spdlog::info("metrics on http://{}:{}/metrics, health on /healthz", cfg_.metrics_address,
-                 metrics_->port());
+  // The HTTP API, the dashboard, /metrics and /healthz on one port (--http-port, or its alias
+  // --metrics-port).
+  void start_http(int port) {
+    sink::HttpOptions options;
+    options.address = cfg_.http_port > 0 ? cfg_.http_address : cfg_.metrics_address;
+    options.port = port;
+    options.token = read_token(cfg_.http_token_file);
+    options.read_only = cfg_.http_read_only;
+    options.max_body_bytes = static_cast<std::size_t>(cfg_.http_max_body_bytes);
+    options.version = TOPICFLOW_VERSION;
+    http_ = std::make_unique<sink::HttpApi>(options, cfg_.db, inbox_, snapshot_);
+    spdlog::info("HTTP on http://{}:{}/ (API /v1, dashboard /, /metrics, /healthz){}{}",
+                 options.address, http_->port(), cfg_.http_read_only ? ", read-only" : "",
+                 options.token.empty() ? "" : ", writes need the bearer token");
   }
 
   // ---- receiving: messages become batch events ----------------------------------------------
@@ -206,6 +259,55 @@ class Sink::Impl {
   void on_message(const wire::Hello& m) {
     publish(wire::ack_topic(m.client), wire::Ack{.client = m.client, .kind = wire::AckKind::hello});
     if (!m.job.empty()) publish_progress(m.job);
+  }
+
+  void on_message(const wire::Control& m) {
+    using Kind = sink::JobRequest::Kind;
+    Kind kind = Kind::pause;
+    switch (m.action) {
+      case wire::ControlAction::pause: kind = Kind::pause; break;
+      case wire::ControlAction::resume: kind = Kind::resume; break;
+      case wire::ControlAction::cancel: kind = Kind::cancel; break;
+      case wire::ControlAction::remove: kind = Kind::remove; break;
+    }
+    batch_.add_request(sink::JobRequest{kind, m.job, m.client, nullptr});
+    batch_.touch(steady_ms());
+  }
+
+  // Submissions and job actions from the HTTP API (api_inbox.hpp), answered after the commit.
+  void take_api_calls() {
+    for (auto& call : inbox_.take()) {
+      using Kind = sink::ApiCall::Kind;
+      using RequestKind = sink::JobRequest::Kind;
+      if (call->kind == Kind::submit) {
+        const auto ack = batch_.add_ack(wire::Ack{.kind = wire::AckKind::submit});
+        // (a submission id of its own, as a producer run has: same key twice in it = duplicate)
+        const std::string_view origin =
+            batch_.keep_origin(fmt::format("http-{}-{}", started_wall_ms_, ++api_submissions_));
+        for (auto& item : call->items) {
+          add_event(call->job, item.key,
+                    sink::Event{.kind = sink::EventKind::submit,
+                                .data = std::move(item.payload),
+                                .origin = origin,
+                                .ack = ack});
+        }
+        batch_.add_api_submit(ack, std::move(call));
+        batch_.touch(steady_ms());
+        continue;
+      }
+      RequestKind kind = RequestKind::pause;
+      switch (call->kind) {
+        case Kind::pause: kind = RequestKind::pause; break;
+        case Kind::resume: kind = RequestKind::resume; break;
+        case Kind::cancel: kind = RequestKind::cancel; break;
+        case Kind::retry_failed: kind = RequestKind::requeue_failed; break;
+        case Kind::remove: kind = RequestKind::remove; break;
+        case Kind::submit: break;
+      }
+      auto job = call->job;
+      batch_.add_request(sink::JobRequest{kind, std::move(job), {}, std::move(call)});
+      batch_.touch(steady_ms());
+    }
   }
 
   void on_message(const wire::Requeue& m) {
@@ -358,6 +460,7 @@ class Sink::Impl {
       if (batch_.new_broker()) table_.set_meta("broker_instance", *batch_.new_broker());
       writer_.apply(batch_, wall, fx);
       writer_.expire_leases(wall, fx);
+      writer_.flush_counts(wall, fx);
       tx.commit();
     } catch (const sqlite::BusyError& e) {
       on_busy(e);
@@ -381,7 +484,7 @@ class Sink::Impl {
 
   void on_committed(sink::Effects& fx, std::int64_t started_us) {
     const auto elapsed_us = steady_us() - started_us;
-    progress_.add(fx.count_delta);
+    progress_.add(fx.count_total);
     window_.taken(fx.taken);
     // (ready first: their job names view the batch and the rows in flight)
     for (const auto& r : fx.ready) scheduler_.ready(r.due, r.rowid, r.job);
@@ -394,6 +497,7 @@ class Sink::Impl {
     counters_.bogus += fx.bogus;
     counters_.guard_refused += fx.guard_refused;
     counters_.lease_expired += fx.lease_expired;
+    counters_.cancelled_late += fx.cancelled_late;
     if (fx.updates > 0) {
       ++counters_.batches;
       snapshot_state_.batch_size.observe(static_cast<double>(fx.updates));
@@ -401,8 +505,14 @@ class Sink::Impl {
     }
     if (batch_.new_broker()) broker_instance_ = *batch_.new_broker();
 
-    for (auto& ack : batch_.acks()) publish(wire::ack_topic(ack.client), ack);
-    for (auto& ack : fx.acks) publish(wire::ack_topic(ack.client), ack);
+    apply_job_effects(fx);
+    answer_requests(fx);
+    for (auto& ack : batch_.acks()) {
+      if (!ack.client.empty()) publish(wire::ack_topic(ack.client), ack);
+    }
+    for (const auto& [ack, call] : batch_.api_submits()) {
+      sink::answer(*call, sink::ApiResult{200, {}, batch_.acks()[static_cast<std::size_t>(ack)]});
+    }
     log_commit(fx, elapsed_us);
     if (busy_attempt_ > 0) {
       spdlog::info("database available again after {} busy retries", busy_attempt_);
@@ -413,6 +523,52 @@ class Sink::Impl {
     batch_.clear();
     publish_dirty(false);
     publish_snapshot();
+  }
+
+  // What job requests changed beyond the rows: the scheduler's queue, the pause flags, and the
+  // workers running tasks of a cancelled job.
+  void apply_job_effects(const sink::Effects& fx) {
+    for (const auto& [job, paused] : fx.paused) {
+      if (paused) {
+        scheduler_.queue().pause(job);
+      } else {
+        scheduler_.queue().resume(job);
+      }
+      progress_.set_paused(job, paused);
+    }
+    for (const auto job : fx.cancelled_jobs) scheduler_.queue().remove_job(job);
+    for (const auto job : fx.removed_jobs) {
+      scheduler_.queue().remove_job(job);
+      progress_.remove(job);
+    }
+    if (!fx.cancelled_tasks.empty()) {
+      publish(std::string(wire::kCancelTopic), wire::Cancel{fx.cancelled_tasks});
+    }
+  }
+
+  void answer_requests(const sink::Effects& fx) {
+    const auto& requests = batch_.requests();
+    for (std::size_t i = 0; i < requests.size() && i < fx.results.size(); ++i) {
+      const auto& request = requests[i];
+      const auto& result = fx.results[i];
+      if (request.call) {
+        sink::ApiResult answer{result.status, result.error, {}};
+        answer.counts.changed = result.changed;
+        sink::answer(*request.call, std::move(answer));
+        continue;
+      }
+      if (request.client.empty()) continue;
+      wire::Ack ack{.client = request.client};
+      if (request.kind == sink::JobRequest::Kind::requeue_failed) {
+        ack.kind = wire::AckKind::requeue;
+        ack.requeued = result.changed;
+      } else {
+        ack.kind = wire::AckKind::control;
+        ack.changed = result.changed;
+        ack.error = result.error;
+      }
+      publish(wire::ack_topic(ack.client), ack);
+    }
   }
 
   // Tasks go out only after their commit: a sink that dies before leaves their rows ready, and
@@ -487,10 +643,19 @@ class Sink::Impl {
     s.workers = window_.workers();
     s.curve_refused = curve_ ? curve_->denied() : 0;
     s.unavailable_since_ms = busy_since_ms_;
-    if (metrics_ || !snapshot_published_) {
-      snapshot_.publish(s);
-      snapshot_published_ = true;
+    s.wall_ms = now_ms();
+    s.paused = progress_.paused_jobs();
+    s.workers_seen.clear();
+    std::unordered_map<std::string_view, std::uint64_t> running;
+    rows_.for_each([&](std::string_view, const sink::Row& row) {
+      if (row.status == store::Status::running) ++running[row.worker];
+    });
+    for (const auto& w : window_.list()) {
+      const auto it = running.find(w.id);
+      s.workers_seen.push_back(sink::WorkerInfo{w.id, w.slots, it == running.end() ? 0 : it->second,
+                                                w.last_heard_ms});
     }
+    snapshot_.publish(s);
     last_snapshot_ms_ = steady_ms();
   }
 
@@ -524,6 +689,7 @@ class Sink::Impl {
     spdlog::info("stopping: committing {} buffered updates", batch_.events());
     // Take what is already queued, then commit; bounded even if the database stays busy.
     drain();
+    take_api_calls();
     const auto give_up = steady_ms() + kShutdownBusyBudgetMs;
     while (!batch_.empty()) {
       if (try_commit()) break;
@@ -537,7 +703,19 @@ class Sink::Impl {
       std::this_thread::sleep_for(
           std::chrono::milliseconds(std::max<std::int64_t>(retry_at_ms_ - steady_ms(), 1)));
     }
+    if (!batch_.empty()) {  // (the database stayed busy: nothing was committed for them)
+      for (const auto& [ack, call] : batch_.api_submits()) {
+        sink::answer(*call, sink::ApiResult{503, "the sink stopped before committing", {}});
+      }
+      for (const auto& request : batch_.requests()) {
+        if (request.call) {
+          sink::answer(*request.call, sink::ApiResult{503, "the sink stopped before committing", {}});
+        }
+      }
+    }
+    inbox_.close();
     publish_dirty(true);
+    publish_snapshot();
     spdlog::info("sink stopped: {} updates in {} batches, {} busy retries, {} bad messages",
                  counters_.updates, counters_.batches, counters_.busy_retries,
                  counters_.decode_errors);
@@ -562,6 +740,9 @@ class Sink::Impl {
   Backoff busy_backoff_;
 
   sink::Batch batch_;
+  sink::ApiInbox inbox_;
+  std::int64_t started_wall_ms_ = now_ms();
+  std::uint64_t api_submissions_ = 0;
   sink::JobProgress progress_;
   sink::Scheduler::Loaded loaded_;
   std::int64_t loaded_ms_ = 0;
@@ -574,9 +755,8 @@ class Sink::Impl {
   SinkCounters counters_;
   sink::Snapshot snapshot_state_;  // the loop's copy, with its histograms
   sink::SharedSnapshot snapshot_;  // what other threads read
-  bool snapshot_published_ = false;
   std::int64_t last_snapshot_ms_ = 0;
-  std::unique_ptr<MetricsServer> metrics_;  // after what it reads: destroyed (stops) first
+  std::unique_ptr<sink::HttpApi> http_;  // after what it reads: destroyed (stops) first
   RateLimitedLog bad_messages_;
   std::int64_t stats_window_start_ = 0;
   std::uint64_t stats_updates_ = 0;
@@ -590,6 +770,6 @@ void Sink::run(const StopSignal& stop) { impl_->run(stop); }
 SinkCounters Sink::counters() const { return impl_->counters(); }
 std::string Sink::sink_endpoint() const { return impl_->sink_endpoint(); }
 std::string Sink::events_endpoint() const { return impl_->events_endpoint(); }
-int Sink::metrics_port() const { return impl_->metrics_port(); }
+int Sink::http_port() const { return impl_->http_port(); }
 
 }  // namespace topicflow

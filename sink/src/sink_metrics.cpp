@@ -55,6 +55,8 @@ std::string render_metrics(const Snapshot& s) {
             d(s.curve_refused));
   m.counter("sink_stale_updates_total",
             "Late updates of superseded attempts or finished topics, ignored.", d(c.stale));
+  m.counter("sink_cancelled_late_results_total",
+            "Results for topics cancelled while they ran, ignored.", d(c.cancelled_late));
   m.counter("sink_bogus_updates_total",
             "Updates for unknown topics or attempts never handed out, ignored.", d(c.bogus));
   std::vector<std::pair<std::string, double>> samples;

@@ -13,7 +13,10 @@
 
 #include <cstdint>
 #include <map>
+#include <chrono>
+#include <condition_variable>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -31,10 +34,22 @@ struct Buckets {
   [[nodiscard]] std::uint64_t count() const;
 };
 
-// What the sink publishes for other threads.
+// A worker as the sink knows it (GET /v1/workers).
+struct WorkerInfo {
+  std::string id;
+  std::uint32_t slots = 0;
+  std::uint64_t running = 0;       // topics recorded running on it
+  std::int64_t last_heard_ms = 0;  // steady ms
+};
+
+// What the sink publishes for other threads (metrics, health, the HTTP API's live views).
 struct Snapshot {
+  std::uint64_t version = 0;  // +1 per publication
+  std::int64_t wall_ms = 0;   // when it was published
   SinkCounters counters;
   std::map<std::string, store::StatusCounts, std::less<>> counts;  // per job
+  std::set<std::string, std::less<>> paused;                       // paused jobs
+  std::vector<WorkerInfo> workers_seen;
   std::int64_t in_transit = 0;
   std::uint64_t buffered = 0;
   std::uint64_t workers = 0;
@@ -53,20 +68,39 @@ struct Snapshot {
 [[nodiscard]] std::string health(const Snapshot& s, std::int64_t now_steady_ms,
                                  std::int64_t busy_grace_ms = 30000);
 
-// The published snapshot, shared between the loop (publish) and HTTP threads (read).
+// The published snapshot, shared between the loop (publish) and HTTP threads (read, or wait for
+// the next publication: live views and ?wait= wake up after every commit).
 class SharedSnapshot {
  public:
   void publish(Snapshot s) {
-    std::lock_guard lock(mutex_);
-    snapshot_ = std::move(s);
+    {
+      std::lock_guard lock(mutex_);
+      s.version = snapshot_.version + 1;
+      snapshot_ = std::move(s);
+    }
+    changed_.notify_all();
   }
   [[nodiscard]] Snapshot read() const {
     std::lock_guard lock(mutex_);
     return snapshot_;
   }
+  [[nodiscard]] std::uint64_t version() const {
+    std::lock_guard lock(mutex_);
+    return snapshot_.version;
+  }
+  // Waits until a snapshot newer than `version` is published, at most `timeout`; returns the
+  // current version.
+  std::uint64_t wait_newer(std::uint64_t version, std::chrono::milliseconds timeout) const {
+    std::unique_lock lock(mutex_);
+    changed_.wait_for(lock, timeout, [&] { return snapshot_.version != version; });
+    return snapshot_.version;
+  }
+  // Wakes every waiter (the server is stopping).
+  void wake_all() const { changed_.notify_all(); }
 
  private:
   mutable std::mutex mutex_;
+  mutable std::condition_variable changed_;
   Snapshot snapshot_;
 };
 

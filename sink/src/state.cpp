@@ -41,8 +41,11 @@ Outcome apply_submit(Row& row, const Event& e, std::int64_t now) {
     case Status::completed:
       return row.submission == e.origin ? Outcome::duplicate : Outcome::skipped_completed;
     case Status::failed:
+    case Status::cancelled:
       if (row.submission == e.origin) return Outcome::duplicate;
-      if (!e.requeue_failed) return Outcome::skipped_failed;
+      // A failed topic is an outcome: it runs again only when asked (--requeue-failed). A
+      // cancelled one is an operator's decision, which submitting it again overrides.
+      if (row.status == Status::failed && !e.requeue_failed) return Outcome::skipped_failed;
       row.attempts = 0;
       row.submission = e.origin;
       row.new_payload = e.data;
@@ -61,6 +64,12 @@ Outcome apply_submit(Row& row, const Event& e, std::int64_t now) {
 Outcome apply(Row& row, const Event& e, const Policy& p, Backoff& backoff, std::int64_t now) {
   if (e.kind == EventKind::submit) return apply_submit(row, e, now);
   if (!row.exists) return Outcome::bogus;
+  if (row.status == Status::cancelled) {
+    // (also for the attempt that was in transit when the job was cancelled: the row never
+    // recorded it)
+    const bool result = e.kind == EventKind::completed || e.kind == EventKind::failed;
+    return result ? Outcome::cancelled_late : Outcome::stale;
+  }
   const auto attempt = static_cast<std::int64_t>(e.attempt);
   // A ready row (pending, not handed out) holds the last attempt that was given back (failed
   // and retried, released, lease expired) or 0. The sink hands the next attempt out from memory

@@ -25,7 +25,8 @@ TopicTable::TopicTable(sqlite::Database& db)
                   "submission = ?7, due_at = ?8, worker = ?9, "
                   "payload = iif(?10, ?11, payload), result = iif(?12, ?13, result) "
                   "WHERE rowid = ?15 AND job = ?1 AND key = ?2 AND status <> 'completed' AND "
-                  "((status <> 'failed' AND attempts <= ?4) OR (?14 AND status = 'failed'))"),
+                  "((status <> 'failed' AND status <> 'cancelled' AND attempts <= ?4) OR "
+                  "(?14 AND (status = 'failed' OR status = 'cancelled')))"),
       // The two writes of an attempt's normal life (its first report: running, or completed at
       // once), each setting only what its transition changes (fewer bindings and expressions
       // than the generic UPDATE) under the same guard with requeue off. They write the attempt
@@ -33,12 +34,13 @@ TopicTable::TopicTable(sqlite::Database& db)
       run_row_(db,
                "UPDATE topics SET status = 'running', attempts = ?6, due_at = ?3, "
                "updated_at = ?4, worker = ?5 WHERE rowid = ?7 AND job = ?1 AND key = ?2 AND "
-               "status <> 'completed' AND status <> 'failed' AND attempts <= ?6"),
+               "status <> 'completed' AND status <> 'failed' AND status <> 'cancelled' AND "
+               "attempts <= ?6"),
       complete_row_(db,
                     "UPDATE topics SET status = 'completed', attempts = ?6, result = ?3, "
                     "error = NULL, updated_at = ?4, due_at = NULL, worker = ?5 WHERE rowid = ?7 "
                     "AND job = ?1 AND key = ?2 AND status <> 'completed' AND "
-                    "status <> 'failed' AND attempts <= ?6"),
+                    "status <> 'failed' AND status <> 'cancelled' AND attempts <= ?6"),
       requeue_job_(db,
                    "UPDATE topics SET status = 'pending', attempts = 0, due_at = ?2, "
                    "updated_at = ?2 WHERE job = ?1 AND status = 'failed' RETURNING rowid"),
@@ -48,6 +50,27 @@ TopicTable::TopicTable(sqlite::Database& db)
       scan_unfinished_(db,
                        "SELECT rowid, job, key, status, attempts, due_at, error, submission, "
                        "worker FROM topics WHERE status = 'pending' OR status = 'running'"),
+      add_job_counts_(
+          db,
+          "INSERT INTO jobs(name, pending, running, completed, failed, cancelled, "
+          "created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) "
+          "ON CONFLICT(name) DO UPDATE SET pending = pending + excluded.pending, "
+          "running = running + excluded.running, "
+          "completed = completed + excluded.completed, "
+          "failed = failed + excluded.failed, "
+          "cancelled = cancelled + excluded.cancelled, updated_at = excluded.updated_at"),
+      set_paused_(db, "UPDATE jobs SET paused = ?2, updated_at = ?3 WHERE name = ?1"),
+      // (the job's rows through the primary key: a seek to the job, then its rows)
+      cancel_job_(db,
+                  "UPDATE topics SET status = 'cancelled', due_at = NULL, updated_at = ?2 "
+                  "WHERE job = ?1 AND (status = 'pending' OR status = 'running') "
+                  "RETURNING rowid, key, status"),
+      delete_topics_(db, "DELETE FROM topics WHERE job = ?1"),
+      delete_job_(db, "DELETE FROM jobs WHERE name = ?1"),
+      paused_jobs_(db, "SELECT name FROM jobs WHERE paused <> 0"),
+      job_state_(db,
+                 "SELECT pending, running, completed, failed, cancelled, paused FROM jobs "
+                 "WHERE name = ?1"),
       get_meta_(db, "SELECT value FROM meta WHERE name = ?1"),
       set_meta_(db,
                 "INSERT INTO meta(name, value) VALUES (?1, ?2) "
@@ -87,7 +110,8 @@ TopicTable::Narrow TopicTable::narrow_write(const Row& before, const Row& row) {
                  ? Narrow::complete
                  : Narrow::none;
     case Status::pending:
-    case Status::failed: return Narrow::none;
+    case Status::failed:
+    case Status::cancelled: return Narrow::none;
   }
   return Narrow::none;
 }
@@ -232,6 +256,70 @@ void TopicTable::scan_unfinished(
     f(scan_unfinished_.column_text(1), scan_unfinished_.column_text(2), row);
   }
   scan_unfinished_.reset();
+}
+
+void TopicTable::add_job_counts(std::string_view job, const store::StatusCounts& delta,
+                                std::int64_t now) {
+  auto& q = add_job_counts_;
+  q.bind_static(1, job);
+  for (const auto status : store::kStatuses) {
+    q.bind(2 + static_cast<int>(status), delta[status]);
+  }
+  q.bind(7, now);
+  q.step();
+  q.reset();
+}
+
+bool TopicTable::set_paused(std::string_view job, bool paused, std::int64_t now) {
+  set_paused_.bind_static(1, job).bind(2, std::int64_t{paused}).bind(3, now);
+  set_paused_.step();
+  const auto changed = db_.changes();
+  set_paused_.reset();
+  return changed == 1;
+}
+
+std::vector<TopicTable::Cancelled> TopicTable::cancel_job(std::string_view job, std::int64_t now) {
+  std::vector<Cancelled> out;
+  cancel_job_.bind_static(1, job).bind(2, now);
+  while (cancel_job_.step()) {
+    out.push_back(
+        Cancelled{cancel_job_.column_int(0), std::string(cancel_job_.column_text(1)),
+                  store::parse_status(cancel_job_.column_text(2)).value_or(Status::pending)});
+  }
+  cancel_job_.reset();
+  return out;
+}
+
+std::int64_t TopicTable::delete_job(std::string_view job) {
+  delete_topics_.bind_static(1, job);
+  delete_topics_.step();
+  const auto n = db_.changes();
+  delete_topics_.reset();
+  delete_job_.bind_static(1, job);
+  delete_job_.step();
+  delete_job_.reset();
+  return n;
+}
+
+std::optional<TopicTable::JobState> TopicTable::job_state(std::string_view job) {
+  std::optional<JobState> state;
+  job_state_.bind_static(1, job);
+  if (job_state_.step()) {
+    state.emplace();
+    for (const auto status : store::kStatuses) {
+      state->counts[status] = job_state_.column_int(static_cast<int>(status));
+    }
+    state->paused = job_state_.column_int(5) != 0;
+  }
+  job_state_.reset();
+  return state;
+}
+
+std::vector<std::string> TopicTable::paused_jobs() {
+  std::vector<std::string> jobs;
+  while (paused_jobs_.step()) jobs.emplace_back(paused_jobs_.column_text(0));
+  paused_jobs_.reset();
+  return jobs;
 }
 
 std::optional<std::string> TopicTable::meta(std::string_view name) {

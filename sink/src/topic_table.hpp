@@ -10,6 +10,7 @@
 
 #include <topicflow/sink_state.hpp>
 #include <topicflow/sqlite.hpp>
+#include <topicflow/store.hpp>
 
 #include <cstdint>
 #include <functional>
@@ -57,6 +58,26 @@ class TopicTable {
   void scan_unfinished(
       const std::function<void(std::string_view job, std::string_view key, const Row& row)>& f);
 
+  // The `jobs` table: a commit's count changes of one job (creating its row), the pause flag
+  // (false when the job has no row), the paused jobs.
+  void add_job_counts(std::string_view job, const store::StatusCounts& delta, std::int64_t now);
+  bool set_paused(std::string_view job, bool paused, std::int64_t now);
+  struct JobState {
+    store::StatusCounts counts;
+    bool paused = false;
+  };
+  [[nodiscard]] std::optional<JobState> job_state(std::string_view job);
+  [[nodiscard]] std::vector<std::string> paused_jobs();
+  // Every pending or running topic of `job` becomes cancelled; returns them as they were.
+  struct Cancelled {
+    std::int64_t rowid = 0;
+    std::string key;
+    store::Status was = store::Status::pending;
+  };
+  std::vector<Cancelled> cancel_job(std::string_view job, std::int64_t now);
+  // Removes the job's topics and its counts; returns how many topics.
+  std::int64_t delete_job(std::string_view job);
+
   [[nodiscard]] std::optional<std::string> meta(std::string_view name);
   void set_meta(std::string_view name, std::string_view value);
 
@@ -80,6 +101,13 @@ class TopicTable {
   sqlite::Statement requeue_job_;
   sqlite::Statement select_ready_;
   sqlite::Statement scan_unfinished_;
+  sqlite::Statement add_job_counts_;
+  sqlite::Statement set_paused_;
+  sqlite::Statement cancel_job_;
+  sqlite::Statement delete_topics_;
+  sqlite::Statement delete_job_;
+  sqlite::Statement paused_jobs_;
+  sqlite::Statement job_state_;
   sqlite::Statement get_meta_;
   sqlite::Statement set_meta_;
 };

@@ -1,6 +1,7 @@
 #pragma once
-// The topics table: schema, status names, and the read-only queries that `topicflow status`
-// and tests use. Writes belong to the sink alone (sink/src/store_writer.cpp).
+// The database: schema (the `topics`, `jobs` and `meta` tables) and its migrations, status names,
+// and the read-only queries that `topicflow status`, the sink's HTTP API and tests use. Writes
+// belong to the sink alone (sink/src/topic_table.cpp).
 
 #include <topicflow/sqlite.hpp>
 
@@ -13,20 +14,26 @@
 
 namespace topicflow::store {
 
-enum class Status : std::uint8_t { pending = 0, running = 1, completed = 2, failed = 3 };
-inline constexpr std::array<std::string_view, 4> kStatusNames = {"pending", "running", "completed",
-                                                                 "failed"};
+enum class Status : std::uint8_t {
+  pending = 0,
+  running = 1,
+  completed = 2,
+  failed = 3,
+  cancelled = 4,  // terminal, only by an operator's cancel
+};
+inline constexpr std::array<std::string_view, 5> kStatusNames = {"pending", "running", "completed",
+                                                                 "failed", "cancelled"};
 
 [[nodiscard]] constexpr std::string_view to_string(Status s) noexcept {
   return kStatusNames[static_cast<std::size_t>(s)];
 }
 [[nodiscard]] std::optional<Status> parse_status(std::string_view text) noexcept;
 [[nodiscard]] constexpr bool is_terminal(Status s) noexcept {
-  return s == Status::completed || s == Status::failed;
+  return s == Status::completed || s == Status::failed || s == Status::cancelled;
 }
 inline constexpr std::size_t kStatusCount = kStatusNames.size();
-inline constexpr std::array<Status, kStatusCount> kStatuses = {Status::pending, Status::running,
-                                                               Status::completed, Status::failed};
+inline constexpr std::array<Status, kStatusCount> kStatuses = {
+    Status::pending, Status::running, Status::completed, Status::failed, Status::cancelled};
 
 // A count per status, indexed by Status (signed: the sink adds deltas that may go below zero
 // within one commit).
@@ -60,9 +67,11 @@ struct StatusCounts {
   bool operator==(const StatusCounts&) const = default;
 };
 
-// 3: no scheduler indexes (the sink keeps ready rows and leases in memory); 2: `topics` is a
-// rowid table (1 was WITHOUT ROWID). apply_schema migrates older files once.
-inline constexpr int kSchemaVersion = 3;
+// 4: the `cancelled` status, the `jobs` table (exact counts per job and status, kept by the sink
+// in the same transaction as the rows; the pause flag), indexes on the rare statuses and on
+// errors; 3: no scheduler indexes (the sink keeps ready rows and leases in memory); 2: `topics`
+// is a rowid table (1 was WITHOUT ROWID). apply_schema migrates older files once.
+inline constexpr int kSchemaVersion = 4;
 
 // WAL, synchronous=NORMAL (a SIGKILLed process loses nothing committed), the tables.
 // Idempotent; migrates older versions once. Throws SqliteError, e.g. when the file is not a
@@ -79,16 +88,22 @@ inline constexpr int kOpenBusyTimeoutMs = 10000;
 
 struct JobCounts {
   std::string job;
-  std::array<std::uint64_t, 4> by_status{};  // indexed by Status
+  std::array<std::uint64_t, kStatusCount> by_status{};  // indexed by Status
+  bool paused = false;
+  std::int64_t created_at = 0;
+  std::int64_t updated_at = 0;
   [[nodiscard]] std::uint64_t total() const noexcept {
-    return by_status[0] + by_status[1] + by_status[2] + by_status[3];
+    std::uint64_t t = 0;
+    for (auto v : by_status) t += v;
+    return t;
   }
   [[nodiscard]] std::uint64_t count(Status s) const noexcept {
     return by_status[static_cast<std::size_t>(s)];
   }
 };
 
-// Counts per status for every job (or only `job`), ordered by job name.
+// Counts per status for every job (or only `job`), ordered by job name: read from the `jobs`
+// table, O(jobs), never a scan of `topics`.
 [[nodiscard]] std::vector<JobCounts> read_counts(
     sqlite::Database& db, const std::optional<std::string>& job = std::nullopt);
 
@@ -101,7 +116,7 @@ struct ErrorRow {
   std::int64_t updated_at = 0;
 };
 
-// The most recent rows that carry an error, newest first.
+// The most recent rows that carry an error, newest first (a walk of the topics_errors index).
 [[nodiscard]] std::vector<ErrorRow> recent_errors(sqlite::Database& db,
                                                   const std::optional<std::string>& job, int limit);
 

@@ -30,6 +30,8 @@ enum class Type : std::uint8_t {
   ack = 7,           // sink PUB: answer to hello / submit / requeue
   progress = 8,      // sink PUB: a job's counts and the sink's counters
   tasks = 9,         // sink -> broker -> worker: several short tasks in one message
+  control = 10,      // producer -> sink: pause / resume / cancel / delete a job
+  cancel = 11,       // sink PUB `cancel`: workers stop these tasks (their job was cancelled)
 };
 
 struct Task {
@@ -95,7 +97,7 @@ struct Hello {
 };
 
 struct Requeue {
-  std::string client;
+  std::string client{};
   std::string job;
   bool operator==(const Requeue&) const = default;
 };
@@ -105,10 +107,33 @@ struct BrokerHello {
   bool operator==(const BrokerHello&) const = default;
 };
 
-enum class AckKind : std::uint8_t { hello = 1, submit = 2, requeue = 3 };
+// An operator's action on a whole job.
+enum class ControlAction : std::uint8_t { pause = 1, resume = 2, cancel = 3, remove = 4 };
+
+struct Control {
+  std::string client;  // the Ack channel
+  std::string job;
+  ControlAction action = ControlAction::pause;
+  bool operator==(const Control&) const = default;
+};
+
+// Tasks a worker must stop (and drop if they are still queued): the job was cancelled while
+// they were in transit or running. Published on the `cancel` topic.
+struct CancelledTask {
+  std::string job;
+  std::string key;
+  std::uint32_t attempt = 0;
+  bool operator==(const CancelledTask&) const = default;
+};
+struct Cancel {
+  std::vector<CancelledTask> tasks;
+  bool operator==(const Cancel&) const = default;
+};
+
+enum class AckKind : std::uint8_t { hello = 1, submit = 2, requeue = 3, control = 4 };
 
 struct Ack {
-  std::string client;
+  std::string client{};
   AckKind kind = AckKind::hello;
   std::uint32_t seq = 0;
   std::uint64_t accepted = 0;           // new topics registered pending
@@ -118,6 +143,8 @@ struct Ack {
   std::uint64_t already_queued = 0;     // pending/running from an earlier submission
   std::uint64_t rejected = 0;           // invalid items dropped (should not happen)
   std::uint64_t skipped_failed = 0;     // already failed and not requeued (--requeue-failed)
+  std::uint64_t changed = 0;            // control: topics the action changed
+  std::string error{};                  // control: why the action was refused (empty: done)
   bool operator==(const Ack&) const = default;
 };
 
@@ -127,6 +154,8 @@ struct Progress {
   std::uint64_t running = 0;
   std::uint64_t completed = 0;
   std::uint64_t failed = 0;
+  std::uint64_t cancelled = 0;
+  bool paused = false;
   // sink-wide counters since the sink started
   std::uint64_t batches = 0;
   std::uint64_t updates = 0;
@@ -140,8 +169,8 @@ struct Progress {
   bool operator==(const Progress&) const = default;
 };
 
-using Message =
-    std::variant<Task, Submit, Report, Hello, Requeue, BrokerHello, Ack, Progress, TaskBatch>;
+using Message = std::variant<Task, Submit, Report, Hello, Requeue, BrokerHello, Ack, Progress,
+                             TaskBatch, Control, Cancel>;
 
 struct Limits {
   std::size_t max_job_bytes = 256;
@@ -170,5 +199,6 @@ class DecodeError : public std::runtime_error {
 // check the decoded job/client, since prefixes also match longer names.
 [[nodiscard]] std::string ack_topic(std::string_view client);
 [[nodiscard]] std::string progress_topic(std::string_view job);
+inline constexpr std::string_view kCancelTopic = "cancel";
 
 }  // namespace topicflow::wire

@@ -35,9 +35,26 @@ struct SinkConfig {
   std::int64_t busy_base_ms = 10;
   std::int64_t busy_max_ms = 2000;
   std::int64_t stats_interval_ms = 10000;
-  int metrics_port = 0;  // 0: no metrics endpoint
+  // The HTTP server: API (/v1), dashboard (/), /metrics and /healthz on one port (0: off).
+  int http_port = 0;
+  std::string http_address = "127.0.0.1";
+  std::string http_token_file;  // writes need its token when set
+  bool http_read_only = false;
+  std::int64_t http_max_body_bytes = 32LL << 20;
+  // The older names of http_port / http_address (the metrics moved onto the HTTP server).
+  int metrics_port = 0;
   std::string metrics_address = "127.0.0.1";
 };
+
+// The port the HTTP server serves on: --http-port, else its alias --metrics-port; 0 when off.
+[[nodiscard]] int http_port(const SinkConfig& cfg);
+// Checks the HTTP options; throws std::invalid_argument with a one-line reason (a main exits 2):
+// a non-loopback --http-address needs --http-token-file or --http-read-only, the token file
+// must be readable and hold a token, --metrics-port may not name another port than --http-port.
+void validate_http(const SinkConfig& cfg);
+// The token in `path`: its first line, surrounding whitespace removed ("" for no path); throws
+// std::invalid_argument when the file cannot be read or holds no token.
+[[nodiscard]] std::string read_token(const std::string& path);
 
 }  // namespace topicflow
 
@@ -62,6 +79,7 @@ struct SinkCounters {
   std::uint64_t bogus = 0;
   std::uint64_t guard_refused = 0;  // writes the SQL guard refused (should stay 0)
   std::uint64_t lease_expired = 0;
+  std::uint64_t cancelled_late = 0;  // results for cancelled topics, ignored
 };
 
 class Sink {
@@ -80,8 +98,8 @@ class Sink {
   // Bound addresses (useful with tcp://127.0.0.1:* in tests).
   [[nodiscard]] std::string sink_endpoint() const;
   [[nodiscard]] std::string events_endpoint() const;
-  // Port of the metrics endpoint (0 when disabled).
-  [[nodiscard]] int metrics_port() const;
+  // Port of the HTTP server (0 when off).
+  [[nodiscard]] int http_port() const;
 
  private:
   class Impl;

@@ -64,11 +64,12 @@ enum class Outcome : std::uint8_t {
   duplicate,          // submit: same key earlier in the same submission; or a repeated delivery
   skipped_completed,  // submit: already completed
   skipped_failed,     // submit: already failed, no requeue asked
-  requeued,           // submit: failed -> pending
+  requeued,           // submit: failed (with requeue) or cancelled -> pending, fresh attempts
   already_queued,     // submit: pending/running from an earlier submission
   retry_scheduled,    // failed, retryable: another attempt after backoff
   stale,              // late message of a superseded attempt or for a terminal row: ignored
   bogus,              // attempt the sink never handed out, or unknown key: ignored
+  cancelled_late,     // a result for a cancelled topic (its handler finished anyway): ignored
 };
 
 // Applies one event. `backoff` gives the retry delay; `now` is the sink's wall clock (ms).
