@@ -21,6 +21,9 @@ packages=(
   clang libclang-rt-14-dev                       # fuzz build (libFuzzer, ASan/UBSan runtimes:
                                                  # only a Recommends of clang, not pulled in)
   python3                                        # examples/handlers/summarise.py, its e2e tests
+  python3-pytest python3-flask python3-wheel     # python/ client, examples/flask-app: pytest suites
+  chromium chromium-driver python3-selenium      # the dashboard's browser tests (headless)
+  fonts-dejavu-core                              # ... and readable screenshots
   prometheus                                     # promtool: the metrics_promtool test
   time procps                                    # bench/: /usr/bin/time (peak RSS), uptime
 )
