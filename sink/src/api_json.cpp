@@ -71,8 +71,8 @@ std::optional<std::string> check_key(std::string_view key, const wire::Limits& l
 std::variant<std::vector<wire::SubmitItem>, BadRequest> parse_submission(
     std::string_view body, const wire::Limits& limits) {
   if (nesting_depth(body) > kMaxJsonDepth) {
-    return BadRequest{400, "the body nests deeper than " + std::to_string(kMaxJsonDepth) +
-                               " levels"};
+    return BadRequest{400,
+                      "the body nests deeper than " + std::to_string(kMaxJsonDepth) + " levels"};
   }
   const auto doc = json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded()) return BadRequest{400, "the body is not valid JSON"};

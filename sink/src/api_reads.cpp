@@ -65,9 +65,8 @@ Page ApiReader::topics(std::string_view job, std::optional<Status> status,
   bool inclusive = !after.has_value();
   std::int64_t scanned = 0;
   for (;;) {
-    auto w = db_.prepare(std::string(
-                             "SELECT key, status, attempts, updated_at, error FROM topics "
-                             "WHERE job = ?1 AND key ") +
+    auto w = db_.prepare(std::string("SELECT key, status, attempts, updated_at, error FROM topics "
+                                     "WHERE job = ?1 AND key ") +
                          (inclusive ? ">=" : ">") + " ?2 ORDER BY key LIMIT ?3");
     w.bind(1, job).bind(2, cursor).bind(3, kWindow);
     std::int64_t rows = 0;

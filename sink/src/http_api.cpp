@@ -26,9 +26,9 @@ namespace {
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-constexpr int kThreads = 48;            // request threads (live streams hold one each)
-constexpr int kMaxStreams = 32;         // concurrent /v1/events clients
-constexpr auto kCommitWait = 30s;       // a write not committed by then is answered 503
+constexpr int kThreads = 48;       // request threads (live streams hold one each)
+constexpr int kMaxStreams = 32;    // concurrent /v1/events clients
+constexpr auto kCommitWait = 30s;  // a write not committed by then is answered 503
 constexpr std::int64_t kMaxWaitSeconds = 60;
 constexpr std::int64_t kJobEventMs = 250;  // at most this often per job on /v1/events
 constexpr std::int64_t kSinkEventMs = 1000;
@@ -81,8 +81,9 @@ std::string lower(std::string s) {
 bool constant_time_equal(std::string_view a, std::string_view b) {
   unsigned diff = a.size() == b.size() ? 0U : 1U;
   for (std::size_t i = 0; i < b.size(); ++i) {
-    diff |= static_cast<unsigned>(static_cast<unsigned char>(a[i % std::max<std::size_t>(a.size(), 1)]) ^
-                                  static_cast<unsigned char>(b[i]));
+    diff |= static_cast<unsigned>(
+        static_cast<unsigned char>(a[i % std::max<std::size_t>(a.size(), 1)]) ^
+        static_cast<unsigned char>(b[i]));
   }
   return diff == 0;
 }
@@ -214,7 +215,7 @@ struct HttpApi::Impl {
                            : res.status == 400
                                ? "malformed HTTP request (a POST needs a Content-Length header: "
                                  "with curl, add -d '')"
-                                               : "request refused";
+                               : "request refused";
       res.set_content(api::error_body(reason), "application/json");
     });
     server.set_exception_handler(
@@ -337,7 +338,8 @@ struct HttpApi::Impl {
     }
     if (const auto origin = req.get_header_value("Origin"); !origin.empty()) {
       const auto scheme = origin.find("://");
-      const auto origin_host = lower(scheme == std::string::npos ? origin : origin.substr(scheme + 3));
+      const auto origin_host =
+          lower(scheme == std::string::npos ? origin : origin.substr(scheme + 3));
       if (origin_host != lower(req.get_header_value("Host"))) {
         fail(res, 403, "cross-site request refused (Origin " + origin + " is not this server)");
         return false;
@@ -482,9 +484,9 @@ struct HttpApi::Impl {
     const auto page = reader->topics(job, status, after, from, *limit);
     json list = json::array();
     for (const auto& topic : page.topics) list.push_back(summary_json(topic));
-    send_json(res, 200,
-              json{{"topics", std::move(list)},
-                   {"next", page.next ? json(*page.next) : json(nullptr)}});
+    send_json(
+        res, 200,
+        json{{"topics", std::move(list)}, {"next", page.next ? json(*page.next) : json(nullptr)}});
     return true;
   }
 

@@ -21,7 +21,7 @@ namespace topicflow::sink {
 
 struct HttpOptions {
   std::string address = "127.0.0.1";
-  int port = 0;  // 0 here: pick a free port (the caller decides whether to serve at all)
+  int port = 0;       // 0 here: pick a free port (the caller decides whether to serve at all)
   std::string token;  // writes need "Authorization: Bearer <token>" when not empty
   bool read_only = false;
   std::size_t max_body_bytes = 32U << 20U;

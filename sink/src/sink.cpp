@@ -33,11 +33,11 @@
 #include <topicflow/store.hpp>
 
 #include <algorithm>
-#include <fstream>
-#include <stdexcept>
 #include <array>
 #include <cassert>
+#include <fstream>
 #include <limits>
+#include <stdexcept>
 #include <thread>
 
 namespace topicflow {
@@ -63,7 +63,9 @@ sink::EventKind to_event_kind(wire::UpdateKind kind) {
 
 }  // namespace
 
-int http_port(const SinkConfig& cfg) { return cfg.http_port > 0 ? cfg.http_port : cfg.metrics_port; }
+int http_port(const SinkConfig& cfg) {
+  return cfg.http_port > 0 ? cfg.http_port : cfg.metrics_port;
+}
 
 std::string read_token(const std::string& path) {
   if (path.empty()) return {};
@@ -75,7 +77,8 @@ std::string read_token(const std::string& path) {
   const auto first = line.find_first_not_of(" \t\r\n");
   const auto last = line.find_last_not_of(" \t\r\n");
   if (first == std::string::npos) {
-    throw std::invalid_argument("--http-token-file: '" + path + "' holds no token on its first line");
+    throw std::invalid_argument("--http-token-file: '" + path +
+                                "' holds no token on its first line");
   }
   return line.substr(first, last - first + 1);
 }
@@ -652,8 +655,8 @@ class Sink::Impl {
     });
     for (const auto& w : window_.list()) {
       const auto it = running.find(w.id);
-      s.workers_seen.push_back(sink::WorkerInfo{w.id, w.slots, it == running.end() ? 0 : it->second,
-                                                w.last_heard_ms});
+      s.workers_seen.push_back(
+          sink::WorkerInfo{w.id, w.slots, it == running.end() ? 0 : it->second, w.last_heard_ms});
     }
     snapshot_.publish(s);
     last_snapshot_ms_ = steady_ms();
@@ -709,7 +712,8 @@ class Sink::Impl {
       }
       for (const auto& request : batch_.requests()) {
         if (request.call) {
-          sink::answer(*request.call, sink::ApiResult{503, "the sink stopped before committing", {}});
+          sink::answer(*request.call,
+                       sink::ApiResult{503, "the sink stopped before committing", {}});
         }
       }
     }

@@ -11,10 +11,10 @@
 #include <topicflow/sink.hpp>
 #include <topicflow/store.hpp>
 
-#include <cstdint>
-#include <map>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
+#include <map>
 #include <mutex>
 #include <set>
 #include <string>

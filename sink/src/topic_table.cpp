@@ -61,10 +61,13 @@ TopicTable::TopicTable(sqlite::Database& db)
           "cancelled = cancelled + excluded.cancelled, updated_at = excluded.updated_at"),
       set_paused_(db, "UPDATE jobs SET paused = ?2, updated_at = ?3 WHERE name = ?1"),
       // (the job's rows through the primary key: a seek to the job, then its rows)
-      cancel_job_(db,
-                  "UPDATE topics SET status = 'cancelled', due_at = NULL, updated_at = ?2 "
-                  "WHERE job = ?1 AND (status = 'pending' OR status = 'running') "
-                  "RETURNING rowid, key, status"),
+      // (one statement per status: RETURNING gives the new values, not the old status)
+      cancel_pending_(db,
+                      "UPDATE topics SET status = 'cancelled', due_at = NULL, updated_at = ?2 "
+                      "WHERE job = ?1 AND status = 'pending' RETURNING rowid, key"),
+      cancel_running_(db,
+                      "UPDATE topics SET status = 'cancelled', due_at = NULL, updated_at = ?2 "
+                      "WHERE job = ?1 AND status = 'running' RETURNING rowid, key"),
       delete_topics_(db, "DELETE FROM topics WHERE job = ?1"),
       delete_job_(db, "DELETE FROM jobs WHERE name = ?1"),
       paused_jobs_(db, "SELECT name FROM jobs WHERE paused <> 0"),
@@ -280,13 +283,13 @@ bool TopicTable::set_paused(std::string_view job, bool paused, std::int64_t now)
 
 std::vector<TopicTable::Cancelled> TopicTable::cancel_job(std::string_view job, std::int64_t now) {
   std::vector<Cancelled> out;
-  cancel_job_.bind_static(1, job).bind(2, now);
-  while (cancel_job_.step()) {
-    out.push_back(
-        Cancelled{cancel_job_.column_int(0), std::string(cancel_job_.column_text(1)),
-                  store::parse_status(cancel_job_.column_text(2)).value_or(Status::pending)});
+  for (auto* q : {&cancel_pending_, &cancel_running_}) {
+    const auto was = q == &cancel_pending_ ? Status::pending : Status::running;
+    q->bind_static(1, job).bind(2, now);
+    while (q->step())
+      out.push_back(Cancelled{q->column_int(0), std::string(q->column_text(1)), was});
+    q->reset();
   }
-  cancel_job_.reset();
   return out;
 }
 

@@ -103,7 +103,8 @@ class TopicTable {
   sqlite::Statement scan_unfinished_;
   sqlite::Statement add_job_counts_;
   sqlite::Statement set_paused_;
-  sqlite::Statement cancel_job_;
+  sqlite::Statement cancel_pending_;
+  sqlite::Statement cancel_running_;
   sqlite::Statement delete_topics_;
   sqlite::Statement delete_job_;
   sqlite::Statement paused_jobs_;
