@@ -21,11 +21,7 @@ int main(int argc, char** argv) {
   topicflow::add_flag_option(app, "--backend-hwm", config.backend_hwm,
                              "tasks queued per worker connection (small: no hoarding)")
       ->check(CLI::Range(1, 1000000));
-  topicflow::add_flag_option(app, "--metrics-port", metrics_port,
-                             "serve Prometheus metrics and /healthz on this port (0: off)")
-      ->check(CLI::Range(0, 65535));
-  topicflow::add_flag_option(app, "--metrics-address", metrics_address,
-                             "address of the metrics endpoint");
+  topicflow::add_metrics_options(app, metrics_port, metrics_address);
   topicflow::CurveOptions curve;
   topicflow::add_curve_options(app, curve);
   topicflow::add_log_level_option(app, log_level);
@@ -42,14 +38,9 @@ int main(int argc, char** argv) {
     topicflow::StopSignal stop;
     topicflow::install_signal_handlers(stop);
     topicflow::Broker broker{config};
-    std::unique_ptr<topicflow::MetricsServer> metrics;  // after the broker: stops serving first
-    if (metrics_port > 0) {
-      metrics = std::make_unique<topicflow::MetricsServer>(
-          metrics_address, metrics_port, [&broker] { return broker.metrics_text(); },
-          [&stop] { return stop.triggered() ? std::string("stopping") : std::string(); });
-      spdlog::info("metrics on http://{}:{}/metrics, health on /healthz", metrics_address,
-                   metrics->port());
-    }
+    const auto metrics = topicflow::serve_metrics(  // after the broker: stops serving first
+        metrics_address, metrics_port, [&broker] { return broker.metrics_text(); },
+        [&stop] { return stop.triggered() ? std::string("stopping") : std::string(); });
     broker.run(stop);
     return 0;
   } catch (const std::exception& e) {

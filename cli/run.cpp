@@ -7,6 +7,7 @@
 #include <topicflow/config.hpp>
 #include <topicflow/log.hpp>
 #include <topicflow/process.hpp>
+#include <topicflow/random_id.hpp>
 #include <topicflow/store.hpp>
 
 #include <zmq.hpp>
@@ -376,7 +377,7 @@ int run_command(const RunOptions& o, const StopSignal& stop, std::ostream& out) 
   ProgressView view(progress_mode);
   {
     zmq::context_t ctx(1);
-    SinkClient client(ctx, endpoints, random_client_id(), o.job);
+    SinkClient client(ctx, endpoints, random_id(), o.job);
     try {
       sup.start(sink);
       sup.start(broker);

@@ -41,10 +41,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 600000));
   add_flag_option(app, "--stats-interval-ms", cfg.stats_interval_ms, "period of the rate log line")
       ->check(CLI::Range(100, 86400000));
-  add_flag_option(app, "--metrics-port", cfg.metrics_port,
-                  "serve Prometheus metrics and /healthz on this port (0: off)")
-      ->check(CLI::Range(0, 65535));
-  add_flag_option(app, "--metrics-address", cfg.metrics_address, "address of the metrics endpoint");
+  topicflow::add_metrics_options(app, cfg.metrics_port, cfg.metrics_address);
   topicflow::add_endpoint_options(app, cfg.endpoints);
   topicflow::CurveOptions curve;
   topicflow::add_curve_options(app, curve);

@@ -12,7 +12,6 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
-#include <random>
 #include <stdexcept>
 
 namespace topicflow {
@@ -42,15 +41,6 @@ std::string seconds_text(std::int64_t ms) {
 }
 
 }  // namespace
-
-std::string random_client_id() {
-  std::random_device rd;
-  std::uint64_t id = (std::uint64_t{rd()} << 32) ^ std::uint64_t{rd()};
-  // random_device may be a PRNG on odd platforms; pid and time keep two runs apart anyway.
-  id ^= static_cast<std::uint64_t>(::getpid()) << 48;
-  id ^= static_cast<std::uint64_t>(steady_us());
-  return fmt::format("{:016x}", id);
-}
 
 // ---- SinkClient ----------------------------------------------------------------------------
 

@@ -51,10 +51,7 @@ int run_worker(int argc, char** argv, HandlerFactory make_handler_for,
   add_flag_option(app, "--flush-ms", cfg.flush_ms,
                   "reports are sent at most this long after their first update");
   add_flag_option(app, "--id", cfg.id, "worker id in reports (default: HOSTNAME-PID)");
-  add_flag_option(app, "--metrics-port", metrics_port,
-                  "serve Prometheus metrics and /healthz on this port (0: off)")
-      ->check(CLI::Range(0, 65535));
-  add_flag_option(app, "--metrics-address", metrics_address, "address of the metrics endpoint");
+  add_metrics_options(app, metrics_port, metrics_address);
   CurveOptions curve;
   add_curve_options(app, curve);
   add_log_level_option(app, log_level);
@@ -78,14 +75,9 @@ int run_worker(int argc, char** argv, HandlerFactory make_handler_for,
     log_security(cfg.security);
     StopSignal stop;
     install_signal_handlers(stop);
-    std::unique_ptr<MetricsServer> server;  // declared after what it reads: stops serving first
-    if (metrics_port > 0) {
-      server = std::make_unique<MetricsServer>(
-          metrics_address, metrics_port, [&] { return metrics.render(*worker, cfg); },
-          [&] { return stop.triggered() ? std::string("stopping") : std::string(); });
-      spdlog::info("metrics on http://{}:{}/metrics, health on /healthz", metrics_address,
-                   server->port());
-    }
+    const auto server = serve_metrics(  // declared after what it reads: stops serving first
+        metrics_address, metrics_port, [&] { return metrics.render(*worker, cfg); },
+        [&] { return stop.triggered() ? std::string("stopping") : std::string(); });
     worker->run(stop);
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());

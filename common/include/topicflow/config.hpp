@@ -2,6 +2,8 @@
 // Command-line and environment configuration shared by every binary. Every flag --some-flag is
 // also read from TOPICFLOW_SOME_FLAG (the flag wins). Bad flags exit 2 with a one-line reason.
 
+#include <topicflow/endpoints.hpp>
+
 #include <CLI/CLI.hpp>
 
 #include <optional>
@@ -9,14 +11,6 @@
 #include <string_view>
 
 namespace topicflow {
-
-// The four addresses of the system; every role takes all four.
-struct Endpoints {
-  std::string frontend = "tcp://127.0.0.1:5557";  // broker PULL (binds)
-  std::string backend = "tcp://127.0.0.1:5558";   // broker PUSH (binds)
-  std::string sink = "tcp://127.0.0.1:5559";      // sink PULL (binds)
-  std::string events = "tcp://127.0.0.1:5560";    // sink PUB (binds)
-};
 
 struct CurveOptions;  // curve.hpp: the CURVE key files
 
@@ -39,14 +33,11 @@ CLI::Option* add_bool_flag(CLI::App& app, const std::string& flag, bool& value,
 void add_endpoint_options(CLI::App& app, Endpoints& endpoints);
 void add_curve_options(CLI::App& app, CurveOptions& options);
 void add_log_level_option(CLI::App& app, std::string& level);
+// --metrics-port (0: off) and --metrics-address, as serve_metrics() (metrics.hpp) takes them.
+void add_metrics_options(CLI::App& app, int& port, std::string& address);
 
 // Parses argv. Returns an exit code when the process should stop now (0 after --help, 2 after a
 // bad flag, with a one-line reason on stderr), nothing when it should go on.
 [[nodiscard]] std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv);
-
-// Checks that an endpoint looks like tcp://host:port, ipc://path or inproc://name; throws
-// std::invalid_argument with a readable reason otherwise.
-void validate_endpoint(std::string_view flag, std::string_view endpoint);
-void validate_endpoints(const Endpoints& endpoints);
 
 }  // namespace topicflow

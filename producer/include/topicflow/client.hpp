@@ -2,8 +2,8 @@
 // A client of the sink: what `topicflow-producer` and `topicflow run` use to talk to it.
 // Owns a PUSH socket to --sink and a SUB socket on --events. Not thread-safe.
 
-#include <topicflow/config.hpp>
 #include <topicflow/curve.hpp>
+#include <topicflow/endpoints.hpp>
 #include <topicflow/log.hpp>
 #include <topicflow/shutdown.hpp>
 #include <topicflow/wire.hpp>
@@ -62,9 +62,6 @@ class SinkClient {
   RateLimitedLog bad_events_{5000};
   bool curve_ = false;  // for the hint in the handshake's timeout error
 };
-
-// A random id for one run (16 hex digits): the submission id and the Ack channel.
-[[nodiscard]] std::string random_client_id();
 
 // Renders job progress on stderr: a bar redrawn in place on a terminal, or a plain line every
 // `line_interval_ms` otherwise. Shared by `topicflow-producer --wait` and `topicflow run`.

@@ -7,8 +7,8 @@
 // both sockets; handler threads hand outcomes back through a queue and an eventfd.
 // Thread-safety: run() once, from one thread; counters() and id() from any thread.
 
-#include <topicflow/config.hpp>
 #include <topicflow/curve.hpp>
+#include <topicflow/endpoints.hpp>
 #include <topicflow/handler.hpp>
 #include <topicflow/shutdown.hpp>
 
