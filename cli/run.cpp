@@ -7,8 +7,11 @@
 #include <topicflow/config.hpp>
 #include <topicflow/log.hpp>
 #include <topicflow/process.hpp>
+#include <topicflow/producer_options.hpp>
 #include <topicflow/random_id.hpp>
+#include <topicflow/sink_options.hpp>
 #include <topicflow/store.hpp>
+#include <topicflow/worker_options.hpp>
 
 #include <zmq.hpp>
 
@@ -240,26 +243,32 @@ RunCommandLine::RunCommandLine(CLI::App& app, RunOptions& o) : app_(app), option
             return "cannot read '" + value + "'";
           },
           "FILE"));
-  add_flag_option(app, "--db", o.db, "SQLite database (created if missing)");
-  add_flag_option(app, "--job", o.job, "job name");
   add_flag_option(app, "--workers", o.workers, "worker processes")->check(CLI::Range(1, 1024));
-  add_flag_option(app, "--concurrency", o.concurrency, "handlers running at once per worker")
-      ->check(CLI::Range(1, 10000));
-  add_flag_option(app, "--handler", o.handler,
-                  "noop | sleep:MIN-MAX | fail:P | sleep:MIN-MAX,fail:P | exec:COMMAND | "
-                  "exec-persistent:COMMAND");
-  add_flag_option(app, "--format", o.format, "input format (auto: .jsonl files are JSON Lines)")
-      ->check(CLI::IsMember({"auto", "text", "jsonl"}));
-  add_flag_option(app, "--progress", o.progress, "bar, lines, none, or auto (a bar on a terminal)")
+  // The role options run passes on, from the roles' own definitions; run's own options that
+  // share a name with one they leave out (--metrics-port) come after them.
+  add_options_subset(app, [&o](CLI::App& a) { add_producer_options(a, o.producer); },
+                     {"--job", "--format"});
+  add_options_subset(app, [&o](CLI::App& a) { add_worker_options(a, o.worker); },
+                     {"--handler", "--concurrency", "--task-timeout-ms"});
+  // --lease-ms goes to the workers too (they heartbeat every lease/3).
+  add_options_subset(app, [&o](CLI::App& a) { add_sink_options(a, o.sink); },
+                     {"--db", "--batch-max", "--batch-delay-ms", "--lease-ms", "--max-attempts",
+                      "--retry-base-ms", "--retry-max-ms", "--dispatch-timeout-ms"});
+  add_flag_option(app, "--progress", o.progress, "a bar on a terminal, lines otherwise (auto)")
       ->check(CLI::IsMember({"auto", "bar", "lines", "none"}));
   add_flag_option(app, "--stop-timeout-ms", o.stop_timeout_ms,
                   "at shutdown, SIGKILL a child still running after this")
       ->check(CLI::Range(0, 3600000));
+  add_log_level_option(app, o.log_level);
+  app.get_option("--log-level")->description("the log level of run and its children");
   add_flag_option(app, "--metrics-port", o.metrics_port,
-                  "serve each role's Prometheus metrics and /healthz: the sink on this port, the "
-                  "broker on +1, worker i on +1+i (0: off)")
+                  "Prometheus metrics and /healthz of every child: the sink on this port, the "
+                  "broker on +1, worker i on +1+i (printed at start; a restarted child gets its "
+                  "port back; 0: off)")
+      ->type_name("PORT")
       ->check(CLI::Range(0, 65535));
-  add_flag_option(app, "--metrics-address", o.metrics_address, "address of the metrics endpoints");
+  add_flag_option(app, "--metrics-address", o.metrics_address, "address of the metrics endpoints")
+      ->type_name("ADDRESS");
   app.callback([&o] {
     if (o.metrics_port > 0 && o.metrics_port + 1 + o.workers > 65535) {
       throw CLI::ValidationError(
@@ -267,58 +276,27 @@ RunCommandLine::RunCommandLine(CLI::App& app, RunOptions& o) : app_(app), option
                                 std::to_string(o.metrics_port + 1 + o.workers) + " is above 65535");
     }
   });
-  add_log_level_option(app, o.log_level);
-
-  // Passed on to the roles only when given, so the roles' own defaults stay the defaults.
-  auto pass = [&](const std::string& flag, std::int64_t& value, const std::string& help,
-                  std::int64_t min, std::int64_t max) {
-    app.add_option(flag, value, help + " (default: the role's)")
-        ->envname(env_name(flag))
-        ->check(CLI::Range(min, max))
-        ->group("Passed to the roles");
-  };
-  pass("--batch-max", batch_max_, "sink: commit when this many updates are buffered", 1, 1000000);
-  pass("--batch-delay-ms", batch_delay_ms_,
-       "sink: commit at most this long after the first buffered update", 0, 60000);
-  pass("--lease-ms", lease_ms_,
-       "sink, worker: a running task without heartbeat for this long is redelivered", 100,
-       86400000);
-  pass("--max-attempts", max_attempts_, "sink: deliveries per topic before it is failed", 1, 1000);
-  pass("--retry-base-ms", retry_base_ms_, "sink: first retry backoff cap", 0, 86400000);
-  pass("--retry-max-ms", retry_max_ms_, "sink: retry backoff cap", 0, 86400000);
-  pass("--dispatch-timeout-ms", dispatch_timeout_ms_,
-       "sink: a dispatched task not started within this is sent again", 100, 86400000);
-  pass("--task-timeout-ms", task_timeout_ms_,
-       "worker: per-task timeout, a retryable failure (0: none)", 0, 86400000);
+  add_markdown_flag(app);
 }
 
 void RunCommandLine::collect_forwarded() const {
-  auto given = [&](const std::string& flag) { return app_.get_option(flag)->count() > 0; };
-  auto& sink = options_.sink_args;
-  auto& worker = options_.worker_args;
-  sink.clear();
-  worker.clear();
-  const std::array<std::pair<const char*, std::int64_t>, 6> sink_only{
-      {{"--batch-max", batch_max_},
-       {"--batch-delay-ms", batch_delay_ms_},
-       {"--max-attempts", max_attempts_},
-       {"--retry-base-ms", retry_base_ms_},
-       {"--retry-max-ms", retry_max_ms_},
-       {"--dispatch-timeout-ms", dispatch_timeout_ms_}}};
-  for (const auto& [flag, value] : sink_only) {
-    if (given(flag)) sink.emplace_back(flag, std::to_string(value));
+  auto& o = options_;
+  o.producer_args = option_args(app_, {"--job", "--format"}, /*defaults=*/true);
+  o.worker_args = option_args(app_, {"--handler", "--concurrency"}, /*defaults=*/true);
+  for (auto& arg : option_args(app_, {"--lease-ms", "--task-timeout-ms"}))
+    o.worker_args.push_back(std::move(arg));
+  o.sink_args = option_args(app_, {"--db"}, /*defaults=*/true);
+  for (auto& arg :
+       option_args(app_, {"--batch-max", "--batch-delay-ms", "--lease-ms", "--max-attempts",
+                          "--retry-base-ms", "--retry-max-ms", "--dispatch-timeout-ms"})) {
+    o.sink_args.push_back(std::move(arg));
   }
-  if (given("--lease-ms")) {
-    sink.emplace_back("--lease-ms", std::to_string(lease_ms_));
-    worker.emplace_back("--lease-ms", std::to_string(lease_ms_));
-  }
-  if (given("--task-timeout-ms"))
-    worker.emplace_back("--task-timeout-ms", std::to_string(task_timeout_ms_));
+  o.worker.lease_ms = o.sink.lease_ms;
 }
 
 int run_command(const RunOptions& o, const StopSignal& stop, std::ostream& out) {
   const auto started_ms = steady_ms();
-  check_db_path(o.db);
+  check_db_path(o.sink.db);
   const auto bin = topicflow_bin_dir();
   const auto sink_bin = find_binary(bin, "topicflow-sink");
   const auto broker_bin = find_binary(bin, "topicflow-broker");
@@ -349,7 +327,6 @@ int run_command(const RunOptions& o, const StopSignal& stop, std::ostream& out) 
 
   Supervisor sup;
   auto sink_argv = role_argv(sink_bin, endpoints, o.log_level);
-  sink_argv.insert(sink_argv.end(), {"--db", o.db});
   append(sink_argv, o.sink_args);
   append(sink_argv, metrics_args(0));
   Child& sink = sup.add("sink", std::move(sink_argv), true);
@@ -359,14 +336,13 @@ int run_command(const RunOptions& o, const StopSignal& stop, std::ostream& out) 
   std::vector<Child*> workers;
   for (int i = 1; i <= o.workers; ++i) {
     auto argv = role_argv(worker_bin, endpoints, o.log_level);
-    argv.insert(argv.end(),
-                {"--concurrency", std::to_string(o.concurrency), "--handler", o.handler});
     append(argv, o.worker_args);
     append(argv, metrics_args(1 + i));
     workers.push_back(&sup.add("worker " + std::to_string(i), std::move(argv), true));
   }
   auto producer_argv = role_argv(producer_bin, endpoints, o.log_level);
-  producer_argv.insert(producer_argv.begin() + 1, {o.file, "--job", o.job, "--format", o.format});
+  producer_argv.insert(producer_argv.begin() + 1, o.file);
+  append(producer_argv, o.producer_args);
   Child& producer = sup.add("producer", std::move(producer_argv), false);
 
   std::optional<std::pair<std::string, int>> fatal;
@@ -377,7 +353,7 @@ int run_command(const RunOptions& o, const StopSignal& stop, std::ostream& out) 
   ProgressView view(progress_mode);
   {
     zmq::context_t ctx(1);
-    SinkClient client(ctx, endpoints, random_id(), o.job);
+    SinkClient client(ctx, endpoints, random_id(), o.producer.job);
     try {
       sup.start(sink);
       sup.start(broker);
@@ -435,7 +411,7 @@ int run_command(const RunOptions& o, const StopSignal& stop, std::ostream& out) 
     std::optional<std::int64_t>
         producer_done_ms;  // sink wall clock: later progress is final-capable
     std::int64_t next_hello = 0;
-    const wire::Message hello = wire::Hello{client.client_id(), o.job};
+    const wire::Message hello = wire::Hello{client.client_id(), o.producer.job};
     while (ready && !fatal && !interrupted) {
       if (stop.triggered()) {
         interrupted = true;
@@ -494,16 +470,17 @@ int run_command(const RunOptions& o, const StopSignal& stop, std::ostream& out) 
   // 5. The summary, from the database itself (the sink has exited: everything is committed).
   std::optional<store::JobCounts> counts;
   try {
-    if (fs::exists(o.db)) {
-      auto db = store::open_read_only(o.db);
-      auto all = store::read_counts(db, o.job);
-      counts = all.empty() ? store::JobCounts{o.job, {}} : all.front();
+    if (fs::exists(o.sink.db)) {
+      auto db = store::open_read_only(o.sink.db);
+      auto all = store::read_counts(db, o.producer.job);
+      counts = all.empty() ? store::JobCounts{o.producer.job, {}} : all.front();
     }
   } catch (const std::exception& e) {
-    spdlog::error("cannot read the final counts from {}: {}", o.db, e.what());
+    spdlog::error("cannot read the final counts from {}: {}", o.sink.db, e.what());
   }
   if (!counts && last) {
-    counts = store::JobCounts{o.job, {last->pending, last->running, last->completed, last->failed}};
+    counts = store::JobCounts{o.producer.job,
+                              {last->pending, last->running, last->completed, last->failed}};
   }
   std::uint64_t restarts = 0;
   std::string restarted;
@@ -519,8 +496,8 @@ int run_command(const RunOptions& o, const StopSignal& stop, std::ostream& out) 
         counts->count(store::Status::completed) + counts->count(store::Status::failed);
     const auto before = baseline ? baseline->completed + baseline->failed : 0;
     const auto done_now = done >= before ? done - before : 0;
-    out << "job " << o.job << ": " << counts->count(store::Status::completed) << " completed, "
-        << counts->count(store::Status::failed) << " failed, "
+    out << "job " << o.producer.job << ": " << counts->count(store::Status::completed)
+        << " completed, " << counts->count(store::Status::failed) << " failed, "
         << counts->count(store::Status::pending) << " pending, "
         << counts->count(store::Status::running) << " running (" << counts->total() << " topics)\n";
     out << "wall time " << format_rate(seconds) << " s, " << done_now

@@ -41,6 +41,8 @@ struct BrokerConfig {
   std::int64_t hello_interval_ms = 1000;   // wire::BrokerHello period
   std::int64_t stats_interval_ms = 10000;  // rate line period
   std::size_t burst = 1024;                // messages moved per wake-up before polling again
+  int metrics_port = 0;                    // the program's metrics endpoint (0: off)
+  std::string metrics_address = "127.0.0.1";
 };
 
 struct BrokerCounters {

@@ -29,6 +29,8 @@ struct WorkerConfig {
   std::int64_t max_result_bytes = 1 << 20;  // larger in-process results fail the task
   std::int64_t flush_ms = 2;  // a report is sent at most this long after its first update
   std::string id;             // reported worker id; default "<hostname>-<pid>"
+  int metrics_port = 0;       // run_worker's metrics endpoint (0: off)
+  std::string metrics_address = "127.0.0.1";
 };
 
 // Counters since construction, for logs and tests. A snapshot; values are monotonic except
