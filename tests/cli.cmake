@@ -6,3 +6,4 @@ add_test(NAME readme_flags
   COMMAND python3 ${PROJECT_SOURCE_DIR}/scripts/readme-flags.py --check --bin ${CMAKE_BINARY_DIR}/bin)
 set_tests_properties(readme_flags PROPERTIES LABELS unit TIMEOUT 60)
 topicflow_test(run_options_test topicflow::cli_core)
+topicflow_test(supervisor_test topicflow::cli_core)

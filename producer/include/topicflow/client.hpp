@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -104,9 +105,24 @@ class ProgressView {
   std::size_t drawn_width_ = 0;  // length of the bar on screen, to blank a shorter redraw
 };
 
+// What follow_job() does besides waiting; all optional.
+struct FollowOptions {
+  // Called before every wait, at least every 100 ms; returning false ends the following
+  // (follow_job returns nothing): `topicflow run` supervises its children here.
+  std::function<bool()> tick;
+  // Whether a progress event with nothing pending or running may end the wait. `topicflow run`
+  // refuses those computed before its submission was complete (a job whose first chunks were
+  // done before the last one was registered); default: any may.
+  std::function<bool(const wire::Progress&)> can_finish;
+  // Sees every progress event of the job (the last one ends in the summary).
+  std::function<void(const wire::Progress&)> on_progress;
+};
+
 // Follows `client.job()` until no topic is pending or running (re-sending hello every second so
-// a dropped event cannot stall it). Returns the final progress, or nothing if `stop` triggered.
+// a dropped event cannot stall it), showing it on `view`. Returns the final progress, or nothing
+// if `stop` triggered or `options.tick` said so. Shared by `topicflow-producer --wait` and
+// `topicflow run`.
 std::optional<wire::Progress> follow_job(SinkClient& client, ProgressView& view,
-                                         const StopSignal& stop);
+                                         const StopSignal& stop, const FollowOptions& options = {});
 
 }  // namespace topicflow
