@@ -56,7 +56,7 @@ void BM_SinkCommitRate(benchmark::State& state) {
     state.ResumeTiming();
 
     // Ids shaped like the real ones, so the sink copies what it copies in production: the
-    // producer's submission id is 16 hex digits (random_client_id), a worker's id is
+    // producer's submission id is 16 hex digits (random_id), a worker's id is
     // hostname-pid (default_worker_id; 19 bytes for an EC2-style hostname). Both are longer
     // than std::string's 15-byte inline buffer.
     const std::string submission = "5f3a9c0d1e7b2a64";

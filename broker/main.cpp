@@ -1,55 +1,34 @@
 // topicflow-broker: streams tasks from --frontend (PULL) to the workers on --backend (PUSH).
 #include <topicflow/broker.hpp>
+#include <topicflow/broker_options.hpp>
 #include <topicflow/config.hpp>
 #include <topicflow/log.hpp>
 #include <topicflow/metrics.hpp>
 #include <topicflow/shutdown.hpp>
 
-#include <exception>
-#include <iostream>
-#include <memory>
-
 int main(int argc, char** argv) {
-  topicflow::BrokerConfig config;
-  std::string log_level = "info";
-  int metrics_port = 0;
-  std::string metrics_address = "127.0.0.1";
-  CLI::App app{"Streams tasks from the frontend (PULL) to the workers (PUSH).", "topicflow-broker"};
-  topicflow::add_endpoint_options(app, config.endpoints);
-  topicflow::add_flag_option(app, "--hwm", config.hwm, "tasks queued in the broker's frontend")
-      ->check(CLI::Range(0, 10000000));
-  topicflow::add_flag_option(app, "--backend-hwm", config.backend_hwm,
-                             "tasks queued per worker connection (small: no hoarding)")
-      ->check(CLI::Range(1, 1000000));
-  topicflow::add_flag_option(app, "--metrics-port", metrics_port,
-                             "serve Prometheus metrics and /healthz on this port (0: off)")
-      ->check(CLI::Range(0, 65535));
-  topicflow::add_flag_option(app, "--metrics-address", metrics_address,
-                             "address of the metrics endpoint");
-  topicflow::CurveOptions curve;
-  topicflow::add_curve_options(app, curve);
-  topicflow::add_log_level_option(app, log_level);
-  if (auto code = topicflow::parse_command_line(app, argc, argv)) return *code;
-  try {
-    config.security = topicflow::load_security(curve, {.server = true, .sink = true});
-  } catch (const std::invalid_argument& e) {
-    std::cerr << "topicflow-broker: error: " << e.what() << "\n";
-    return 2;
+  using namespace topicflow;
+  BrokerConfig cfg;
+  CommonOptions common;
+  CLI::App app{"topicflow-broker: streams tasks from the frontend (PULL) to the workers (PUSH)",
+               "topicflow-broker"};
+  add_broker_options(app, cfg);
+  add_common_options(app, cfg.endpoints, common);
+  if (auto code = parse_command_line(app, argc, argv, [&] {
+        validate_endpoints(cfg.endpoints);
+        cfg.security = load_security(common.curve, {.server = true, .sink = true});
+      })) {
+    return *code;
   }
+  init_logging("broker", common.log_level);
+  log_security(cfg.security);
   try {
-    topicflow::init_logging("broker", log_level);
-    topicflow::log_security(config.security);
-    topicflow::StopSignal stop;
-    topicflow::install_signal_handlers(stop);
-    topicflow::Broker broker{config};
-    std::unique_ptr<topicflow::MetricsServer> metrics;  // after the broker: stops serving first
-    if (metrics_port > 0) {
-      metrics = std::make_unique<topicflow::MetricsServer>(
-          metrics_address, metrics_port, [&broker] { return broker.metrics_text(); },
-          [&stop] { return stop.triggered() ? std::string("stopping") : std::string(); });
-      spdlog::info("metrics on http://{}:{}/metrics, health on /healthz", metrics_address,
-                   metrics->port());
-    }
+    StopSignal stop;
+    install_signal_handlers(stop);
+    Broker broker{cfg};
+    const auto metrics = serve_metrics(  // after the broker: stops serving first
+        cfg.metrics_address, cfg.metrics_port, [&broker] { return broker.metrics_text(); },
+        [&stop] { return stop.triggered() ? std::string("stopping") : std::string(); });
     broker.run(stop);
     return 0;
   } catch (const std::exception& e) {

@@ -15,7 +15,9 @@ void add_keygen_options(CLI::App& app, KeygenOptions& o) {
                  "key pair names: writes NAME.key (secret, mode 0600) and NAME.pub")
       ->required();
   // No TOPICFLOW_DIR: a variable that generic must not silently decide where secrets are written.
-  app.add_option("--dir", o.dir, "directory to write the files into")->capture_default_str();
+  app.add_option("--dir", o.dir, "directory to write the files into (no environment variable)")
+      ->type_name("DIR")
+      ->capture_default_str();
   app.add_flag("--force", o.force, "overwrite existing key files");
 }
 

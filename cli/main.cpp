@@ -17,17 +17,20 @@ int main(int argc, char** argv) {
   CLI::App app{"topicflow: run topics through workers, with SQLite status written by one sink",
                "topicflow"};
   app.require_subcommand(1);
+  add_version_flag(app);
   auto* run_cmd = app.add_subcommand(
       "run", "start a sink, a broker, N workers and a producer for FILE; wait; summarise");
   const cli::RunCommandLine run_line(*run_cmd, run);
   auto* status_cmd =
       app.add_subcommand("status", "counts per status and the most recent errors (read-only)");
   cli::add_status_options(*status_cmd, status);
+  add_markdown_flag(*status_cmd);
   cli::KeygenOptions keygen;
   auto* keygen_cmd = app.add_subcommand(
       "keygen",
       "write CURVE key pairs (NAME.key, NAME.pub) for encrypted, authenticated deployments");
   cli::add_keygen_options(*keygen_cmd, keygen);
+  add_markdown_flag(*keygen_cmd);
   if (auto code = parse_command_line(app, argc, argv)) return *code;
   try {
     if (status_cmd->parsed() && status.watch) {

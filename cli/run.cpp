@@ -1,25 +1,26 @@
 // `topicflow run`: a whole local system (sink, broker, workers, producer) for one input file, on
-// private ipc:// endpoints, supervised until the job is done.
-#include <topicflow/backoff.hpp>
+// private ipc:// endpoints, supervised until the job is done. The phases of a run are the
+// member functions of RunSession, in the order run() calls them; the children are the
+// Supervisor's (supervisor.hpp), and the job is followed as `topicflow-producer --wait` does
+// (follow_job in client.hpp).
 #include <topicflow/cli.hpp>
 #include <topicflow/client.hpp>
 #include <topicflow/clock.hpp>
 #include <topicflow/config.hpp>
 #include <topicflow/log.hpp>
 #include <topicflow/process.hpp>
+#include <topicflow/random_id.hpp>
 #include <topicflow/store.hpp>
+#include <topicflow/supervisor.hpp>
 
 #include <zmq.hpp>
 
 #include <unistd.h>
-#include <array>
 #include <cerrno>
-#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
-#include <list>
 #include <ostream>
 #include <sstream>
 #include <stdexcept>
@@ -29,17 +30,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A child that exits (not killed by a signal) this soon after its first start is misconfigured,
-// not unlucky: restarting it would only loop (an unwritable database, a used endpoint), so `run`
-// stops instead.
-constexpr std::int64_t kStartupGraceMs = 1000;
-// A child that ran this long before it died starts its restart backoff from the beginning.
-constexpr std::int64_t kHealthyRunMs = 30000;
 constexpr std::int64_t kSinkReadyTimeoutMs = 15000;
 // Before submitting, wait this long at most for the sink to have heard from every worker.
 constexpr std::int64_t kWorkersWaitMs = 500;
-// Hello (answered with the job's progress) this often, so a lost event cannot stall the wait.
-constexpr std::int64_t kHelloEveryMs = 1000;
 constexpr std::int64_t kPollMs = 100;
 
 // A private directory for the ipc:// endpoints, removed on destruction.
@@ -69,115 +62,6 @@ class TempDir {
   std::string path_;
 };
 
-// One supervised role process.
-struct Child {
-  std::string name;  // "sink", "broker", "worker 3", "producer"
-  std::vector<std::string> argv;
-  bool restartable = true;
-  ChildProcess process;
-  std::int64_t first_started_ms = 0;
-  std::int64_t started_ms = 0;
-  std::optional<std::int64_t> restart_at;
-  unsigned crashes = 0;  // consecutive deaths, for the backoff
-  unsigned restarts = 0;
-  Backoff backoff{200, 10000};
-};
-
-class Supervisor {
- public:
-  Child& add(std::string name, std::vector<std::string> argv, bool restartable) {
-    auto& c = children_.emplace_back();
-    c.name = std::move(name);
-    c.argv = std::move(argv);
-    c.restartable = restartable;
-    return c;
-  }
-
-  void start(Child& c) {
-    SpawnOptions options;
-    options.new_process_group =
-        true;  // a terminal's Ctrl-C reaches `run` only; it stops them in order
-    options.die_with_parent = true;  // and nothing outlives a `run` killed with SIGKILL
-    options.stdin_null = c.name != "producer";
-    // A local run uses private ipc:// endpoints without CURVE (run's own client has no keys):
-    // CURVE settings meant for a deployment must not leak into its children.
-    for (const char* flag :
-         {"--curve-secret-key", "--curve-broker-key", "--curve-sink-key", "--curve-authorized"}) {
-      options.env.emplace_back(env_name(flag), "");
-    }
-    c.process = ChildProcess(c.argv, options);
-    c.started_ms = steady_ms();
-    if (c.first_started_ms == 0) c.first_started_ms = c.started_ms;
-    c.restart_at.reset();
-    spdlog::debug("started {} (pid {}): {}", c.name, c.process.pid(), join(c.argv));
-  }
-
-  // Reaps the restartable children that died, restarts those whose backoff has passed. Returns
-  // (reason, exit status) when one cannot usefully be restarted.
-  std::optional<std::pair<std::string, int>> supervise() {
-    const auto now = steady_ms();
-    for (auto& c : children_) {
-      if (!c.restartable || c.first_started_ms == 0) continue;
-      if (c.restart_at) {
-        if (now >= *c.restart_at) {
-          try {
-            start(c);
-            ++c.restarts;
-          } catch (const std::exception& e) {
-            return std::make_pair("cannot restart " + c.name + ": " + e.what(), 1);
-          }
-        }
-        continue;
-      }
-      const auto status = c.process.poll_exit();
-      if (!status) continue;
-      const auto pid = c.process.pid();
-      if (!status->signaled() && status->code == 2) {
-        return std::make_pair(c.name + " (pid " + std::to_string(pid) + ") rejected its options",
-                              2);
-      }
-      if (!status->signaled() && c.restarts == 0 && now - c.first_started_ms < kStartupGraceMs) {
-        return std::make_pair(c.name + " (pid " + std::to_string(pid) + ") exited with " +
-                                  status->describe() + " at startup",
-                              1);
-      }
-      if (now - c.started_ms >= kHealthyRunMs) c.crashes = 0;
-      const auto delay = std::max<std::int64_t>(50, c.backoff.delay(c.crashes++));
-      spdlog::warn("{} (pid {}) exited with {}; restarting in {} ms", c.name, pid,
-                   status->describe(), delay);
-      c.restart_at = now + delay;
-    }
-    return std::nullopt;
-  }
-
-  // SIGTERM to every child in `group` at once, then SIGKILL to those still running after `grace`.
-  void stop(const std::vector<Child*>& group, std::chrono::milliseconds grace) {
-    for (auto* c : group) c->process.terminate(SIGTERM);
-    const auto deadline = std::chrono::steady_clock::now() + grace;
-    for (auto* c : group) {
-      if (!c->process.running()) continue;
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          deadline - std::chrono::steady_clock::now());
-      if (c->process.wait_for(std::max(left, std::chrono::milliseconds(0)))) continue;
-      spdlog::warn("{} (pid {}) did not stop within {} ms; killing it", c->name, c->process.pid(),
-                   grace.count());
-      c->process.stop(SIGKILL, std::chrono::milliseconds(2000));
-    }
-    for (auto* c : group) c->restart_at.reset();
-  }
-
-  std::list<Child>& children() noexcept { return children_; }
-
-  static std::string join(const std::vector<std::string>& argv) {
-    std::string s;
-    for (const auto& a : argv) s += (s.empty() ? "" : " ") + a;
-    return s;
-  }
-
- private:
-  std::list<Child> children_;  // stable addresses
-};
-
 void check_db_path(const std::string& db) {
   std::error_code ec;
   const fs::path path(db);
@@ -195,13 +79,33 @@ void check_db_path(const std::string& db) {
   }
 }
 
-std::string find_binary(const std::string& dir, const std::string& name) {
-  auto path = dir + "/" + name;
-  if (::access(path.c_str(), X_OK) != 0) {
-    throw std::runtime_error("cannot find " + name + " in " + dir +
-                             " (set TOPICFLOW_BIN_DIR to the directory of the topicflow binaries)");
+// The role binaries, next to this one (or in $TOPICFLOW_BIN_DIR).
+struct Binaries {
+  std::string sink, broker, worker, producer;
+
+  static Binaries find() {
+    const auto dir = topicflow_bin_dir();
+    const auto one = [&](const std::string& name) {
+      auto path = dir + "/" + name;
+      if (::access(path.c_str(), X_OK) != 0) {
+        throw std::runtime_error(
+            "cannot find " + name + " in " + dir +
+            " (set TOPICFLOW_BIN_DIR to the directory of the topicflow binaries)");
+      }
+      return path;
+    };
+    return {one("topicflow-sink"), one("topicflow-broker"), one("topicflow-worker"),
+            one("topicflow-producer")};
   }
-  return path;
+};
+
+Endpoints private_endpoints(const TempDir& dir) {
+  Endpoints e;
+  e.frontend = "ipc://" + dir.path() + "/frontend";
+  e.backend = "ipc://" + dir.path() + "/backend";
+  e.sink = "ipc://" + dir.path() + "/sink";
+  e.events = "ipc://" + dir.path() + "/events";
+  return e;
 }
 
 std::vector<std::string> role_argv(const std::string& binary, const Endpoints& e,
@@ -218,6 +122,22 @@ void append(std::vector<std::string>& argv,
   }
 }
 
+// How every child is started: in its own process group (a terminal's Ctrl-C reaches `run`
+// only, which stops them in order), killed with `run`, without CURVE.
+SpawnOptions child_options(bool reads_stdin) {
+  SpawnOptions options;
+  options.new_process_group = true;
+  options.die_with_parent = true;  // nothing outlives a `run` killed with SIGKILL
+  options.stdin_null = !reads_stdin;
+  // A local run uses private ipc:// endpoints without CURVE (run's own client has no keys):
+  // CURVE settings meant for a deployment must not leak into its children.
+  for (const char* flag :
+       {"--curve-secret-key", "--curve-broker-key", "--curve-sink-key", "--curve-authorized"}) {
+    options.env.emplace_back(env_name(flag), "");
+  }
+  return options;
+}
+
 std::string format_rate(double value) {
   std::ostringstream s;
   s.setf(std::ios::fixed);
@@ -226,317 +146,260 @@ std::string format_rate(double value) {
   return s.str();
 }
 
-}  // namespace
+// One `topicflow run`: its children, its client of the sink, and what the phases found out.
+class RunSession {
+ public:
+  RunSession(const RunOptions& options, const StopSignal& stop, std::ostream& out)
+      : o_(options),
+        stop_(stop),
+        out_(out),
+        started_ms_(steady_ms()),
+        endpoints_(private_endpoints(dir_)),
+        view_(ProgressView::parse_mode(options.progress)) {}
 
-RunCommandLine::RunCommandLine(CLI::App& app, RunOptions& o) : app_(app), options_(o) {
-  app.add_option("FILE", o.file,
-                 "topics: text (one per line) or JSON Lines (.jsonl: key + payload); - for stdin")
-      ->required()
-      ->check(CLI::Validator(
-          [](std::string& value) -> std::string {
-            if (value == "-" || (fs::is_regular_file(value) && ::access(value.c_str(), R_OK) == 0))
-              return {};
-            return "cannot read '" + value + "'";
-          },
-          "FILE"));
-  add_flag_option(app, "--db", o.db, "SQLite database (created if missing)");
-  add_flag_option(app, "--job", o.job, "job name");
-  add_flag_option(app, "--workers", o.workers, "worker processes")->check(CLI::Range(1, 1024));
-  add_flag_option(app, "--concurrency", o.concurrency, "handlers running at once per worker")
-      ->check(CLI::Range(1, 10000));
-  add_flag_option(app, "--handler", o.handler,
-                  "noop | sleep:MIN-MAX | fail:P | sleep:MIN-MAX,fail:P | exec:COMMAND | "
-                  "exec-persistent:COMMAND");
-  add_flag_option(app, "--format", o.format, "input format (auto: .jsonl files are JSON Lines)")
-      ->check(CLI::IsMember({"auto", "text", "jsonl"}));
-  add_flag_option(app, "--progress", o.progress, "bar, lines, none, or auto (a bar on a terminal)")
-      ->check(CLI::IsMember({"auto", "bar", "lines", "none"}));
-  add_flag_option(app, "--stop-timeout-ms", o.stop_timeout_ms,
-                  "at shutdown, SIGKILL a child still running after this")
-      ->check(CLI::Range(0, 3600000));
-  add_flag_option(app, "--metrics-port", o.metrics_port,
-                  "serve each role's Prometheus metrics and /healthz: the sink on this port, the "
-                  "broker on +1, worker i on +1+i (0: off)")
-      ->check(CLI::Range(0, 65535));
-  add_flag_option(app, "--metrics-address", o.metrics_address, "address of the metrics endpoints");
-  app.callback([&o] {
-    if (o.metrics_port > 0 && o.metrics_port + 1 + o.workers > 65535) {
-      throw CLI::ValidationError(
-          "--metrics-port", "the last worker's port " +
-                                std::to_string(o.metrics_port + 1 + o.workers) + " is above 65535");
+  int run() {
+    declare_children(Binaries::find());
+    print_metrics_urls();
+    {
+      zmq::context_t ctx(1);
+      SinkClient client(ctx, endpoints_, random_id(), o_.producer.job);
+      if (start_roles() && wait_for_sink(client) && wait_for_workers(client)) {
+        submit_and_follow(client);
+      }
+      if (!finished_ && last_ && view_.mode() != ProgressView::Mode::none) view_.finish(*last_);
     }
-  });
-  add_log_level_option(app, o.log_level);
-
-  // Passed on to the roles only when given, so the roles' own defaults stay the defaults.
-  auto pass = [&](const std::string& flag, std::int64_t& value, const std::string& help,
-                  std::int64_t min, std::int64_t max) {
-    app.add_option(flag, value, help + " (default: the role's)")
-        ->envname(env_name(flag))
-        ->check(CLI::Range(min, max))
-        ->group("Passed to the roles");
-  };
-  pass("--batch-max", batch_max_, "sink: commit when this many updates are buffered", 1, 1000000);
-  pass("--batch-delay-ms", batch_delay_ms_,
-       "sink: commit at most this long after the first buffered update", 0, 60000);
-  pass("--lease-ms", lease_ms_,
-       "sink, worker: a running task without heartbeat for this long is redelivered", 100,
-       86400000);
-  pass("--max-attempts", max_attempts_, "sink: deliveries per topic before it is failed", 1, 1000);
-  pass("--retry-base-ms", retry_base_ms_, "sink: first retry backoff cap", 0, 86400000);
-  pass("--retry-max-ms", retry_max_ms_, "sink: retry backoff cap", 0, 86400000);
-  pass("--dispatch-timeout-ms", dispatch_timeout_ms_,
-       "sink: a dispatched task not started within this is sent again", 100, 86400000);
-  pass("--task-timeout-ms", task_timeout_ms_,
-       "worker: per-task timeout, a retryable failure (0: none)", 0, 86400000);
-}
-
-void RunCommandLine::collect_forwarded() const {
-  auto given = [&](const std::string& flag) { return app_.get_option(flag)->count() > 0; };
-  auto& sink = options_.sink_args;
-  auto& worker = options_.worker_args;
-  sink.clear();
-  worker.clear();
-  const std::array<std::pair<const char*, std::int64_t>, 6> sink_only{
-      {{"--batch-max", batch_max_},
-       {"--batch-delay-ms", batch_delay_ms_},
-       {"--max-attempts", max_attempts_},
-       {"--retry-base-ms", retry_base_ms_},
-       {"--retry-max-ms", retry_max_ms_},
-       {"--dispatch-timeout-ms", dispatch_timeout_ms_}}};
-  for (const auto& [flag, value] : sink_only) {
-    if (given(flag)) sink.emplace_back(flag, std::to_string(value));
+    stop_children();
+    const auto wall_ms = steady_ms() - started_ms_;
+    if (fatal_) {
+      std::cerr << "topicflow: error: " << fatal_->reason << "\n";
+      return fatal_->exit_code;
+    }
+    return summarise(wall_ms);
   }
-  if (given("--lease-ms")) {
-    sink.emplace_back("--lease-ms", std::to_string(lease_ms_));
-    worker.emplace_back("--lease-ms", std::to_string(lease_ms_));
+
+ private:
+  // The children's command lines; nothing is started yet.
+  void declare_children(const Binaries& bin) {
+    auto sink_argv = role_argv(bin.sink, endpoints_, o_.log_level);
+    append(sink_argv, o_.sink_args);
+    // (with --http-port the sink serves its metrics there: --metrics-port is its alias)
+    if (o_.sink.http_port == 0) append(sink_argv, metrics_args(0));
+    sink_ = &sup_.add("sink", std::move(sink_argv), true, child_options(false));
+    auto broker_argv = role_argv(bin.broker, endpoints_, o_.log_level);
+    append(broker_argv, metrics_args(1));
+    broker_ = &sup_.add("broker", std::move(broker_argv), true, child_options(false));
+    for (int i = 1; i <= o_.workers; ++i) {
+      auto argv = role_argv(bin.worker, endpoints_, o_.log_level);
+      append(argv, o_.worker_args);
+      append(argv, metrics_args(1 + i));
+      workers_.push_back(
+          &sup_.add("worker " + std::to_string(i), std::move(argv), true, child_options(false)));
+    }
+    auto producer_argv = role_argv(bin.producer, endpoints_, o_.log_level);
+    producer_argv.insert(producer_argv.begin() + 1, o_.file);
+    append(producer_argv, o_.producer_args);
+    producer_ = &sup_.add("producer", std::move(producer_argv), false, child_options(true));
   }
-  if (given("--task-timeout-ms"))
-    worker.emplace_back("--task-timeout-ms", std::to_string(task_timeout_ms_));
-}
-
-int run_command(const RunOptions& o, const StopSignal& stop, std::ostream& out) {
-  const auto started_ms = steady_ms();
-  check_db_path(o.db);
-  const auto bin = topicflow_bin_dir();
-  const auto sink_bin = find_binary(bin, "topicflow-sink");
-  const auto broker_bin = find_binary(bin, "topicflow-broker");
-  const auto worker_bin = find_binary(bin, "topicflow-worker");
-  const auto producer_bin = find_binary(bin, "topicflow-producer");
-  const auto progress_mode = ProgressView::parse_mode(o.progress);
-
-  TempDir dir;
-  Endpoints endpoints;
-  endpoints.frontend = "ipc://" + dir.path() + "/frontend";
-  endpoints.backend = "ipc://" + dir.path() + "/backend";
-  endpoints.sink = "ipc://" + dir.path() + "/sink";
-  endpoints.events = "ipc://" + dir.path() + "/events";
 
   // Metrics: one port per role, fixed for the run (a restarted child gets its port back).
-  const auto metrics_args = [&](int offset) -> std::vector<std::pair<std::string, std::string>> {
-    if (o.metrics_port <= 0) return {};
-    return {{"--metrics-port", std::to_string(o.metrics_port + offset)},
-            {"--metrics-address", o.metrics_address}};
-  };
-  if (o.metrics_port > 0) {
-    const auto url = "http://" + o.metrics_address + ":";
-    out << "metrics: sink " << url << o.metrics_port << "/metrics, broker " << url
-        << o.metrics_port + 1 << "/metrics, workers " << url << o.metrics_port + 2
-        << (o.workers > 1 ? ".." + std::to_string(o.metrics_port + 1 + o.workers) : std::string())
-        << "/metrics" << std::endl;
+  [[nodiscard]] std::vector<std::pair<std::string, std::string>> metrics_args(int offset) const {
+    if (o_.metrics_port <= 0) return {};
+    return {{"--metrics-port", std::to_string(o_.metrics_port + offset)},
+            {"--metrics-address", o_.metrics_address}};
   }
 
-  Supervisor sup;
-  auto sink_argv = role_argv(sink_bin, endpoints, o.log_level);
-  sink_argv.insert(sink_argv.end(), {"--db", o.db});
-  append(sink_argv, o.sink_args);
-  append(sink_argv, metrics_args(0));
-  Child& sink = sup.add("sink", std::move(sink_argv), true);
-  auto broker_argv = role_argv(broker_bin, endpoints, o.log_level);
-  append(broker_argv, metrics_args(1));
-  Child& broker = sup.add("broker", std::move(broker_argv), true);
-  std::vector<Child*> workers;
-  for (int i = 1; i <= o.workers; ++i) {
-    auto argv = role_argv(worker_bin, endpoints, o.log_level);
-    argv.insert(argv.end(),
-                {"--concurrency", std::to_string(o.concurrency), "--handler", o.handler});
-    append(argv, o.worker_args);
-    append(argv, metrics_args(1 + i));
-    workers.push_back(&sup.add("worker " + std::to_string(i), std::move(argv), true));
+  void print_metrics_urls() {
+    if (o_.sink.http_port > 0) {
+      out_ << "dashboard: http://127.0.0.1:" << o_.sink.http_port << "/ (API: /v1, see docs/api.md)"
+           << std::endl;
+    }
+    if (o_.metrics_port <= 0) return;
+    const auto url = "http://" + o_.metrics_address + ":";
+    out_ << "metrics: sink " << url << o_.metrics_port << "/metrics, broker " << url
+         << o_.metrics_port + 1 << "/metrics, workers " << url << o_.metrics_port + 2
+         << (o_.workers > 1 ? ".." + std::to_string(o_.metrics_port + 1 + o_.workers)
+                            : std::string())
+         << "/metrics" << std::endl;
   }
-  auto producer_argv = role_argv(producer_bin, endpoints, o.log_level);
-  producer_argv.insert(producer_argv.begin() + 1, {o.file, "--job", o.job, "--format", o.format});
-  Child& producer = sup.add("producer", std::move(producer_argv), false);
 
-  std::optional<std::pair<std::string, int>> fatal;
-  bool interrupted = false;
-  bool finished = false;
-  std::optional<wire::Progress> last;
-  std::optional<wire::Progress> baseline;
-  ProgressView view(progress_mode);
-  {
-    zmq::context_t ctx(1);
-    SinkClient client(ctx, endpoints, random_client_id(), o.job);
+  // False when the run cannot go on: fatal_ or interrupted_ says why.
+  [[nodiscard]] bool can_go_on() {
+    if (fatal_ || interrupted_) return false;
+    if (stop_.triggered()) {
+      interrupted_ = true;
+      return false;
+    }
+    fatal_ = sup_.supervise();
+    return !fatal_;
+  }
+
+  // 1. The sink, the broker and the workers.
+  bool start_roles() {
     try {
-      sup.start(sink);
-      sup.start(broker);
-      for (auto* w : workers) sup.start(*w);
+      sup_.start(*sink_);
+      sup_.start(*broker_);
+      for (auto* w : workers_) sup_.start(*w);
     } catch (const std::exception& e) {
-      fatal = std::make_pair(std::string(e.what()), 1);
+      fatal_ = Fatal{e.what(), 1};
     }
+    return !fatal_;
+  }
 
-    // 1. The sink answers: from here on both directions work (see client.hpp's handshake).
-    const auto ready_deadline = steady_ms() + kSinkReadyTimeoutMs;
-    bool ready = false;
-    while (!fatal && !ready) {
-      if (stop.triggered()) {
-        interrupted = true;
-        break;
-      }
-      if ((fatal = sup.supervise())) break;
+  // 2. The sink answers: from here on both directions work (see client.hpp's handshake).
+  bool wait_for_sink(SinkClient& client) {
+    const auto deadline = steady_ms() + kSinkReadyTimeoutMs;
+    while (can_go_on()) {
       try {
-        ready = client.handshake(std::chrono::milliseconds(300), stop);
-        if (!ready) interrupted = true;
-        if (!ready) break;
+        if (client.handshake(std::chrono::milliseconds(300), stop_)) return true;
+        interrupted_ = true;  // the stop signal ended the handshake
       } catch (const std::runtime_error&) {
-        if (steady_ms() > ready_deadline) {
-          fatal = std::make_pair(
+        if (steady_ms() > deadline) {
+          fatal_ = Fatal{
               "the sink did not answer within " + std::to_string(kSinkReadyTimeoutMs / 1000) + " s",
-              1);
+              1};
         }
       }
     }
+    return false;
+  }
 
-    // 2. Give the workers a moment to connect, so the first tasks are shared among them.
-    const auto workers_deadline = steady_ms() + kWorkersWaitMs;
-    while (ready && !fatal && !interrupted && steady_ms() < workers_deadline) {
-      if (stop.triggered()) {
-        interrupted = true;
-        break;
-      }
-      if ((fatal = sup.supervise())) break;
-      auto event = client.next_event(std::chrono::milliseconds(kPollMs), stop);
+  // 3. Give the workers a moment to connect, so the first tasks are shared among them.
+  bool wait_for_workers(SinkClient& client) {
+    const auto deadline = steady_ms() + kWorkersWaitMs;
+    while (steady_ms() < deadline && can_go_on()) {
+      auto event = client.next_event(std::chrono::milliseconds(kPollMs), stop_);
       if (const auto* p = event ? std::get_if<wire::Progress>(&*event) : nullptr) {
-        last = *p;
-        if (p->workers >= static_cast<std::uint64_t>(o.workers)) break;
+        last_ = *p;
+        if (p->workers >= static_cast<std::uint64_t>(o_.workers)) break;
       }
     }
-    baseline = last;
-
-    // 3. Submit, and follow the job until nothing is pending or running.
-    if (ready && !fatal && !interrupted) {
-      try {
-        sup.start(producer);
-      } catch (const std::exception& e) {
-        fatal = std::make_pair(std::string(e.what()), 1);
-      }
-    }
-    std::optional<std::int64_t>
-        producer_done_ms;  // sink wall clock: later progress is final-capable
-    std::int64_t next_hello = 0;
-    const wire::Message hello = wire::Hello{client.client_id(), o.job};
-    while (ready && !fatal && !interrupted) {
-      if (stop.triggered()) {
-        interrupted = true;
-        break;
-      }
-      if ((fatal = sup.supervise())) break;
-      if (!producer_done_ms) {
-        if (auto status = producer.process.poll_exit()) {
-          if (!status->success()) {
-            fatal = std::make_pair("producer (pid " + std::to_string(producer.process.pid()) +
-                                       ") exited with " + status->describe(),
-                                   status->shell_code());
-            break;
-          }
-          // Exit 0: every chunk was acknowledged, i.e. registered in the database. A progress
-          // event computed before that moment may still sit in our queue; it must not end the wait.
-          producer_done_ms = now_ms();
-          next_hello = 0;
-        }
-      }
-      const auto now = steady_ms();
-      if (now >= next_hello) {
-        (void)client.try_send(hello);
-        next_hello = now + kHelloEveryMs;
-      }
-      auto event = client.next_event(std::chrono::milliseconds(kPollMs), stop);
-      const auto* p = event ? std::get_if<wire::Progress>(&*event) : nullptr;
-      if (p == nullptr) continue;
-      last = *p;
-      if (producer_done_ms && p->time_ms >= *producer_done_ms && p->pending == 0 &&
-          p->running == 0) {
-        view.finish(*p);
-        finished = true;
-        break;
-      }
-      if (p->pending + p->running + p->completed + p->failed > 0)
-        view.update(*p);  // not "0/0" before the first chunk
-    }
-    if (!finished && last && progress_mode != ProgressView::Mode::none) view.finish(*last);
+    baseline_ = last_;
+    return can_go_on();
   }
 
-  // 4. Stop in order: nothing new, then the workers (they report or release what they hold),
+  // 4. Submit (the producer), and follow the job until nothing is pending or running.
+  void submit_and_follow(SinkClient& client) {
+    try {
+      sup_.start(*producer_);
+    } catch (const std::exception& e) {
+      fatal_ = Fatal{e.what(), 1};
+      return;
+    }
+    FollowOptions follow;
+    follow.tick = [&] { return can_go_on() && producer_ok(); };
+    // Before the producer exited 0 not every chunk is registered: a job whose first chunks are
+    // done is not the job.
+    follow.can_finish = [&](const wire::Progress& p) {
+      return producer_done_ms_ && p.time_ms >= *producer_done_ms_;
+    };
+    follow.on_progress = [&](const wire::Progress& p) { last_ = p; };
+    finished_ = follow_job(client, view_, stop_, follow).has_value();
+    if (!finished_ && !fatal_ && stop_.triggered()) interrupted_ = true;
+  }
+
+  // The producer has not failed; notes when it is done.
+  bool producer_ok() {
+    if (producer_done_ms_) return true;
+    const auto status = producer_->process->poll_exit();
+    if (!status) return true;
+    if (!status->success()) {
+      fatal_ = Fatal{"producer (pid " + std::to_string(producer_->process->pid()) +
+                         ") exited with " + status->describe(),
+                     status->shell_code()};
+      return false;
+    }
+    // Exit 0: every chunk was acknowledged, i.e. registered in the database. A progress event
+    // computed before that moment may still sit in our queue; it must not end the wait.
+    producer_done_ms_ = now_ms();
+    return true;
+  }
+
+  // 5. Stop in order: nothing new, then the workers (they report or release what they hold),
   // the broker, and the sink last, so it commits everything it was sent.
-  const auto grace = std::chrono::milliseconds(o.stop_timeout_ms);
-  sup.stop({&producer}, grace);
-  sup.stop(workers, grace);
-  sup.stop({&broker}, grace);
-  sup.stop({&sink}, grace);
-  const auto wall_ms = steady_ms() - started_ms;
-
-  if (fatal) {
-    std::cerr << "topicflow: error: " << fatal->first << "\n";
-    return fatal->second;
+  void stop_children() {
+    const auto grace = std::chrono::milliseconds(o_.stop_timeout_ms);
+    sup_.stop({producer_}, grace);
+    sup_.stop(workers_, grace);
+    sup_.stop({broker_}, grace);
+    sup_.stop({sink_}, grace);
   }
 
-  // 5. The summary, from the database itself (the sink has exited: everything is committed).
-  std::optional<store::JobCounts> counts;
-  try {
-    if (fs::exists(o.db)) {
-      auto db = store::open_read_only(o.db);
-      auto all = store::read_counts(db, o.job);
-      counts = all.empty() ? store::JobCounts{o.job, {}} : all.front();
+  // 6. The summary, from the database itself (the sink has exited: everything is committed).
+  int summarise(std::int64_t wall_ms) {
+    const auto counts = final_counts();
+    const double seconds = static_cast<double>(std::max<std::int64_t>(wall_ms, 1)) / 1000.0;
+    if (counts) {
+      const auto done =
+          counts->count(store::Status::completed) + counts->count(store::Status::failed);
+      const auto before = baseline_ ? baseline_->completed + baseline_->failed : 0;
+      const auto done_now = done >= before ? done - before : 0;
+      out_ << "job " << o_.producer.job << ": " << counts->count(store::Status::completed)
+           << " completed, " << counts->count(store::Status::failed) << " failed, "
+           << counts->count(store::Status::pending) << " pending, "
+           << counts->count(store::Status::running) << " running (" << counts->total()
+           << " topics)\n";
+      out_ << "wall time " << format_rate(seconds) << " s, " << done_now
+           << " topics finished in this run ("
+           << format_rate(static_cast<double>(done_now) / seconds) << " topics/s)\n";
     }
-  } catch (const std::exception& e) {
-    spdlog::error("cannot read the final counts from {}: {}", o.db, e.what());
-  }
-  if (!counts && last) {
-    counts = store::JobCounts{o.job, {last->pending, last->running, last->completed, last->failed}};
-  }
-  std::uint64_t restarts = 0;
-  std::string restarted;
-  for (auto& c : sup.children()) {
-    if (c.restarts == 0) continue;
-    restarts += c.restarts;
-    restarted += (restarted.empty() ? "" : ", ") + c.name + " x" + std::to_string(c.restarts);
+    if (last_) {
+      out_ << "sink: " << last_->batches << " batches committed, " << last_->busy_retries
+           << " busy retries, " << last_->redelivered << " redelivered, " << last_->retried
+           << " retried\n";
+    }
+    if (sup_.restarts() > 0) out_ << "restarts: " << sup_.restarts_text() << "\n";
+    out_.flush();
+
+    if (interrupted_) return 130;
+    if (!counts) return 1;
+    return counts->total() == counts->count(store::Status::completed) ? 0 : 1;
   }
 
-  const double seconds = static_cast<double>(std::max<std::int64_t>(wall_ms, 1)) / 1000.0;
-  if (counts) {
-    const auto done =
-        counts->count(store::Status::completed) + counts->count(store::Status::failed);
-    const auto before = baseline ? baseline->completed + baseline->failed : 0;
-    const auto done_now = done >= before ? done - before : 0;
-    out << "job " << o.job << ": " << counts->count(store::Status::completed) << " completed, "
-        << counts->count(store::Status::failed) << " failed, "
-        << counts->count(store::Status::pending) << " pending, "
-        << counts->count(store::Status::running) << " running (" << counts->total() << " topics)\n";
-    out << "wall time " << format_rate(seconds) << " s, " << done_now
-        << " topics finished in this run (" << format_rate(static_cast<double>(done_now) / seconds)
-        << " topics/s)\n";
+  [[nodiscard]] std::optional<store::JobCounts> final_counts() const {
+    const auto& db = o_.sink.db;
+    const auto& job = o_.producer.job;
+    try {
+      if (fs::exists(db)) {
+        auto reader = store::open_read_only(db);
+        auto all = store::read_counts(reader, job);
+        return all.empty() ? store::JobCounts{job, {}} : all.front();
+      }
+    } catch (const std::exception& e) {
+      spdlog::error("cannot read the final counts from {}: {}", db, e.what());
+    }
+    if (last_) {
+      return store::JobCounts{job,
+                              {last_->pending, last_->running, last_->completed, last_->failed}};
+    }
+    return std::nullopt;
   }
-  if (last) {
-    out << "sink: " << last->batches << " batches committed, " << last->busy_retries
-        << " busy retries, " << last->redelivered << " redelivered, " << last->retried
-        << " retried\n";
-  }
-  if (restarts > 0) out << "restarts: " << restarted << "\n";
-  out.flush();
 
-  if (interrupted) return 130;
-  if (!counts) return 1;
-  return counts->total() == counts->count(store::Status::completed) ? 0 : 1;
+  const RunOptions& o_;
+  const StopSignal& stop_;
+  std::ostream& out_;
+  std::int64_t started_ms_;
+  TempDir dir_;
+  Endpoints endpoints_;
+  ProgressView view_;
+  Supervisor sup_;
+  Child* sink_ = nullptr;
+  Child* broker_ = nullptr;
+  std::vector<Child*> workers_;
+  Child* producer_ = nullptr;
+
+  std::optional<Fatal> fatal_;
+  bool interrupted_ = false;
+  bool finished_ = false;
+  std::optional<std::int64_t> producer_done_ms_;  // sink wall clock: later progress may end it
+  std::optional<wire::Progress> last_;
+  std::optional<wire::Progress> baseline_;  // before the submission: "finished in this run"
+};
+
+}  // namespace
+
+int run_command(const RunOptions& o, const StopSignal& stop, std::ostream& out) {
+  check_db_path(o.sink.db);
+  return RunSession(o, stop, out).run();
 }
 
 }  // namespace topicflow::cli

@@ -186,8 +186,9 @@ bool wait_for_stop(const StopSignal& stop, std::int64_t ms) {
 }  // namespace
 
 void add_status_options(CLI::App& app, StatusOptions& o) {
-  add_flag_option(app, "--db", o.db, "SQLite database to report on (opened read-only)");
-  add_flag_option(app, "--job", o.job, "only this job (default: every job)");
+  add_flag_option(app, "--db", o.db, "SQLite database to report on (opened read-only)")
+      ->type_name("PATH");
+  add_flag_option(app, "--job", o.job, "only this job (default: every job)")->type_name("NAME");
   add_bool_flag(app, "--json", o.json, "print one JSON object instead of a table");
   add_flag_option(app, "--errors", o.errors, "how many of the most recent errors to list")
       ->check(CLI::Range(0, 100000));

@@ -1,88 +1,35 @@
+// topicflow-sink: the only database writer; commits status updates in batches and schedules
+// every dispatch.
 #include <topicflow/config.hpp>
 #include <topicflow/log.hpp>
 #include <topicflow/shutdown.hpp>
 #include <topicflow/sink.hpp>
+#include <topicflow/sink_options.hpp>
 
 int main(int argc, char** argv) {
-  topicflow::SinkConfig cfg;
-  std::string log_level = "info";
+  using namespace topicflow;
+  SinkConfig cfg;
+  CommonOptions common;
   CLI::App app{"topicflow-sink: the only database writer; commits status updates in batches",
                "topicflow-sink"};
-  using topicflow::add_flag_option;
-  add_flag_option(app, "--db", cfg.db, "SQLite database file (created if missing; WAL)");
-  add_flag_option(app, "--batch-max", cfg.batch_max, "commit when this many updates are buffered")
-      ->check(CLI::Range(1, 1000000));
-  add_flag_option(app, "--batch-delay-ms", cfg.batch_delay_ms,
-                  "commit at most this long after the first buffered update")
-      ->check(CLI::Range(0, 60000));
-  add_flag_option(app, "--lease-ms", cfg.lease_ms,
-                  "a running task without heartbeat for this long is redelivered")
-      ->check(CLI::Range(100, 86400000));
-  add_flag_option(app, "--max-attempts", cfg.max_attempts,
-                  "deliveries per topic before it is failed")
-      ->check(CLI::Range(1, 1000));
-  add_flag_option(app, "--retry-base-ms", cfg.retry_base_ms,
-                  "first retry backoff cap (doubles per retry, full jitter)")
-      ->check(CLI::Range(0, 86400000));
-  add_flag_option(app, "--retry-max-ms", cfg.retry_max_ms, "retry backoff cap")
-      ->check(CLI::Range(0, 86400000));
-  add_flag_option(app, "--dispatch-timeout-ms", cfg.dispatch_timeout_ms,
-                  "a dispatched task not started within this is sent again")
-      ->check(CLI::Range(100, 86400000));
-  add_flag_option(app, "--dispatch-window", cfg.dispatch_window,
-                  "most tasks handed to the broker and not yet started")
-      ->check(CLI::Range(1, 1000000));
-  add_flag_option(app, "--buffer-max", cfg.buffer_max,
-                  "updates held while the database is busy before reading pauses")
-      ->check(CLI::Range(1, 10000000));
-  add_flag_option(app, "--busy-base-ms", cfg.busy_base_ms, "first busy-retry backoff cap")
-      ->check(CLI::Range(1, 60000));
-  add_flag_option(app, "--busy-max-ms", cfg.busy_max_ms, "busy-retry backoff cap")
-      ->check(CLI::Range(1, 600000));
-  add_flag_option(app, "--stats-interval-ms", cfg.stats_interval_ms, "period of the rate log line")
-      ->check(CLI::Range(100, 86400000));
-  add_flag_option(app, "--metrics-port", cfg.metrics_port,
-                  "the old name of --http-port (metrics and /healthz are served there)")
-      ->check(CLI::Range(0, 65535));
-  add_flag_option(app, "--metrics-address", cfg.metrics_address,
-                  "the old name of --http-address");
-  add_flag_option(app, "--http-port", cfg.http_port,
-                  "serve the HTTP API (/v1), the dashboard (/), /metrics and /healthz on this port "
-                  "(0: off)")
-      ->check(CLI::Range(0, 65535));
-  add_flag_option(app, "--http-address", cfg.http_address,
-                  "address of the HTTP server (a non-loopback one needs --http-token-file or "
-                  "--http-read-only)");
-  add_flag_option(app, "--http-token-file", cfg.http_token_file,
-                  "writes (POST, DELETE) need 'Authorization: Bearer' and the first line of this file");
-  topicflow::add_bool_flag(app, "--http-read-only", cfg.http_read_only,
-                           "serve reads only: refuse every POST and DELETE");
-  add_flag_option(app, "--http-max-body-bytes", cfg.http_max_body_bytes,
-                  "larger request bodies are refused (413)")
-      ->check(CLI::Range(1024LL, 1LL << 30));
-  topicflow::add_endpoint_options(app, cfg.endpoints);
-  topicflow::CurveOptions curve;
-  topicflow::add_curve_options(app, curve);
-  topicflow::add_log_level_option(app, log_level);
-  if (auto code = topicflow::parse_command_line(app, argc, argv)) return *code;
-  try {
-    topicflow::validate_endpoints(cfg.endpoints);
-    topicflow::validate_http(cfg);
-    cfg.security = topicflow::load_security(curve, {.server = true, .broker = true});
-  } catch (const std::exception& e) {
-    std::cerr << "topicflow-sink: error: " << e.what() << "\n";
-    return 2;
+  add_sink_options(app, cfg);
+  add_common_options(app, cfg.endpoints, common);
+  if (auto code = parse_command_line(app, argc, argv, [&] {
+        validate_endpoints(cfg.endpoints);
+        validate_http(cfg);
+        cfg.security = load_security(common.curve, {.server = true, .broker = true});
+      })) {
+    return *code;
   }
-  topicflow::init_logging("sink", log_level);
-  topicflow::log_security(cfg.security);
+  init_logging("sink", common.log_level);
+  log_security(cfg.security);
   try {
-    topicflow::StopSignal stop;
-    topicflow::install_signal_handlers(stop);
-    topicflow::Sink sink{cfg};
-    sink.run(stop);
+    StopSignal stop;
+    install_signal_handlers(stop);
+    Sink{cfg}.run(stop);
+    return 0;
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());
     return 1;
   }
-  return 0;
 }

@@ -213,8 +213,14 @@ TEST(BrokerSetup, MalformedEndpointIsRejected) {
   EXPECT_THROW(Broker{config}, std::invalid_argument);
 }
 
-TEST(BrokerSetup, InstanceIdsDiffer) {
-  EXPECT_NE(Broker::new_instance_id(), Broker::new_instance_id());
+TEST(BrokerSetup, EveryBrokerHasItsOwnInstanceId) {
+  BrokerConfig config;
+  config.endpoints.frontend = "tcp://127.0.0.1:*";
+  config.endpoints.backend = "tcp://127.0.0.1:*";
+  const Broker first{config};
+  const Broker second{config};
+  EXPECT_EQ(first.instance().size(), 16U) << first.instance();
+  EXPECT_NE(first.instance(), second.instance()) << "a restarted broker must announce a new id";
 }
 
 // With CURVE on, the broker's frontend and backend admit only authorized keys, and refusals show

@@ -292,3 +292,123 @@ TEST(ConfigEndpoints, ValidateEndpointsNamesTheBadOne) {
     EXPECT_NE(std::string(error.what()).find("--events"), std::string::npos) << error.what();
   }
 }
+
+// ---- one definition per option: subsets, pass-through, Markdown, validation, --version --------
+
+TEST(ConfigSubset, KeepsOnlyTheNamedOptionsOfThoseAdded) {
+  CLI::App app("test", "topicflow-test");
+  int own = 0;
+  add_flag_option(app, "--own", own, "the program's own");
+  Options o;
+  topicflow::add_options_subset(app, [&](CLI::App& a) { add_options(a, o); }, {"--x"});
+  EXPECT_NE(app.get_option_no_throw("--own"), nullptr) << "options added before stay";
+  EXPECT_NE(app.get_option_no_throw("--x"), nullptr);
+  EXPECT_EQ(app.get_option_no_throw("--name"), nullptr);
+  EXPECT_EQ(app.get_option_no_throw("--verbose"), nullptr);
+  // A left-out name is free again: the program may define its own option of that name.
+  std::string mine;
+  EXPECT_NO_THROW(add_flag_option(app, "--name", mine, "the program's own --name"));
+  const auto p = parse(app, Argv{"--x", "7", "--name", "n"});
+  EXPECT_FALSE(p.code.has_value()) << describe(p);
+  EXPECT_EQ(o.x, 7) << "the kept option is bound to the role's config";
+  EXPECT_EQ(o.name, "default") << "the role's --name was left out";
+  EXPECT_EQ(mine, "n");
+}
+
+TEST(ConfigSubset, AFlagTheRoleDoesNotHaveIsAnError) {
+  CLI::App app("test");
+  Options o;
+  EXPECT_THROW(
+      topicflow::add_options_subset(app, [&](CLI::App& a) { add_options(a, o); }, {"--nope"}),
+      std::logic_error);
+}
+
+TEST(ConfigOptionArgs, GivenValuesAndOptionallyTheDefaults) {
+  CLI::App app("test");
+  Options o;
+  add_options(app, o);
+  const ScopedEnv env("TOPICFLOW_NAME", "from-env");
+  const auto p = parse(app, Argv{"--x", "3", "--x", "4"});
+  ASSERT_FALSE(p.code.has_value()) << describe(p);
+  using Args = std::vector<std::pair<std::string, std::string>>;
+  EXPECT_EQ(topicflow::option_args(app, {"--x", "--name"}),
+            (Args{{"--x", "4"}, {"--name", "from-env"}}))
+      << "the last of a repeated flag, and a value from the environment count as given";
+  CLI::App quiet("test");
+  Options q;
+  add_options(quiet, q);
+  ASSERT_FALSE(parse(quiet, Argv{}).code.has_value());
+  EXPECT_TRUE(topicflow::option_args(quiet, {"--x"}).empty()) << "not given: not passed on";
+  EXPECT_EQ(topicflow::option_args(quiet, {"--x"}, /*defaults=*/true), (Args{{"--x", "1"}}));
+}
+
+TEST(ConfigMarkdown, OneRowPerOptionWithItsDefaultAndHelp) {
+  CLI::App app("test", "topicflow-test");
+  Options o;
+  add_options(app, o);
+  std::string format = "auto";
+  add_flag_option(app, "--format", format, "input format")->check(CLI::IsMember({"auto", "text"}));
+  std::int64_t wait_ms = 20;
+  add_flag_option(app, "--wait-ms", wait_ms, "how long");
+  topicflow::Endpoints endpoints;
+  topicflow::CommonOptions common;
+  topicflow::add_common_options(app, endpoints, common);
+  const auto own = topicflow::flags_markdown(app, "own");
+  EXPECT_EQ(own,
+            "| flag | default | meaning |\n"
+            "|---|---|---|\n"
+            "| `--x N` | 1 | an integer |\n"
+            "| `--name TEXT` | `default` | a string |\n"
+            "| `--verbose` | off | a boolean flag |\n"
+            "| `--format auto\\|text` | `auto` | input format |\n"
+            "| `--wait-ms MS` | 20 | how long |\n");
+  const auto common_table = topicflow::flags_markdown(app, "common");
+  for (const char* flag :
+       {"--frontend", "--backend", "--sink", "--events", "--curve-secret-key", "--curve-broker-key",
+        "--curve-sink-key", "--curve-authorized", "--log-level"}) {
+    EXPECT_NE(common_table.find(std::string("`") + flag + " "), std::string::npos)
+        << flag << " missing:\n"
+        << common_table;
+    EXPECT_EQ(own.find(flag), std::string::npos) << flag << " is not the program's own";
+  }
+  EXPECT_EQ(common_table.find("--version"), std::string::npos) << common_table;
+}
+
+TEST(ConfigMarkdown, TheHiddenFlagPrintsTheTableWithoutRequiredArguments) {
+  CLI::App app("test", "topicflow-test");
+  std::string file;
+  app.add_option("FILE", file, "input")->required();
+  Options o;
+  add_options(app, o);
+  topicflow::add_markdown_flag(app);
+  const auto p = parse(app, Argv{"--help-markdown", "own"});
+  ASSERT_TRUE(p.code.has_value()) << describe(p);
+  EXPECT_EQ(*p.code, 0) << describe(p);
+  EXPECT_EQ(p.out, topicflow::flags_markdown(app, "own")) << describe(p);
+  EXPECT_EQ(app.help().find("help-markdown"), std::string::npos) << "hidden from --help";
+}
+
+TEST(ConfigParse, VersionPrintsTheProgramAndVersion) {
+  CLI::App app("test", "topicflow-test");
+  topicflow::add_version_flag(app);
+  const auto p = parse(app, Argv{"--version"});
+  ASSERT_TRUE(p.code.has_value()) << describe(p);
+  EXPECT_EQ(*p.code, 0) << describe(p);
+  EXPECT_EQ(p.out, "topicflow-test " + std::string(topicflow::version()) + "\n") << describe(p);
+  EXPECT_FALSE(topicflow::version().empty());
+}
+
+TEST(ConfigParse, AFailedValidationExitsTwoWithOneLine) {
+  CLI::App app("test", "topicflow-test");
+  Options o;
+  add_options(app, o);
+  testing::internal::CaptureStderr();
+  Argv args{"--x", "5"};
+  const auto code = parse_command_line(app, args.argc(), args.argv(), [&] {
+    if (o.x > 3) throw std::invalid_argument("--x must be at most 3");
+  });
+  const auto err = testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 2);
+  EXPECT_EQ(err, "topicflow-test: error: --x must be at most 3\n");
+}

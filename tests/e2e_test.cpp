@@ -58,24 +58,17 @@ TEST_F(EndToEnd, ResubmissionLeavesCompletedRowsAlone) {
   const auto first = producer();
   ASSERT_EQ(first.status.shell_code(), 0) << first.describe();
 
-  // Wait until all 288 are committed (read-only reader beside the running sink, WAL), then
-  // snapshot.
-  std::map<std::string, Row> before;
-  for (int i = 0; i < 100; ++i) {
-    DbReader db(sys_.db());
-    if (db.scalar("SELECT count(*) FROM topics WHERE status = 'completed'") == 288) {
-      before = db.rows("default");
-      break;
-    }
-    std::this_thread::sleep_for(100ms);
-  }
+  // --wait returned: all 288 are committed (read-only reader beside the running sink, WAL).
+  std::map<std::string, Row> before = DbReader(sys_.db()).rows("default");
   ASSERT_EQ(before.size(), 288U) << "the first submission never completed; sink log:\n"
                                  << sys_.log("sink");
 
+  // The second producer's --wait returns only once the job has nothing pending or running in
+  // the sink's committed state: had the resubmission put a row back to pending, that rerun would
+  // have been committed (attempts and updated_at changed) before it returns.
   const auto second = producer();
   ASSERT_EQ(second.status.shell_code(), 0) << second.describe();
   EXPECT_NE(second.err.find("skipped_completed 288"), std::string::npos) << second.describe();
-  std::this_thread::sleep_for(300ms);  // anything the resubmission caused would be committed by now
   sys_.stop_all();
 
   DbReader db(sys_.db());
@@ -298,7 +291,9 @@ TEST_F(EndToEnd, RunRestartsAKilledWorker) {
     }
   }
   ASSERT_GT(victim, 0) << "no worker of run found";
-  std::this_thread::sleep_for(1200ms);  // past run's startup checks: this is a crash mid-run
+  // Mid-run: work under way. (A killed child is restarted whenever it dies; only one that exits
+  // by itself at startup stops the run.)
+  ASSERT_TRUE(sys_.wait_for_counts([](const StatusCounts& c) { return c["completed"] > 0; }, 30s));
   ::kill(victim, SIGKILL);
   // Tasks the dead worker held come back within a lease (started) or a dispatch timeout (queued).
   const auto status = run.wait_for(60s);

@@ -3,6 +3,7 @@
 #include <topicflow/clock.hpp>
 #include <topicflow/log.hpp>
 #include <topicflow/metrics.hpp>
+#include <topicflow/random_id.hpp>
 #include <topicflow/sockets.hpp>
 #include <topicflow/wire.hpp>
 
@@ -10,7 +11,6 @@
 #include <array>
 #include <cerrno>
 #include <chrono>
-#include <random>
 
 namespace topicflow {
 
@@ -42,24 +42,10 @@ Broker::Broker(BrokerConfig config, zmq::context_t* context)
   hello_ = make_socket(*context_, zmq::socket_type::push, hello);
   connect_socket(hello_, "--sink", config_.endpoints.sink, config_.security);
 
-  instance_ = new_instance_id();
+  instance_ = random_id();
 }
 
 Broker::~Broker() = default;
-
-std::string Broker::new_instance_id() {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::random_device device;
-  std::mt19937_64 rng((static_cast<std::uint64_t>(device()) << 32) ^ device() ^
-                      static_cast<std::uint64_t>(steady_us()));
-  std::uint64_t bits = rng();
-  std::string id(16, '0');
-  for (auto& c : id) {
-    c = kHex[bits & 0xfU];
-    bits >>= 4U;
-  }
-  return id;
-}
 
 std::string Broker::frontend_endpoint() const { return frontend_.get(zmq::sockopt::last_endpoint); }
 std::string Broker::backend_endpoint() const { return backend_.get(zmq::sockopt::last_endpoint); }

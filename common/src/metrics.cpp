@@ -1,6 +1,7 @@
 #include <topicflow/metrics.hpp>
 
 #include <httplib.h>
+#include <spdlog/spdlog.h>
 
 #include <cmath>
 #include <stdexcept>
@@ -121,6 +122,16 @@ MetricsServer::MetricsServer(const std::string& address, int port, Render render
 MetricsServer::~MetricsServer() {
   impl_->server.stop();
   if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+std::unique_ptr<MetricsServer> serve_metrics(const std::string& address, int port,
+                                             MetricsServer::Render render,
+                                             MetricsServer::Health health) {
+  if (port == 0) return nullptr;
+  auto server =
+      std::make_unique<MetricsServer>(address, port, std::move(render), std::move(health));
+  spdlog::info("metrics on http://{}:{}/metrics, health on /healthz", address, server->port());
+  return server;
 }
 
 }  // namespace topicflow

@@ -12,7 +12,6 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
-#include <random>
 #include <stdexcept>
 
 namespace topicflow {
@@ -23,6 +22,7 @@ namespace {
 constexpr std::int64_t kHandshakeFirstRetryMs = 5;
 constexpr std::int64_t kHandshakeHelloMs = 200;
 constexpr std::int64_t kFollowHelloMs = 1000;
+constexpr std::int64_t kFollowTickMs = 100;
 constexpr std::int64_t kQuietWarnMs = 10000;
 
 // Waits for input on the sink's events or the stop pipe; a signal (EINTR) just ends the wait.
@@ -42,15 +42,6 @@ std::string seconds_text(std::int64_t ms) {
 }
 
 }  // namespace
-
-std::string random_client_id() {
-  std::random_device rd;
-  std::uint64_t id = (std::uint64_t{rd()} << 32) ^ std::uint64_t{rd()};
-  // random_device may be a PRNG on odd platforms; pid and time keep two runs apart anyway.
-  id ^= static_cast<std::uint64_t>(::getpid()) << 48;
-  id ^= static_cast<std::uint64_t>(steady_us());
-  return fmt::format("{:016x}", id);
-}
 
 // ---- SinkClient ----------------------------------------------------------------------------
 
@@ -198,20 +189,22 @@ bool SinkClient::handshake(std::chrono::milliseconds timeout, const StopSignal& 
 // ---- follow_job ----------------------------------------------------------------------------
 
 std::optional<wire::Progress> follow_job(SinkClient& client, ProgressView& view,
-                                         const StopSignal& stop) {
+                                         const StopSignal& stop, const FollowOptions& options) {
   const wire::Message hello = wire::Hello{client.client_id(), client.job()};
   std::int64_t next_hello = 0;
   std::int64_t last_progress = steady_ms();
   std::int64_t last_warn = last_progress;
   for (;;) {
     if (stop.triggered()) return std::nullopt;
+    if (options.tick && !options.tick()) return std::nullopt;
     auto now = steady_ms();
     if (now >= next_hello) {
       // The sink answers with the job's current progress: a lost event cannot stall us.
       (void)client.try_send(hello);
       next_hello = now + kFollowHelloMs;
     }
-    auto event = client.next_event(std::chrono::milliseconds(next_hello - now), stop);
+    const auto wait_ms = std::min(next_hello - now, options.tick ? kFollowTickMs : kFollowHelloMs);
+    auto event = client.next_event(std::chrono::milliseconds(wait_ms), stop);
     now = steady_ms();
     if (!event) {
       if (now - last_progress >= kQuietWarnMs && now - last_warn >= kQuietWarnMs) {
@@ -224,11 +217,15 @@ std::optional<wire::Progress> follow_job(SinkClient& client, ProgressView& view,
     const auto* progress = std::get_if<wire::Progress>(&*event);
     if (progress == nullptr) continue;
     last_progress = now;
-    if (progress->pending == 0 && progress->running == 0) {
+    if (options.on_progress) options.on_progress(*progress);
+    if (progress->pending == 0 && progress->running == 0 &&
+        (!options.can_finish || options.can_finish(*progress))) {
       view.finish(*progress);
       return *progress;
     }
-    view.update(*progress);
+    // Nothing registered yet: no "0/0" bar.
+    if (progress->pending + progress->running + progress->completed + progress->failed > 0)
+      view.update(*progress);
   }
 }
 

@@ -2,6 +2,7 @@
 #include <topicflow/clock.hpp>
 #include <topicflow/input.hpp>
 #include <topicflow/producer.hpp>
+#include <topicflow/random_id.hpp>
 #include <topicflow/utf8.hpp>
 
 #include <spdlog/fmt/fmt.h>
@@ -65,7 +66,7 @@ int Producer::run(const StopSignal& stop) {
   }
 
   zmq::context_t ctx(1);
-  SinkClient client(ctx, cfg_.endpoints, random_client_id(), cfg_.job, cfg_.security);
+  SinkClient client(ctx, cfg_.endpoints, random_id(), cfg_.job, cfg_.security);
   spdlog::debug("client id {}", client.client_id());
   if (!client.handshake(std::chrono::milliseconds(cfg_.connect_timeout_ms), stop))
     return kInterrupted;

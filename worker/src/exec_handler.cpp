@@ -87,13 +87,13 @@ Outcome ExecHandler::handle(const TaskView& task, const CancelToken& cancel) {
       }
       const bool outputs_open = out.read.open() || err.read.open();
       if (exited && (!outputs_open || steady_ms() - exited_at >= kDrainMs)) break;
-      if (cancel.cancelled()) {
-        stop = Stop::cancelled;
+      const auto now = steady_ms();
+      if (cancel.expired()) {
+        stop = Stop::timeout;
         break;
       }
-      const auto now = steady_ms();
-      if (now >= cancel.deadline_ms()) {
-        stop = Stop::timeout;
+      if (cancel.cancelled()) {
+        stop = Stop::cancelled;
         break;
       }
 

@@ -30,12 +30,19 @@ void CancelToken::cancel() noexcept {
   cv_.notify_all();
 }
 
+void CancelToken::expire() noexcept {
+  expired_.store(true);
+  cancel();
+}
+
 bool CancelToken::cancelled() const noexcept {
   std::lock_guard lock(mutex_);
   return cancelled_;
 }
 
-bool CancelToken::expired() const noexcept { return steady_ms() >= deadline_ms_; }
+bool CancelToken::expired() const noexcept {
+  return expired_.load() || steady_ms() >= deadline_ms_;
+}
 
 bool CancelToken::wait_until(std::int64_t until_ms) const {
   std::unique_lock lock(mutex_);
@@ -75,9 +82,9 @@ class SimulatedHandler final : public Handler {
     if (sleep_for > 0) {
       const auto until = steady_ms() + sleep_for;
       const bool timed_out = cancel.deadline_ms() < until;
-      if (cancel.wait_until(std::min(until, cancel.deadline_ms())))
+      if (cancel.wait_until(std::min(until, cancel.deadline_ms())) && !cancel.expired())
         return Outcome::failed("cancelled", true);
-      if (timed_out) {
+      if (timed_out || cancel.expired()) {
         return Outcome::failed("timed out after " + std::to_string(cancel.timeout_ms()) + " ms",
                                true);
       }

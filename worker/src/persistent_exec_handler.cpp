@@ -293,13 +293,13 @@ Outcome PersistentExecHandler::handle(const TaskView& task, const CancelToken& c
     subprocess::SigpipeGuard sigpipe;
     std::array<char, 65536> buffer{};
     while (!complete) {
-      if (cancel.cancelled()) {
-        stop = Stop::cancelled;
+      const auto now = steady_ms();
+      if (cancel.expired()) {
+        stop = Stop::timeout;
         break;
       }
-      const auto now = steady_ms();
-      if (now >= cancel.deadline_ms()) {
-        stop = Stop::timeout;
+      if (cancel.cancelled()) {
+        stop = Stop::cancelled;
         break;
       }
       // Gone: once it has exited and stdout is drained (a background child of its own may hold

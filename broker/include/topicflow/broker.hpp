@@ -11,8 +11,8 @@
 // in use", std::invalid_argument for a malformed endpoint). run() is single-threaded; counters()
 // may be read from any thread.
 
-#include <topicflow/config.hpp>
 #include <topicflow/curve.hpp>
+#include <topicflow/endpoints.hpp>
 #include <topicflow/shutdown.hpp>
 
 #include <zmq.hpp>
@@ -41,6 +41,8 @@ struct BrokerConfig {
   std::int64_t hello_interval_ms = 1000;   // wire::BrokerHello period
   std::int64_t stats_interval_ms = 10000;  // rate line period
   std::size_t burst = 1024;                // messages moved per wake-up before polling again
+  int metrics_port = 0;                    // the program's metrics endpoint (0: off)
+  std::string metrics_address = "127.0.0.1";
 };
 
 struct BrokerCounters {
@@ -69,9 +71,6 @@ class Broker {
   // Bound addresses (resolves tcp://127.0.0.1:* to the real port).
   [[nodiscard]] std::string frontend_endpoint() const;
   [[nodiscard]] std::string backend_endpoint() const;
-
-  // A random 16-hex-digit id, different for every call.
-  [[nodiscard]] static std::string new_instance_id();
 
  private:
   void send_hello();

@@ -6,7 +6,10 @@
 // commands return the process exit status; startup failures throw std::runtime_error with a
 // one-line reason (main prints it and exits 1).
 
+#include <topicflow/producer.hpp>
 #include <topicflow/shutdown.hpp>
+#include <topicflow/sink.hpp>
+#include <topicflow/worker.hpp>
 
 #include <CLI/CLI.hpp>
 
@@ -53,12 +56,7 @@ int status_watch(const StatusOptions& options, const StopSignal& stop, std::ostr
 
 struct RunOptions {
   std::string file;
-  std::string db = "topicflow.db";
-  std::string job = "default";
   int workers = 4;
-  int concurrency = 1;
-  std::string handler = "noop";
-  std::string format = "auto";
   std::string log_level = "warn";  // for run and its children: quiet, so the bar stays readable
   std::string progress = "auto";
   std::int64_t stop_timeout_ms = 10000;  // SIGTERM -> SIGKILL grace per shutdown step
@@ -67,14 +65,23 @@ struct RunOptions {
   int metrics_port = 0;
   std::string metrics_address = "127.0.0.1";
 
-  // Role options given on the command line or in the environment, passed on verbatim
-  // ("--batch-max", "500"); the roles' own defaults apply to the others.
-  std::vector<std::pair<std::string, std::string>> sink_args;
+  // The role options run takes, declared by the roles' own add_*_options (one definition each):
+  // producer --job, --format; worker --handler, --concurrency, --task-timeout-ms; sink --db and
+  // its tuning (--lease-ms goes to the workers too).
+  ProducerConfig producer;
+  WorkerConfig worker;
+  SinkConfig sink;
+
+  // What is passed on to each role ("--batch-max", "500"): --job, --format, --handler,
+  // --concurrency and --db always, the others only when given (on the command line or in the
+  // environment), so the roles' own defaults stay the defaults. Filled by collect_forwarded().
+  std::vector<std::pair<std::string, std::string>> producer_args;
   std::vector<std::pair<std::string, std::string>> worker_args;
+  std::vector<std::pair<std::string, std::string>> sink_args;
 };
 
 // Declares run's options on `app`. After parsing, call collect_forwarded() to fill the
-// pass-through lists from the options that were actually given.
+// pass-through lists.
 class RunCommandLine {
  public:
   RunCommandLine(CLI::App& app, RunOptions& options);
@@ -83,9 +90,6 @@ class RunCommandLine {
  private:
   CLI::App& app_;
   RunOptions& options_;
-  std::int64_t batch_max_ = 0, batch_delay_ms_ = 0, lease_ms_ = 0, max_attempts_ = 0,
-               retry_base_ms_ = 0, retry_max_ms_ = 0, dispatch_timeout_ms_ = 0,
-               task_timeout_ms_ = 0;
 };
 
 // Runs the whole system on private ipc:// endpoints in a temp dir until every topic of the job is

@@ -1,4 +1,5 @@
 #pragma once
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 
@@ -21,4 +22,45 @@ namespace topicflow {
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
+
+// Time as an input (STYLE.md): a loop whose timers are policy (flush delays, heartbeats,
+// deadlines, grace periods) reads them from a Clock, so a test can move time instead of sleeping.
+// Thread-safe.
+class Clock {
+ public:
+  Clock() = default;
+  virtual ~Clock() = default;
+  Clock(const Clock&) = delete;
+  Clock& operator=(const Clock&) = delete;
+
+  // Monotonic milliseconds.
+  [[nodiscard]] virtual std::int64_t steady_ms() const noexcept = 0;
+  // For a loop that sleeps in poll() until its next timer: a descriptor that becomes readable
+  // when the time was moved by hand (put it in the poll set, call drain_wake() when it fired);
+  // -1 for a clock whose time moves by itself.
+  [[nodiscard]] virtual int wake_fd() const noexcept { return -1; }
+  virtual void drain_wake() const noexcept {}
+};
+
+// The steady clock (topicflow::steady_ms()).
+[[nodiscard]] const Clock& steady_clock() noexcept;
+
+// A clock that moves only when a test says so. Its wake_fd() turns readable on every advance(),
+// so a loop polling it re-reads its timers at once.
+class ManualClock final : public Clock {
+ public:
+  explicit ManualClock(std::int64_t start_ms = 1000000);
+  ~ManualClock() override;
+
+  [[nodiscard]] std::int64_t steady_ms() const noexcept override;
+  [[nodiscard]] int wake_fd() const noexcept override { return wake_fd_; }
+  void drain_wake() const noexcept override;
+  // Moves the time forward by `ms` and wakes the loops that poll wake_fd().
+  void advance(std::int64_t ms) noexcept;
+
+ private:
+  std::atomic<std::int64_t> now_ms_;
+  int wake_fd_ = -1;
+};
+
 }  // namespace topicflow

@@ -77,4 +77,12 @@ class MetricsServer {
   int port_ = 0;
 };
 
+// How every role serves its metrics (--metrics-port/--metrics-address, add_metrics_options in
+// config.hpp): nothing when `port` is 0 (off), otherwise a MetricsServer whose address is logged.
+// Keep the result declared after what `render` and `health` read, so it stops serving first.
+// Throws as MetricsServer does.
+[[nodiscard]] std::unique_ptr<MetricsServer> serve_metrics(const std::string& address, int port,
+                                                           MetricsServer::Render render,
+                                                           MetricsServer::Health health = {});
+
 }  // namespace topicflow

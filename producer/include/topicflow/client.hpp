@@ -2,8 +2,8 @@
 // A client of the sink: what `topicflow-producer` and `topicflow run` use to talk to it.
 // Owns a PUSH socket to --sink and a SUB socket on --events. Not thread-safe.
 
-#include <topicflow/config.hpp>
 #include <topicflow/curve.hpp>
+#include <topicflow/endpoints.hpp>
 #include <topicflow/log.hpp>
 #include <topicflow/shutdown.hpp>
 #include <topicflow/wire.hpp>
@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -63,9 +64,6 @@ class SinkClient {
   bool curve_ = false;  // for the hint in the handshake's timeout error
 };
 
-// A random id for one run (16 hex digits): the submission id and the Ack channel.
-[[nodiscard]] std::string random_client_id();
-
 // Renders job progress on stderr: a bar redrawn in place on a terminal, or a plain line every
 // `line_interval_ms` otherwise. Shared by `topicflow-producer --wait` and `topicflow run`.
 class ProgressView {
@@ -107,9 +105,24 @@ class ProgressView {
   std::size_t drawn_width_ = 0;  // length of the bar on screen, to blank a shorter redraw
 };
 
+// What follow_job() does besides waiting; all optional.
+struct FollowOptions {
+  // Called before every wait, at least every 100 ms; returning false ends the following
+  // (follow_job returns nothing): `topicflow run` supervises its children here.
+  std::function<bool()> tick;
+  // Whether a progress event with nothing pending or running may end the wait. `topicflow run`
+  // refuses those computed before its submission was complete (a job whose first chunks were
+  // done before the last one was registered); default: any may.
+  std::function<bool(const wire::Progress&)> can_finish;
+  // Sees every progress event of the job (the last one ends in the summary).
+  std::function<void(const wire::Progress&)> on_progress;
+};
+
 // Follows `client.job()` until no topic is pending or running (re-sending hello every second so
-// a dropped event cannot stall it). Returns the final progress, or nothing if `stop` triggered.
+// a dropped event cannot stall it), showing it on `view`. Returns the final progress, or nothing
+// if `stop` triggered or `options.tick` said so. Shared by `topicflow-producer --wait` and
+// `topicflow run`.
 std::optional<wire::Progress> follow_job(SinkClient& client, ProgressView& view,
-                                         const StopSignal& stop);
+                                         const StopSignal& stop, const FollowOptions& options = {});
 
 }  // namespace topicflow

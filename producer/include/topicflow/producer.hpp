@@ -8,8 +8,8 @@
 // input, unreachable sink, acks that never come) throw std::runtime_error / InputError with a
 // one-line reason. Not thread-safe; one run() per Producer.
 
-#include <topicflow/config.hpp>
 #include <topicflow/curve.hpp>
+#include <topicflow/endpoints.hpp>
 #include <topicflow/shutdown.hpp>
 #include <topicflow/wire.hpp>
 

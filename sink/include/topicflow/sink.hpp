@@ -9,8 +9,8 @@
 // capped, jittered exponential backoff. Single-threaded; run() returns after the stop signal
 // once the pending batch is committed.
 
-#include <topicflow/config.hpp>
 #include <topicflow/curve.hpp>
+#include <topicflow/endpoints.hpp>
 #include <topicflow/shutdown.hpp>
 #include <zmq.hpp>
 

@@ -63,12 +63,17 @@ class CancelToken {
   CancelToken& operator=(const CancelToken&) = delete;
 
   void cancel() noexcept;
+  // Cancels because the task's time is up: the worker calls it when --task-timeout-ms has passed
+  // on its own clock (which tests move by hand), so expired() is then true whatever the steady
+  // clock says. A handler that sees cancelled() should check expired() to tell the two apart.
+  void expire() noexcept;
   [[nodiscard]] bool cancelled() const noexcept;
 
   // The timeout this token was made with (0: none), and its deadline on the steady clock
   // (topicflow::steady_ms(); INT64_MAX when none).
   [[nodiscard]] std::int64_t timeout_ms() const noexcept { return timeout_ms_; }
   [[nodiscard]] std::int64_t deadline_ms() const noexcept { return deadline_ms_; }
+  // The deadline passed, or expire() was called.
   [[nodiscard]] bool expired() const noexcept;
 
   // Blocks until cancel() or steady_ms() >= until_ms (whichever first); true if cancelled.
@@ -80,6 +85,7 @@ class CancelToken {
   mutable std::mutex mutex_;
   mutable std::condition_variable cv_;
   bool cancelled_ = false;
+  std::atomic<bool> expired_{false};
 };
 
 // A task handler. See the thread-safety note at the top of this file.

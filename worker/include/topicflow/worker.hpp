@@ -7,8 +7,9 @@
 // both sockets; handler threads hand outcomes back through a queue and an eventfd.
 // Thread-safety: run() once, from one thread; counters() and id() from any thread.
 
-#include <topicflow/config.hpp>
+#include <topicflow/clock.hpp>
 #include <topicflow/curve.hpp>
+#include <topicflow/endpoints.hpp>
 #include <topicflow/handler.hpp>
 #include <topicflow/shutdown.hpp>
 
@@ -29,6 +30,8 @@ struct WorkerConfig {
   std::int64_t max_result_bytes = 1 << 20;  // larger in-process results fail the task
   std::int64_t flush_ms = 2;  // a report is sent at most this long after its first update
   std::string id;             // reported worker id; default "<hostname>-<pid>"
+  int metrics_port = 0;       // run_worker's metrics endpoint (0: off)
+  std::string metrics_address = "127.0.0.1";
 };
 
 // Counters since construction, for logs and tests. A snapshot; values are monotonic except
@@ -45,6 +48,7 @@ struct WorkerCounters {
       0;  // `started` updates dropped because the result went in the same report
   std::uint64_t in_flight = 0;      // tasks running now
   std::uint64_t max_in_flight = 0;  // the most ever running at once
+  bool stopping = false;            // run() saw its stop: finishing or giving back its tasks
 };
 
 // "<hostname>-<pid>"
@@ -54,7 +58,10 @@ class Worker {
  public:
   // Throws std::invalid_argument on a bad config (concurrency < 1, lease_ms <= 0, a bad
   // endpoint, negative times, max_result_bytes outside 0..1 MiB, null handler, id too long).
-  Worker(WorkerConfig config, std::unique_ptr<Handler> handler);
+  // The worker's timers (report flush delay, heartbeats every lease/3, task timeouts, shutdown
+  // grace) read `clock`; tests pass a ManualClock and move time by hand. It must outlive run().
+  Worker(WorkerConfig config, std::unique_ptr<Handler> handler,
+         const Clock& clock = steady_clock());
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;

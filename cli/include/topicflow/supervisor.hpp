@@ -1,0 +1,112 @@
+#pragma once
+// The supervisor of `topicflow run`: starts its children, notices when one dies and restarts it
+// with backoff, and tells a misconfigured child (one that rejects its flags, or exits by itself
+// at startup) from an unlucky one (killed, or dying mid-run), which is restarted.
+//
+// Processes come from a Launcher and time from a Clock, so a unit test can start fake processes
+// and move time by hand (tests/supervisor_test.cpp). Owns its children: the destructor of each
+// Process kills what is still running. Not thread-safe: one owner thread.
+
+#include <topicflow/backoff.hpp>
+#include <topicflow/clock.hpp>
+#include <topicflow/process.hpp>
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace topicflow::cli {
+
+// A started child as the supervisor sees it (ChildProcess in production).
+class Process {
+ public:
+  Process() = default;
+  virtual ~Process() = default;
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+
+  [[nodiscard]] virtual pid_t pid() const noexcept = 0;
+  [[nodiscard]] virtual bool running() const noexcept = 0;
+  // Non-blocking: the exit status once it ended, nothing while it runs.
+  virtual std::optional<ExitStatus> poll_exit() noexcept = 0;
+  virtual void terminate(int signal) noexcept = 0;
+  virtual std::optional<ExitStatus> wait_for(std::chrono::milliseconds timeout) noexcept = 0;
+  // terminate(signal), wait up to `grace`, then SIGKILL.
+  virtual ExitStatus stop(int signal, std::chrono::milliseconds grace) noexcept = 0;
+};
+
+// Starts argv with options; throws (std::system_error) when it cannot.
+using Launcher = std::function<std::unique_ptr<Process>(const std::vector<std::string>& argv,
+                                                        const SpawnOptions& options)>;
+// The real one: a ChildProcess.
+[[nodiscard]] Launcher process_launcher();
+
+// Why a run cannot go on, and the exit status `topicflow run` returns for it.
+struct Fatal {
+  std::string reason;
+  int exit_code = 1;
+};
+
+// One supervised child.
+struct Child {
+  std::string name;  // "sink", "broker", "worker 3", "producer"
+  std::vector<std::string> argv;
+  bool restartable = true;
+  SpawnOptions options;
+  std::unique_ptr<Process> process;
+  std::int64_t first_started_ms = 0;  // the supervisor's clock; 0: never started
+  std::int64_t started_ms = 0;
+  std::optional<std::int64_t> restart_at;
+  unsigned crashes = 0;  // consecutive deaths, for the backoff
+  unsigned restarts = 0;
+  Backoff backoff{200, 10000};
+};
+
+class Supervisor {
+ public:
+  // A child that exits (not killed by a signal) this soon after its first start is
+  // misconfigured, not unlucky: restarting it would only loop (an unwritable database, a used
+  // endpoint), so the run stops instead.
+  static constexpr std::int64_t kStartupGraceMs = 1000;
+  // A child that ran this long before it died starts its restart backoff from the beginning.
+  static constexpr std::int64_t kHealthyRunMs = 30000;
+  // The shortest restart delay.
+  static constexpr std::int64_t kMinRestartMs = 50;
+
+  explicit Supervisor(Launcher launcher = process_launcher(), const Clock& clock = steady_clock());
+
+  // Declares a child (not started yet). The reference stays valid for the supervisor's life.
+  Child& add(std::string name, std::vector<std::string> argv, bool restartable,
+             SpawnOptions options = {});
+  // Starts (or restarts) a child; throws as the Launcher does.
+  void start(Child& child);
+  // Reaps the restartable children that died and restarts those whose backoff has passed.
+  // Returns why the run must stop when one cannot usefully be restarted (it rejected its
+  // options: exit 2; it exited by itself at startup, or cannot be started again: exit 1).
+  [[nodiscard]] std::optional<Fatal> supervise();
+  // SIGTERM to every child of `group` at once, then SIGKILL to those still running after
+  // `grace`; none of them is restarted afterwards.
+  void stop(const std::vector<Child*>& group, std::chrono::milliseconds grace);
+
+  [[nodiscard]] std::list<Child>& children() noexcept { return children_; }
+  // "worker 2 x1, broker x2": the children restarted, empty when none was; and their sum.
+  [[nodiscard]] std::string restarts_text() const;
+  [[nodiscard]] unsigned restarts() const noexcept;
+
+  // "a b c"
+  [[nodiscard]] static std::string join(const std::vector<std::string>& argv);
+
+ private:
+  Launcher launcher_;
+  const Clock& clock_;
+  std::list<Child> children_;  // stable addresses
+};
+
+}  // namespace topicflow::cli

@@ -1,0 +1,129 @@
+#include <topicflow/log.hpp>
+#include <topicflow/supervisor.hpp>
+
+#include <csignal>
+#include <utility>
+
+namespace topicflow::cli {
+namespace {
+
+class RealProcess final : public Process {
+ public:
+  RealProcess(const std::vector<std::string>& argv, const SpawnOptions& options)
+      : child_(argv, options) {}
+  [[nodiscard]] pid_t pid() const noexcept override { return child_.pid(); }
+  [[nodiscard]] bool running() const noexcept override { return child_.running(); }
+  std::optional<ExitStatus> poll_exit() noexcept override { return child_.poll_exit(); }
+  void terminate(int signal) noexcept override { child_.terminate(signal); }
+  std::optional<ExitStatus> wait_for(std::chrono::milliseconds timeout) noexcept override {
+    return child_.wait_for(timeout);
+  }
+  ExitStatus stop(int signal, std::chrono::milliseconds grace) noexcept override {
+    return child_.stop(signal, grace);
+  }
+
+ private:
+  ChildProcess child_;
+};
+
+}  // namespace
+
+Launcher process_launcher() {
+  return [](const std::vector<std::string>& argv, const SpawnOptions& options) {
+    return std::unique_ptr<Process>(std::make_unique<RealProcess>(argv, options));
+  };
+}
+
+Supervisor::Supervisor(Launcher launcher, const Clock& clock)
+    : launcher_(std::move(launcher)), clock_(clock) {}
+
+Child& Supervisor::add(std::string name, std::vector<std::string> argv, bool restartable,
+                       SpawnOptions options) {
+  auto& c = children_.emplace_back();
+  c.name = std::move(name);
+  c.argv = std::move(argv);
+  c.restartable = restartable;
+  c.options = std::move(options);
+  return c;
+}
+
+void Supervisor::start(Child& c) {
+  c.process = launcher_(c.argv, c.options);
+  c.started_ms = clock_.steady_ms();
+  if (c.first_started_ms == 0) c.first_started_ms = c.started_ms;
+  c.restart_at.reset();
+  spdlog::debug("started {} (pid {}): {}", c.name, c.process->pid(), join(c.argv));
+}
+
+std::optional<Fatal> Supervisor::supervise() {
+  const auto now = clock_.steady_ms();
+  for (auto& c : children_) {
+    if (!c.restartable || c.first_started_ms == 0) continue;
+    if (c.restart_at) {
+      if (now >= *c.restart_at) {
+        try {
+          start(c);
+          ++c.restarts;
+        } catch (const std::exception& e) {
+          return Fatal{"cannot restart " + c.name + ": " + e.what(), 1};
+        }
+      }
+      continue;
+    }
+    const auto status = c.process->poll_exit();
+    if (!status) continue;
+    const auto pid = std::to_string(c.process->pid());
+    if (!status->signaled() && status->code == 2)
+      return Fatal{c.name + " (pid " + pid + ") rejected its options", 2};
+    if (!status->signaled() && c.restarts == 0 && now - c.first_started_ms < kStartupGraceMs) {
+      return Fatal{c.name + " (pid " + pid + ") exited with " + status->describe() + " at startup",
+                   1};
+    }
+    if (now - c.started_ms >= kHealthyRunMs) c.crashes = 0;
+    const auto delay = std::max<std::int64_t>(kMinRestartMs, c.backoff.delay(c.crashes++));
+    spdlog::warn("{} (pid {}) exited with {}; restarting in {} ms", c.name, pid, status->describe(),
+                 delay);
+    c.restart_at = now + delay;
+  }
+  return std::nullopt;
+}
+
+void Supervisor::stop(const std::vector<Child*>& group, std::chrono::milliseconds grace) {
+  for (auto* c : group) {
+    if (c->process) c->process->terminate(SIGTERM);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + grace;
+  for (auto* c : group) {
+    if (!c->process || !c->process->running()) continue;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (c->process->wait_for(std::max(left, std::chrono::milliseconds(0)))) continue;
+    spdlog::warn("{} (pid {}) did not stop within {} ms; killing it", c->name, c->process->pid(),
+                 grace.count());
+    c->process->stop(SIGKILL, std::chrono::milliseconds(2000));
+  }
+  for (auto* c : group) c->restart_at.reset();
+}
+
+std::string Supervisor::restarts_text() const {
+  std::string text;
+  for (const auto& c : children_) {
+    if (c.restarts == 0) continue;
+    text += (text.empty() ? "" : ", ") + c.name + " x" + std::to_string(c.restarts);
+  }
+  return text;
+}
+
+unsigned Supervisor::restarts() const noexcept {
+  unsigned n = 0;
+  for (const auto& c : children_) n += c.restarts;
+  return n;
+}
+
+std::string Supervisor::join(const std::vector<std::string>& argv) {
+  std::string s;
+  for (const auto& a : argv) s += (s.empty() ? "" : " ") + a;
+  return s;
+}
+
+}  // namespace topicflow::cli
