@@ -94,6 +94,13 @@ bool BatchWriter::apply_events(Batch& batch, Entry& entry, const Row& before, bo
       default: break;
     }
     if (event.ack >= 0) count_ack(batch.acks()[static_cast<std::size_t>(event.ack)], outcomes_[i]);
+    // A worker still runs a task of a cancelled job (it missed the cancel event, e.g. it
+    // connected after it): tell it again.
+    if (before.status == Status::cancelled &&
+        (event.kind == EventKind::started || event.kind == EventKind::heartbeat)) {
+      fx.cancelled_tasks.push_back(
+          wire::CancelledTask{std::string(entry.job()), std::string(entry.key()), event.attempt});
+    }
   }
   account(entry.job(), before, row, fx);
   // (a row neither cached before nor after needs no cache change: an entry's row is staged

@@ -1,5 +1,6 @@
 #include <topicflow/worker.hpp>
 
+#include <topicflow/cancel_list.hpp>
 #include <topicflow/clock.hpp>
 #include <topicflow/handler_pool.hpp>
 #include <topicflow/log.hpp>
@@ -35,6 +36,7 @@ struct InFlight {
   std::shared_ptr<CancelToken> token;
   std::int64_t started_ms = 0;
   std::int64_t deadline_ms = kNever;  // --task-timeout-ms on the worker's clock
+  bool cancelled = false;             // its job was cancelled: told to stop
 };
 
 void bump_max(std::atomic<std::uint64_t>& max, std::uint64_t value) {
@@ -59,13 +61,14 @@ struct Worker::Impl {
       : cfg_(std::move(cfg)),
         handler_(std::move(handler)),
         clock_(clock),
-        outbox_(cfg_.id, static_cast<std::uint32_t>(cfg_.concurrency), cfg_.flush_ms) {}
+        outbox_(cfg_.id, static_cast<std::uint32_t>(cfg_.concurrency), cfg_.flush_ms),
+        cancels_(cfg_.lease_ms) {}
 
   WorkerConfig cfg_;
   std::shared_ptr<Handler> handler_;
   const Clock& clock_;
 
-  std::atomic<std::uint64_t> received_{0}, completed_{0}, failed_{0}, released_{0},
+  std::atomic<std::uint64_t> received_{0}, completed_{0}, failed_{0}, released_{0}, cancelled_{0},
       bad_messages_{0}, reports_{0}, updates_{0}, coalesced_{0}, in_flight_count_{0},
       max_in_flight_{0};
   std::atomic<bool> stopping_seen_{false};
@@ -73,6 +76,7 @@ struct Worker::Impl {
   // State of run(), on its thread.
   std::unordered_map<std::uint64_t, InFlight> in_flight_;
   ReportBuffer outbox_;
+  CancelList cancels_;
   std::uint64_t next_task_id_ = 1;
   RateLimitedLog bad_log_{1000};
   const StopSignal* stop_ = nullptr;  // run()'s
@@ -195,6 +199,16 @@ struct Worker::Impl {
     for (auto& task : tasks) {
       received_.fetch_add(1);
       const auto task_id = next_task_id_++;
+      if (cancels_.contains(task.job, task.key, task.attempt, at)) {
+        // its job was cancelled while it was on its way: not run (the sink ignores the result)
+        cancelled_.fetch_add(1);
+        spdlog::debug("{}/{} attempt {}: cancelled before it started", task.job, task.key,
+                      task.attempt);
+        auto update = ReportBuffer::update_for(wire::UpdateKind::failed, task);
+        update.data = "cancelled before it started (its job was cancelled)";
+        outbox_.add(task_id, std::move(update), at);
+        continue;
+      }
       auto token = std::make_shared<CancelToken>(cfg_.task_timeout_ms);
       spdlog::debug("{}/{} attempt {}: started", task.job, task.key, task.attempt);
       outbox_.add(task_id, ReportBuffer::update_for(wire::UpdateKind::started, task), at);
@@ -205,6 +219,49 @@ struct Worker::Impl {
     in_flight_count_.store(in_flight_.size());
     bump_max(max_in_flight_, in_flight_.size());
     pool.submit(std::move(jobs));
+  }
+
+  // The sink's `cancel` events: tasks of a cancelled job. Running ones are told to stop through
+  // their token (exec kills the process group); the others are remembered, and dropped if they
+  // arrive later. The sink repeats the event for a task whose heartbeat it still hears.
+  void take_cancels(zmq::socket_t& events) {
+    const auto at = now();
+    for (int i = 0; i < 64; ++i) {
+      zmq::message_t topic;
+      zmq::message_t body;
+      if (!events.recv(topic, zmq::recv_flags::dontwait)) return;
+      if (!topic.more() || !events.recv(body, zmq::recv_flags::dontwait)) continue;
+      while (body.more()) {  // (a malformed multipart event: drain it)
+        zmq::message_t extra;
+        if (!events.recv(extra, zmq::recv_flags::dontwait)) break;
+        body = std::move(extra);
+      }
+      wire::Cancel cancel;
+      try {
+        auto decoded = wire::decode(body.to_string_view());
+        auto* c = std::get_if<wire::Cancel>(&decoded);
+        if (c == nullptr) continue;  // (another event under a topic starting with "cancel")
+        cancel = std::move(*c);
+      } catch (const std::exception& e) {
+        bad_messages_.fetch_add(1);
+        bad_log_.warn(std::string("dropped an undecodable event from the sink: ") + e.what());
+        continue;
+      }
+      for (const auto& t : cancel.tasks) {
+        cancels_.add(t.job, t.key, t.attempt, at);
+        for (auto& [task_id, f] : in_flight_) {
+          if (f.cancelled || f.task.job != t.job || f.task.key != t.key ||
+              f.task.attempt != t.attempt) {
+            continue;
+          }
+          f.cancelled = true;
+          f.token->cancel();
+          cancelled_.fetch_add(1);
+          spdlog::info("{}/{} attempt {}: its job was cancelled: stopping it", t.job, t.key,
+                       t.attempt);
+        }
+      }
+    }
   }
 
   // Tasks past --task-timeout-ms on the worker's clock are told so through their token (the
@@ -399,6 +456,10 @@ void Worker::Impl::run(const StopSignal& stop) {
   auto sink = make_socket(ctx, zmq::socket_type::push, push_options);
   connect_socket(backend, "--backend", cfg_.endpoints.backend, cfg_.security);
   connect_socket(sink, "--sink", cfg_.endpoints.sink, cfg_.security);
+  // The sink's events, only `cancel` (tasks of a cancelled job to stop).
+  auto events = make_socket(ctx, zmq::socket_type::sub, SocketOptions{});
+  events.set(zmq::sockopt::subscribe, wire::kCancelTopic);
+  connect_socket(events, "--events", cfg_.endpoints.events, cfg_.security);
 
   HandlerPool pool(handler_, concurrency);
   // On an exception below, handlers still running are told to stop before the threads go.
@@ -449,9 +510,11 @@ void Worker::Impl::run(const StopSignal& stop) {
     items.push_back({nullptr, pool.wake_fd(), ZMQ_POLLIN, 0});
     if (!stopping) items.push_back({nullptr, stop.fd(), ZMQ_POLLIN, 0});
     if (clock_.wake_fd() >= 0) items.push_back({nullptr, clock_.wake_fd(), ZMQ_POLLIN, 0});
+    items.push_back({events.handle(), 0, ZMQ_POLLIN, 0});
     if (want_task) items.push_back({backend.handle(), 0, ZMQ_POLLIN, 0});
     poll_items(items.data(), items.size(), std::max<std::int64_t>(0, wake_at - at));
     if (clock_.wake_fd() >= 0) clock_.drain_wake();
+    take_cancels(events);
 
     if (want_task && (items.back().revents & ZMQ_POLLIN)) {
       while (in_flight_.size() < concurrency && !stop.triggered()) {
@@ -471,8 +534,10 @@ void Worker::Impl::run(const StopSignal& stop) {
 
   if (!pool.close()) spdlog::warn("some handlers ignored cancellation; abandoning their threads");
 
-  spdlog::info("worker {} stopped: {} completed, {} failed, {} released, {} bad messages", cfg_.id,
-               completed_.load(), failed_.load(), released_.load(), bad_messages_.load());
+  spdlog::info(
+      "worker {} stopped: {} completed, {} failed, {} released, {} cancelled, {} bad messages",
+      cfg_.id, completed_.load(), failed_.load(), released_.load(), cancelled_.load(),
+      bad_messages_.load());
 }
 
 }  // namespace topicflow
