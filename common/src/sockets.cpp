@@ -19,6 +19,14 @@ zmq::socket_t make_socket(zmq::context_t& ctx, zmq::socket_type type, const Sock
   socket.set(zmq::sockopt::sndhwm, o.sndhwm);
   socket.set(zmq::sockopt::rcvhwm, o.rcvhwm);
   socket.set(zmq::sockopt::maxmsgsize, o.max_msg_bytes);
+  // ZMTP heartbeats: a peer that vanished without closing its connection (a host that died, a
+  // cable pulled: no FIN) is noticed within heartbeat_timeout_ms instead of TCP's minutes, so a
+  // broker stops queueing tasks for a worker that cannot take them.
+  if (o.heartbeat_ivl_ms > 0) {
+    socket.set(zmq::sockopt::heartbeat_ivl, o.heartbeat_ivl_ms);
+    socket.set(zmq::sockopt::heartbeat_timeout, o.heartbeat_timeout_ms);
+    socket.set(zmq::sockopt::heartbeat_ttl, o.heartbeat_timeout_ms);
+  }
   return socket;
 }
 

@@ -25,6 +25,7 @@ void throw_error(sqlite3* db, int code, std::string_view context) {
   message += ": ";
   message += db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(code);
   if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) throw BusyError(code, message);
+  if (primary == SQLITE_FULL || primary == SQLITE_IOERR) throw UnavailableError(code, message);
   throw SqliteError(code, message);
 }
 
@@ -57,6 +58,9 @@ void Database::exec(std::string_view sql) {
     sqlite3_free(err);
     const int primary = rc & 0xff;
     if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) throw BusyError(rc, message);
+    if (primary == SQLITE_FULL || primary == SQLITE_IOERR) {
+      throw UnavailableError(rc, message + " (in: " + owned.substr(0, 80) + ")");
+    }
     throw SqliteError(rc, message + " (in: " + owned.substr(0, 80) + ")");
   }
 }

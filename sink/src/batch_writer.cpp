@@ -35,11 +35,15 @@ void stage_cache(Effects& fx, std::string id, Write written, Row row) {
   }
 }
 
-void account(std::string_view job, const Row& before, const Row& after, Effects& fx) {
+void account(std::string_view job, const Row& before, const Row& after, std::int64_t now,
+             Effects& fx) {
   auto& delta = fx.delta(job);
   if (before.exists) --delta[before.status];
   if (after.exists) ++delta[after.status];
-  if (before.in_transit() && after.exists && after.status != Status::pending) ++fx.taken;
+  if (before.in_transit() && after.exists && after.status != Status::pending) {
+    ++fx.taken;
+    fx.start_latencies.push_back(now - *before.sent_at);
+  }
 }
 
 void BatchWriter::apply(Batch& batch, std::int64_t now, Effects& fx) {
@@ -102,7 +106,7 @@ bool BatchWriter::apply_events(Batch& batch, Entry& entry, const Row& before, bo
           wire::CancelledTask{std::string(entry.job()), std::string(entry.key()), event.attempt});
     }
   }
-  account(entry.job(), before, row, fx);
+  account(entry.job(), before, row, now, fx);
   // (a row neither cached before nor after needs no cache change: an entry's row is staged
   // first in its commit, so nothing before it in fx.cache could have put it there)
   if (row.changed && (cached || (written == Write::written && RowsInFlight::cacheable(row)))) {
@@ -241,7 +245,7 @@ void BatchWriter::expire_leases(std::int64_t now, Effects& fx) {
     const auto& stable_id = *rows_.id_of(id);
     const auto job = id_job(stable_id);
     const auto written = write_row(job, id_key(stable_id), before, row, now, fx);
-    account(job, before, row, fx);
+    account(job, before, row, now, fx);
     stage_cache(fx, std::move(id), written, std::move(row));
     if (r.lease_expired) ++fx.lease_expired;
     if (r.redelivery) ++fx.redelivered;

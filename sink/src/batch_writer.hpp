@@ -57,6 +57,7 @@ class BatchWriter {
 // Stages the change of a row in flight (kept when written and worth caching, else forgotten).
 void stage_cache(Effects& fx, std::string id, TopicTable::Write written, Row row);
 // Counts a row's change from `before` to `after` in the commit's per-job deltas.
-void account(std::string_view job, const Row& before, const Row& after, Effects& fx);
+void account(std::string_view job, const Row& before, const Row& after, std::int64_t now,
+             Effects& fx);
 
 }  // namespace topicflow::sink

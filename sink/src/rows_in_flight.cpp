@@ -13,14 +13,14 @@ const std::string* RowsInFlight::id_of(const std::string& id) const {
 }
 
 void RowsInFlight::unindex(const Row& row) {
-  if (row.in_transit()) transit_by_due_.erase({*row.due_at, row.rowid});
+  if (row.in_transit()) transit_by_sent_.erase({*row.sent_at, row.rowid});
   if (row.status == store::Status::running && row.due_at) {
     lease_by_due_.erase({*row.due_at, row.rowid});
   }
 }
 
 void RowsInFlight::index(const std::string& id, const Row& row) {
-  if (row.in_transit()) transit_by_due_.emplace(std::pair{*row.due_at, row.rowid}, &id);
+  if (row.in_transit()) transit_by_sent_.emplace(std::pair{*row.sent_at, row.rowid}, &id);
   if (row.status == store::Status::running && row.due_at) {
     lease_by_due_.emplace(std::pair{*row.due_at, row.rowid}, &id);
   }
@@ -48,16 +48,16 @@ void RowsInFlight::put(std::string id, std::optional<Row> row) {
   index(it->first, it->second);
 }
 
-std::optional<std::int64_t> RowsInFlight::next_transit_due() const {
-  if (transit_by_due_.empty()) return std::nullopt;
-  return transit_by_due_.begin()->first.first;
+std::optional<std::int64_t> RowsInFlight::oldest_transit_sent() const {
+  if (transit_by_sent_.empty()) return std::nullopt;
+  return transit_by_sent_.begin()->first.first;
 }
 
-std::vector<std::pair<std::string, Row>> RowsInFlight::forget_transit(std::int64_t until) {
+std::vector<std::pair<std::string, Row>> RowsInFlight::forget_transit(std::int64_t sent_by) {
   std::vector<std::pair<std::string, Row>> forgotten;
-  while (!transit_by_due_.empty() && transit_by_due_.begin()->first.first <= until) {
-    const auto cached = rows_.find(*transit_by_due_.begin()->second);
-    transit_by_due_.erase(transit_by_due_.begin());
+  while (!transit_by_sent_.empty() && transit_by_sent_.begin()->first.first <= sent_by) {
+    const auto cached = rows_.find(*transit_by_sent_.begin()->second);
+    transit_by_sent_.erase(transit_by_sent_.begin());
     forgotten.emplace_back(cached->first, std::move(cached->second));
     rows_.erase(cached);
   }

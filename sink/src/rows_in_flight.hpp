@@ -2,8 +2,8 @@
 // The rows in flight: the committed state of every row whose next event is a worker's report,
 // kept in memory so that a report needs no SELECT. Two kinds:
 //   - in transit: handed to the broker, not started yet. Its row in the database is still
-//     ready, with the previous attempt; only this cache knows the attempt handed out and its
-//     dispatch timeout (sink::on_due);
+//     ready, with the previous attempt; only this cache knows the attempt handed out and when
+//     (Row::sent_at; sink::on_due);
 //   - running: started by a worker, holding a lease until due_at.
 // The database stays the source of truth: a row not here is read from it, every write is still
 // guarded in SQL, and the sink changes this cache only after the COMMIT of the write it mirrors.
@@ -37,15 +37,15 @@ class RowsInFlight {
   // Sets (or, with nullopt, forgets) the row of `id`.
   void put(std::string id, std::optional<Row> row);
 
-  // Tasks in transit: how many, and the earliest dispatch timeout (or nullopt).
+  // Tasks in transit: how many, and when the oldest was handed out (or nullopt).
   [[nodiscard]] std::int64_t in_transit() const noexcept {
-    return static_cast<std::int64_t>(transit_by_due_.size());
+    return static_cast<std::int64_t>(transit_by_sent_.size());
   }
-  [[nodiscard]] std::optional<std::int64_t> next_transit_due() const;
-  // Forgets the tasks in transit whose dispatch timeout is at or before `until`: they are lost
-  // (a dead worker's buffers, a dead broker's queue) and their rows, ready in the database, are
+  [[nodiscard]] std::optional<std::int64_t> oldest_transit_sent() const;
+  // Forgets the tasks in transit handed out at or before `sent_by`: they are presumed lost (a
+  // dead worker's buffers, a dead broker's queue) and their rows, ready in the database, are
   // sent again. Returns them (id and the row as it was in transit).
-  std::vector<std::pair<std::string, Row>> forget_transit(std::int64_t until);
+  std::vector<std::pair<std::string, Row>> forget_transit(std::int64_t sent_by);
 
   // Leases of running rows: the earliest (or nullopt), and the ids of those due at or before
   // `now`, earliest first, at most `limit`.
@@ -58,9 +58,9 @@ class RowsInFlight {
 
  private:
   std::unordered_map<std::string, Row> rows_;
-  // the rows in transit by (dispatch timeout, rowid): their keys in rows_ (an unordered_map's
+  // the rows in transit by (when handed out, rowid): their keys in rows_ (an unordered_map's
   // keys never move; put and forget_transit erase both together)
-  std::map<std::pair<std::int64_t, std::int64_t>, const std::string*> transit_by_due_;
+  std::map<std::pair<std::int64_t, std::int64_t>, const std::string*> transit_by_sent_;
   // the running rows by (lease due, rowid), likewise
   std::map<std::pair<std::int64_t, std::int64_t>, const std::string*> lease_by_due_;
 

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <limits>
 
 namespace topicflow::sink {
 
@@ -25,8 +26,15 @@ Scheduler::Loaded Scheduler::load() {
   return loaded;
 }
 
-std::size_t Scheduler::forget_transit(std::int64_t until) {
-  auto forgotten = rows_.forget_transit(until);
+std::size_t Scheduler::forget_transit(std::int64_t now) {
+  return requeue(rows_.forget_transit(now - transit_timeout_.ms()));
+}
+
+std::size_t Scheduler::forget_all_transit() {
+  return requeue(rows_.forget_transit(std::numeric_limits<std::int64_t>::max()));
+}
+
+std::size_t Scheduler::requeue(const std::vector<std::pair<std::string, Row>>& forgotten) {
   for (const auto& [id, row] : forgotten) {
     // (its row in the database is ready since before it was sent: due by then at the latest)
     queue_.push(row.sent_at.value_or(0), row.rowid, id_job(id));
@@ -36,7 +44,8 @@ std::size_t Scheduler::forget_transit(std::int64_t until) {
 
 std::optional<std::int64_t> Scheduler::next_timer_due() const {
   const auto lease = rows_.next_lease_due();
-  const auto transit = rows_.next_transit_due();
+  auto transit = rows_.oldest_transit_sent();
+  if (transit) *transit += transit_timeout_.ms();
   if (lease && transit) return std::min(*lease, *transit);
   return lease ? lease : transit;
 }

@@ -14,6 +14,7 @@
 #include "ready_queue.hpp"
 #include "rows_in_flight.hpp"
 #include "topic_table.hpp"
+#include "transit_timeout.hpp"
 
 #include <topicflow/sink_state.hpp>
 #include <topicflow/wire.hpp>
@@ -28,7 +29,7 @@ namespace topicflow::sink {
 class Scheduler {
  public:
   Scheduler(TopicTable& table, RowsInFlight& rows, const Policy& policy)
-      : table_(table), rows_(rows), policy_(policy) {}
+      : table_(table), rows_(rows), policy_(policy), transit_timeout_(policy.dispatch_timeout_ms) {}
 
   struct Loaded {
     std::size_t ready = 0;
@@ -41,10 +42,15 @@ class Scheduler {
   void ready(std::int64_t due, std::int64_t rowid, std::string_view job) {
     queue_.push(due, rowid, job);
   }
-  // Forgets the tasks in transit whose dispatch timeout is at or before `until` (all, with
-  // INT64_MAX: the broker restarted); their rows are ready again and are sent again with the
+  // Forgets the tasks in transit not started within the transit timeout at `now` (all, with
+  // forget_all: the broker restarted); their rows are ready again and are sent again with the
   // same attempt. Returns how many.
-  std::size_t forget_transit(std::int64_t until);
+  std::size_t forget_transit(std::int64_t now);
+  std::size_t forget_all_transit();
+  // A task in transit started `latency_ms` after it was handed out (the transit timeout
+  // follows these: transit_timeout.hpp).
+  void started_after(std::int64_t latency_ms) { transit_timeout_.observe(latency_ms); }
+  [[nodiscard]] const TransitTimeout& transit_timeout() const noexcept { return transit_timeout_; }
 
   // Hands out up to `room` ready rows due at `now` (wall ms): the tasks to send, each now in
   // transit in the rows in flight. Reads the rows (one read transaction); entries whose row is
@@ -63,7 +69,10 @@ class Scheduler {
   TopicTable& table_;
   RowsInFlight& rows_;
   const Policy& policy_;
+  std::size_t requeue(const std::vector<std::pair<std::string, Row>>& forgotten);
+
   ReadyQueue queue_;
+  TransitTimeout transit_timeout_;
   std::string id_;
 };
 

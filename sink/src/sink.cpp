@@ -14,6 +14,7 @@
 #include "api_inbox.hpp"
 #include "batch.hpp"
 #include "batch_writer.hpp"
+#include "database_state.hpp"
 #include "dispatch_window.hpp"
 #include "effects.hpp"
 #include "http_api.hpp"
@@ -49,6 +50,11 @@ using Write = sink::TopicTable::Write;
 constexpr std::int64_t kNever = std::numeric_limits<std::int64_t>::max();
 constexpr std::int64_t kShutdownBusyBudgetMs = 10000;
 constexpr std::int64_t kSnapshotIntervalMs = 500;
+
+void reset_counts(wire::Ack& ack) {
+  ack.accepted = ack.duplicates = ack.skipped_completed = ack.requeued = ack.already_queued = 0;
+  ack.rejected = ack.skipped_failed = 0;
+}
 
 sink::EventKind to_event_kind(wire::UpdateKind kind) {
   switch (kind) {
@@ -118,8 +124,12 @@ class Sink::Impl {
             {.sndhwm = static_cast<int>(std::max<std::int64_t>(cfg_.dispatch_window * 2, 1000)),
              .rcvhwm = 1000})),
         window_(cfg_.dispatch_window, cfg_.batch_delay_ms, cfg_.lease_ms),
-        busy_backoff_(cfg_.busy_base_ms, cfg_.busy_max_ms) {
+        db_state_(Backoff(cfg_.busy_base_ms, cfg_.busy_max_ms)) {
     db_.busy_timeout(0);  // busy handling is ours: keep the batch, back off with jitter, log
+    // Durability of what the sink acknowledges: with FULL, every COMMIT is synced to disk (WAL:
+    // one fsync per committed batch; batching is what makes that cheap).
+    db_.exec(cfg_.synchronous == "normal" ? "PRAGMA synchronous=NORMAL"
+                                          : "PRAGMA synchronous=FULL");
     load_state();
     if (cfg_.security.enabled()) curve_.emplace(*context_, cfg_.security);
     const CurveServer* curve = curve_ ? &*curve_ : nullptr;
@@ -132,10 +142,12 @@ class Sink::Impl {
         cfg_.db, progress_.counts().size(), progress_.unfinished(), loaded_.ready, loaded_.running,
         loaded_ms_, endpoint(pull_), endpoint(pub_), cfg_.endpoints.frontend);
     spdlog::info(
-        "batching: up to {} updates or {} ms; lease {} ms; max attempts {}; retry backoff "
-        "{}..{} ms; dispatch window {}, timeout {} ms",
-        cfg_.batch_max, cfg_.batch_delay_ms, cfg_.lease_ms, cfg_.max_attempts, cfg_.retry_base_ms,
-        cfg_.retry_max_ms, cfg_.dispatch_window, cfg_.dispatch_timeout_ms);
+        "batching: up to {} updates or {} ms, synchronous={} ({}); lease {} ms; max attempts {}; "
+        "retry backoff {}..{} ms; dispatch window {}, timeout {} ms",
+        cfg_.batch_max, cfg_.batch_delay_ms, cfg_.synchronous,
+        cfg_.synchronous == "normal" ? "fsync at checkpoints" : "an fsync per commit",
+        cfg_.lease_ms, cfg_.max_attempts, cfg_.retry_base_ms, cfg_.retry_max_ms,
+        cfg_.dispatch_window, cfg_.dispatch_timeout_ms);
     publish_snapshot();
     if (const auto port = topicflow::http_port(cfg_); port > 0) start_http(port);
   }
@@ -379,8 +391,8 @@ class Sink::Impl {
 
   std::int64_t poll_timeout(std::int64_t now) {
     std::int64_t deadline = now + 250;
-    if (retry_at_ms_ > 0) {
-      deadline = std::min(deadline, retry_at_ms_);
+    if (db_state_.retry_at() > 0) {
+      deadline = std::min(deadline, db_state_.retry_at());
     } else {
       if (batch_.started_ms() >= 0) {
         deadline = std::min(deadline, batch_.started_ms() + cfg_.batch_delay_ms);
@@ -401,14 +413,14 @@ class Sink::Impl {
 
   void maybe_commit() {
     const auto now = steady_ms();
-    if (retry_at_ms_ > 0 && now < retry_at_ms_) return;  // backing off a busy database
+    if (db_state_.backing_off(now)) return;  // the database refused the last commit
     const auto wall = now_ms();
     forget_lost_transit(wall);
     const bool full = batch_.events() >= static_cast<std::size_t>(cfg_.batch_max);
     const bool old = batch_.started_ms() >= 0 && now - batch_.started_ms() >= cfg_.batch_delay_ms;
     const bool leases = rows_.next_lease_due().value_or(kNever) <= wall;
     const bool room = commit_for_room() && ready_due(wall);
-    if (full || old || retry_at_ms_ > 0 || leases || room) {
+    if (full || old || db_state_.retry_at() > 0 || leases || room) {
       if (try_commit()) {
         dispatch(wall);
         return;
@@ -417,16 +429,18 @@ class Sink::Impl {
     if (budget() >= room_threshold() && ready_due(wall)) dispatch(wall);
   }
 
-  // Tasks handed to the broker and never started within the dispatch timeout are lost (a dead
-  // worker's buffers): nothing about them is in the database (their rows are ready, with the
-  // previous attempt), so forgetting them is the whole resend.
+  // Tasks handed to the broker and not started within the transit timeout (which follows the
+  // observed start latency, transit_timeout.hpp) are presumed lost (a dead worker's buffers):
+  // nothing about them is in the database (their rows are ready, with the previous attempt), so
+  // forgetting them is the whole resend.
   void forget_lost_transit(std::int64_t wall) {
     if (const auto n = scheduler_.forget_transit(wall); n > 0) {
       counters_.redelivered += n;
+      counters_.transit_resent += n;
       spdlog::warn(
-          "{} tasks handed to the broker {} ms ago were never started (lost with a worker?): "
-          "sending them again",
-          n, policy_.dispatch_timeout_ms);
+          "{} tasks handed to the broker more than {} ms ago were never started (lost with a "
+          "worker?): sending them again",
+          n, scheduler_.transit_timeout().ms());
     }
   }
 
@@ -452,12 +466,13 @@ class Sink::Impl {
     // broker this database ever heard of replaces nobody: nothing to resend (tasks dispatched
     // before its first hello are in its queue).
     if (batch_.new_broker() && !broker_instance_.empty()) {
-      if (const auto n = scheduler_.forget_transit(kNever); n > 0) {
+      if (const auto n = scheduler_.forget_all_transit(); n > 0) {
         counters_.redelivered += n;
         spdlog::warn("broker restarted: {} tasks in transit are redelivered", n);
       }
     }
     sink::Effects fx;
+    for (auto& ack : batch_.acks()) reset_counts(ack);  // (a failed try counted them already)
     try {
       sqlite::Transaction tx(db_);
       if (batch_.new_broker()) table_.set_meta("broker_instance", *batch_.new_broker());
@@ -466,21 +481,19 @@ class Sink::Impl {
       writer_.flush_counts(wall, fx);
       tx.commit();
     } catch (const sqlite::BusyError& e) {
-      on_busy(e);
+      ++counters_.busy_retries;
+      db_state_.failed(sink::DatabaseState::Kind::busy, e.what(), batch_.events(), steady_ms());
+      return false;
+    } catch (const sqlite::UnavailableError& e) {
+      // (a full disk or an I/O error: SQLite rolled the transaction back, the file is intact)
+      ++counters_.unavailable_retries;
+      db_state_.failed(sink::DatabaseState::Kind::unavailable, e.what(), batch_.events(),
+                       steady_ms());
+      publish_snapshot();  // /healthz says so at once
       return false;
     }
     on_committed(fx, started_us);
     return true;
-  }
-
-  void on_busy(const sqlite::BusyError& e) {
-    ++counters_.busy_retries;
-    const auto delay = std::max<std::int64_t>(busy_backoff_.delay(std::min(busy_attempt_, 20U)), 1);
-    ++busy_attempt_;
-    if (busy_since_ms_ == 0) busy_since_ms_ = steady_ms();
-    retry_at_ms_ = steady_ms() + delay;
-    spdlog::warn("database busy ({}); keeping {} updates, retry {} in {} ms", e.what(),
-                 batch_.events(), busy_attempt_, delay);
   }
 
   // ---- after COMMIT --------------------------------------------------------------------------
@@ -489,6 +502,7 @@ class Sink::Impl {
     const auto elapsed_us = steady_us() - started_us;
     progress_.add(fx.count_total);
     window_.taken(fx.taken);
+    for (const auto latency : fx.start_latencies) scheduler_.started_after(latency);
     // (ready first: their job names view the batch and the rows in flight)
     for (const auto& r : fx.ready) scheduler_.ready(r.due, r.rowid, r.job);
     for (auto& [id, row] : fx.cache) rows_.put(std::move(id), std::move(row));
@@ -517,12 +531,7 @@ class Sink::Impl {
       sink::answer(*call, sink::ApiResult{200, {}, batch_.acks()[static_cast<std::size_t>(ack)]});
     }
     log_commit(fx, elapsed_us);
-    if (busy_attempt_ > 0) {
-      spdlog::info("database available again after {} busy retries", busy_attempt_);
-    }
-    busy_since_ms_ = 0;
-    busy_attempt_ = 0;
-    retry_at_ms_ = 0;
+    db_state_.succeeded(steady_ms());
     batch_.clear();
     publish_dirty(false);
     publish_snapshot();
@@ -645,7 +654,11 @@ class Sink::Impl {
     s.buffered = batch_.events();
     s.workers = window_.workers();
     s.curve_refused = curve_ ? curve_->denied() : 0;
-    s.unavailable_since_ms = busy_since_ms_;
+    s.synchronous_full = cfg_.synchronous != "normal";
+    s.transit_timeout_ms = scheduler_.transit_timeout().ms();
+    s.unavailable_since_ms = db_state_.since();
+    s.unavailable_reason = db_state_.reason();
+    s.unavailable_busy = db_state_.kind() == sink::DatabaseState::Kind::busy;
     s.wall_ms = now_ms();
     s.paused = progress_.paused_jobs();
     s.workers_seen.clear();
@@ -704,7 +717,7 @@ class Sink::Impl {
         break;
       }
       std::this_thread::sleep_for(
-          std::chrono::milliseconds(std::max<std::int64_t>(retry_at_ms_ - steady_ms(), 1)));
+          std::chrono::milliseconds(std::max<std::int64_t>(db_state_.retry_at() - steady_ms(), 1)));
     }
     if (!batch_.empty()) {  // (the database stayed busy: nothing was committed for them)
       for (const auto& [ack, call] : batch_.api_submits()) {
@@ -741,7 +754,7 @@ class Sink::Impl {
   zmq::socket_t pub_;
   zmq::socket_t push_;
   sink::DispatchWindow window_;
-  Backoff busy_backoff_;
+  sink::DatabaseState db_state_;
 
   sink::Batch batch_;
   sink::ApiInbox inbox_;
@@ -751,9 +764,6 @@ class Sink::Impl {
   sink::Scheduler::Loaded loaded_;
   std::int64_t loaded_ms_ = 0;
   std::string broker_instance_;
-  unsigned busy_attempt_ = 0;
-  std::int64_t retry_at_ms_ = 0;
-  std::int64_t busy_since_ms_ = 0;
 
   // metrics
   SinkCounters counters_;

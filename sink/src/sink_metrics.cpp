@@ -73,6 +73,22 @@ std::string render_metrics(const Snapshot& s) {
   m.gauge("sink_buffered_updates", "Updates buffered and not yet committed (queue depth).",
           d(s.buffered));
   m.gauge("sink_workers", "Workers heard from within one lease.", d(s.workers));
+  m.gauge("sink_transit_timeout_seconds",
+          "A task handed out and not started within this is presumed lost and sent again (follows "
+          "the observed start latency, at most --dispatch-timeout-ms).",
+          static_cast<double>(s.transit_timeout_ms) / 1000.0);
+  m.counter("sink_transit_resent_total",
+            "Tasks sent again because they did not start within the transit timeout.",
+            d(c.transit_resent));
+  m.gauge("sink_synchronous_full",
+          "1 with --synchronous full (an fsync per committed batch), 0 with normal.",
+          s.synchronous_full ? 1.0 : 0.0);
+  m.gauge("sink_database_unavailable",
+          "1 while commits fail because the disk is full or on an I/O error (the sink waits).",
+          s.unavailable_since_ms > 0 && !s.unavailable_busy ? 1.0 : 0.0);
+  m.counter("sink_unavailable_retries_total",
+            "Commits retried because the disk was full or on an I/O error.",
+            d(c.unavailable_retries));
   render(m, s.batch_size, "sink_batch_size", "Row writes per committed transaction.");
   render(m, s.commit_seconds, "sink_commit_seconds", "Time to apply and commit one batch.");
   return m.str();
@@ -81,8 +97,13 @@ std::string render_metrics(const Snapshot& s) {
 std::string health(const Snapshot& s, std::int64_t now_steady_ms, std::int64_t busy_grace_ms) {
   if (s.unavailable_since_ms <= 0) return {};
   const auto for_ms = now_steady_ms - s.unavailable_since_ms;
-  if (for_ms <= busy_grace_ms) return {};
-  return fmt::format("database busy for {} s", for_ms / 1000);
+  if (s.unavailable_busy) {
+    if (for_ms <= busy_grace_ms) return {};
+    return fmt::format("database busy for {} s ({}); holding {} updates", for_ms / 1000,
+                       s.unavailable_reason, s.buffered);
+  }
+  return fmt::format("database unavailable for {} s ({}); holding {} updates", for_ms / 1000,
+                     s.unavailable_reason, s.buffered);
 }
 
 }  // namespace topicflow::sink

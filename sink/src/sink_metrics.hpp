@@ -57,6 +57,9 @@ struct Snapshot {
   // The database refuses commits (busy, full, I/O error) since this steady ms (0: it does not).
   std::int64_t unavailable_since_ms = 0;
   std::string unavailable_reason;
+  bool unavailable_busy = false;  // merely busy (another writer), not full or failing
+  bool synchronous_full = true;   // --synchronous full: an fsync per commit
+  std::int64_t transit_timeout_ms = 0;
   Buckets batch_size{{1, 10, 100, 500, 1000, 5000, 10000}};
   Buckets commit_seconds{{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0}};
 };

@@ -39,6 +39,12 @@ void add_sink_options(CLI::App& app, SinkConfig& c) {
       ->check(CLI::Range(1, 600000));
   add_flag_option(app, "--stats-interval-ms", c.stats_interval_ms, "period of the rate log line")
       ->check(CLI::Range(100, 86400000));
+  add_flag_option(app, "--synchronous", c.synchronous,
+                  "full: an fsync per committed batch, acknowledged work survives a power cut; "
+                  "normal: fsync at checkpoints only (faster on slow disks, an OS crash may lose "
+                  "the last commits)")
+      ->check(CLI::IsMember({"full", "normal"}))
+      ->type_name("full|normal");
   add_flag_option(app, "--http-port", c.http_port,
                   "serve the HTTP API (/v1), the dashboard (/), /metrics and /healthz on this "
                   "port (0: off)")

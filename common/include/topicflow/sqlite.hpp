@@ -2,7 +2,8 @@
 // RAII over the SQLite C API. Database and Statement are move-only owners with noexcept
 // destructors; Transaction runs BEGIN IMMEDIATE in its constructor and rolls back in its
 // destructor unless commit() succeeded. Errors throw SqliteError; SQLITE_BUSY and SQLITE_LOCKED
-// throw BusyError so a caller can back off and retry without losing its work.
+// throw BusyError, SQLITE_FULL and SQLITE_IOERR UnavailableError, so a caller can back off and
+// retry without losing its work.
 // Thread-safety: one Database per thread (SQLite's default serialized mode is not relied on).
 
 #include <cstdint>
@@ -29,6 +30,15 @@ class SqliteError : public std::runtime_error {
 class BusyError : public SqliteError {
  public:
   using SqliteError::SqliteError;
+};
+
+// SQLITE_FULL (disk full) and SQLITE_IOERR (an I/O error): the database cannot take writes for
+// now, though the file is intact (SQLite rolls the transaction back). A writer that keeps what it
+// was writing and retries later, as for BusyError, loses nothing.
+class UnavailableError : public SqliteError {
+ public:
+  using SqliteError::SqliteError;
+  [[nodiscard]] bool disk_full() const noexcept { return (code() & 0xff) == 13; }  // SQLITE_FULL
 };
 
 enum class OpenMode { read_write_create, read_write, read_only };
