@@ -1,10 +1,10 @@
 topicflow_test(sink_state_test topicflow::sink_core)
 topicflow_test(sink_test topicflow::sink_core)
 
-# topicflow_sink_unit_test(NAME): a unit test of one of the sink core's units; their headers
-# (sink/src/*.hpp) are private to the core and its unit tests.
+# topicflow_sink_unit_test(NAME [LIBS...]): a unit test of one of the sink core's units; their
+# headers (sink/src/*.hpp) are private to the core and its unit tests.
 function(topicflow_sink_unit_test name)
-  topicflow_test(${name} topicflow::sink_core)
+  topicflow_test(${name} topicflow::sink_core ${ARGN})
   if(TARGET ${name})
     target_include_directories(${name} PRIVATE ${topicflow_SOURCE_DIR}/sink/src)
   endif()
@@ -18,4 +18,4 @@ topicflow_sink_unit_test(job_progress_test)
 topicflow_sink_unit_test(sink_metrics_test)
 topicflow_sink_unit_test(topic_table_test)
 topicflow_sink_unit_test(scheduler_test)
-topicflow_sink_unit_test(batch_writer_test)
+topicflow_sink_unit_test(batch_writer_test SQLite::SQLite3)  # counts SELECTs (sqlite3_trace_v2)
