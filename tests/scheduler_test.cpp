@@ -11,6 +11,7 @@
 #include <topicflow/store.hpp>
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <cstdint>
 #include <limits>
@@ -24,6 +25,27 @@ namespace {
 using store::Status;
 
 constexpr std::int64_t kNever = std::numeric_limits<std::int64_t>::max();
+
+// Makes the n-th read of a ready row fail (SQLITE_INTERRUPT) while dispatch() runs: a statement
+// trace counts the reads and arms a progress handler that interrupts the one running.
+struct Interrupter {
+  int interrupt_read = 0;  // 1-based; 0: never
+  int reads = 0;
+  bool armed = false;
+
+  void install(sqlite3* db) {
+    sqlite3_trace_v2(db, SQLITE_TRACE_STMT, on_statement, this);
+    sqlite3_progress_handler(db, 1, on_progress, this);
+  }
+  static int on_statement(unsigned /*type*/, void* self, void* /*stmt*/, void* sql) {
+    auto& i = *static_cast<Interrupter*>(self);
+    const std::string_view text(static_cast<const char*>(sql));
+    // (the ready row's read: TopicTable::load_task)
+    i.armed = text.starts_with("SELECT job, key, payload") && ++i.reads == i.interrupt_read;
+    return 0;
+  }
+  static int on_progress(void* self) { return static_cast<Interrupter*>(self)->armed ? 1 : 0; }
+};
 
 class SchedulerTest : public ::testing::Test {
  protected:
@@ -282,6 +304,25 @@ TEST_F(SchedulerTest, AnUnreadableDatabasePutsThePoppedEntriesBack) {
   EXPECT_EQ(scheduler->queue().size(), 2U) << "every entry popped is queued again";
   EXPECT_EQ(rows.in_transit(), 0) << "nothing was sent";
   EXPECT_EQ(rows.size(), 0U);
+}
+
+TEST_F(SchedulerTest, AReadErrorMidwayTakesBackTheTasksOfThatRound) {
+  ready("j", "a", now - 2);
+  ready("j", "b", now - 1);
+  ready("j", "c", now);
+  Interrupter interrupter;
+  interrupter.install(db.handle());
+  interrupter.interrupt_read = 2;  // a is read and put in transit, then reading b fails
+  EXPECT_THROW((void)scheduler->dispatch(10, now), sqlite::SqliteError);
+  EXPECT_EQ(interrupter.reads, 2) << "the error came with the second row";
+  EXPECT_EQ(rows.in_transit(), 0) << "a was never sent: it must not stay in transit";
+  EXPECT_EQ(rows.find(row_id("j", "a")), nullptr);
+  EXPECT_EQ(scheduler->queue().size(), 3U) << "a and b queued again, c never popped";
+
+  interrupter.interrupt_read = 0;
+  const auto tasks = scheduler->dispatch(10, now);
+  EXPECT_EQ(keys(tasks), (std::vector<std::string>{"j/a", "j/b", "j/c"})) << describe(tasks);
+  for (const auto& t : tasks) EXPECT_EQ(t.attempt, 1U) << t.key << ": the first attempt still";
 }
 
 }  // namespace
