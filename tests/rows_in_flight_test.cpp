@@ -22,7 +22,9 @@ Row in_transit(std::int64_t rowid, std::int64_t timeout, std::int64_t sent = 0) 
   row.exists = true;
   row.status = Status::pending;
   row.attempts = 1;
-  row.sent_at = sent;
+  // (the rows in flight order tasks in transit by when they were sent; these tests give the
+  // timeout as the send time unless they say otherwise)
+  row.sent_at = sent != 0 ? sent : timeout;
   row.due_at = timeout;
   row.rowid = rowid;
   return row;
@@ -92,13 +94,13 @@ TEST(RowsInFlight, PutKeepsTheCommittedStateOnly) {
 TEST(RowsInFlight, CountsTasksInTransitAndTheirEarliestTimeout) {
   RowsInFlight rows;
   EXPECT_EQ(rows.in_transit(), 0);
-  EXPECT_FALSE(rows.next_transit_due());
+  EXPECT_FALSE(rows.oldest_transit_sent());
   rows.put(id(1), in_transit(1, 300));
   rows.put(id(2), in_transit(2, 100));
   rows.put(id(3), in_transit(3, 200));
   rows.put(id(4), running(4, 50));  // not in transit: its lease is earlier still
   EXPECT_EQ(rows.in_transit(), 3);
-  EXPECT_EQ(rows.next_transit_due(), 100) << "a running row's lease is not a dispatch timeout";
+  EXPECT_EQ(rows.oldest_transit_sent(), 100) << "a running row's lease is not a dispatch timeout";
   EXPECT_EQ(rows.next_lease_due(), 50) << "a dispatch timeout is not a lease";
   EXPECT_EQ(rows.size(), 4U);
 }
@@ -122,7 +124,7 @@ TEST(RowsInFlight, ForgetTransitReturnsExactlyTheDueOnesAndRemovesThem) {
   EXPECT_TRUE(forgotten[0].second.in_transit());
 
   EXPECT_EQ(rows.in_transit(), 1);
-  EXPECT_EQ(rows.next_transit_due(), 201);
+  EXPECT_EQ(rows.oldest_transit_sent(), 201);
   for (int n = 1; n <= 3; ++n) EXPECT_EQ(rows.find(id(n)), nullptr) << "row " << n;
   EXPECT_NE(rows.find(id(4)), nullptr) << "due at 201, after `until`";
   EXPECT_NE(rows.find(id(5)), nullptr) << "running rows are not in transit";
@@ -134,7 +136,7 @@ TEST(RowsInFlight, ForgetTransitReturnsExactlyTheDueOnesAndRemovesThem) {
   ASSERT_EQ(rest.size(), 1U) << "a new broker: every task in transit";
   EXPECT_EQ(rest[0].first, id(4));
   EXPECT_EQ(rows.in_transit(), 0);
-  EXPECT_FALSE(rows.next_transit_due());
+  EXPECT_FALSE(rows.oldest_transit_sent());
 }
 
 TEST(RowsInFlight, ExpiredLeasesAreEarliestFirstAndLimited) {
@@ -176,7 +178,7 @@ TEST(RowsInFlight, AStartedTaskLeavesTransitAndHoldsALease) {
   rows.put(id(1), in_transit(1, 100));
   rows.put(id(1), running(1, 900));
   EXPECT_EQ(rows.in_transit(), 0);
-  EXPECT_FALSE(rows.next_transit_due()) << "the dispatch timeout of a started task is gone";
+  EXPECT_FALSE(rows.oldest_transit_sent()) << "the dispatch timeout of a started task is gone";
   EXPECT_EQ(rows.next_lease_due(), 900);
   EXPECT_TRUE(rows.forget_transit(std::numeric_limits<std::int64_t>::max()).empty());
   ASSERT_NE(rows.find(id(1)), nullptr) << "forget_transit must not drop a running row";

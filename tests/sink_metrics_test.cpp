@@ -147,6 +147,7 @@ TEST(SinkHealth, HealthyWhileTheDatabaseTakesCommits) {
 TEST(SinkHealth, BusyWithinTheGraceIsHealthyBeyondItIsNot) {
   Snapshot s;
   s.unavailable_since_ms = 1000;
+  s.unavailable_busy = true;
   EXPECT_EQ(health(s, 1000 + 30000), "") << "busy for exactly the default grace";
   const auto reason = health(s, 1000 + 30001);
   EXPECT_FALSE(reason.empty()) << "busy for longer than the grace";
@@ -155,6 +156,21 @@ TEST(SinkHealth, BusyWithinTheGraceIsHealthyBeyondItIsNot) {
 
   EXPECT_EQ(health(s, 1500, 1000), "") << "500 ms into a 1 s grace";
   EXPECT_NE(health(s, 2500, 1000), "") << "1.5 s into a 1 s grace";
+}
+
+// A full disk or an I/O error is no passing contention: unhealthy at once, with the reason and
+// what the sink holds.
+TEST(SinkHealth, AnUnavailableDatabaseIsUnhealthyAtOnce) {
+  Snapshot s;
+  s.unavailable_since_ms = 1000;
+  s.unavailable_reason = "database or disk is full";
+  s.buffered = 1234;
+  const auto reason = health(s, 1001);
+  EXPECT_NE(reason.find("unavailable"), std::string::npos) << reason;
+  EXPECT_NE(reason.find("database or disk is full"), std::string::npos) << reason;
+  EXPECT_NE(reason.find("1234 updates"), std::string::npos) << reason;
+  const auto text = render_metrics(s);
+  EXPECT_NE(text.find("topicflow_sink_database_unavailable 1"), std::string::npos) << text;
 }
 
 TEST(SinkMetrics, SharedSnapshotHandsOutWhatWasPublished) {

@@ -5,6 +5,7 @@
 #include <topicflow/log.hpp>
 
 #include <cassert>
+#include <unordered_set>
 
 namespace topicflow::sink {
 
@@ -106,7 +107,8 @@ bool BatchWriter::apply_events(Batch& batch, Entry& entry, const Row& before, bo
           wire::CancelledTask{std::string(entry.job()), std::string(entry.key()), event.attempt});
     }
   }
-  account(entry.job(), before, row, now, fx);
+  // (a write the SQL guard refused changed nothing: nothing to count)
+  if (written != Write::refused || !row.changed) account(entry.job(), before, row, now, fx);
   // (a row neither cached before nor after needs no cache change: an entry's row is staged
   // first in its commit, so nothing before it in fx.cache could have put it there)
   if (row.changed && (cached || (written == Write::written && RowsInFlight::cacheable(row)))) {
@@ -233,7 +235,15 @@ Effects::RequestResult BatchWriter::remove(const JobRequest& request, Effects& f
 }
 
 void BatchWriter::expire_leases(std::int64_t now, Effects& fx) {
-  for (auto& id : rows_.expired_leases(now, kLeaseSweepLimit)) {
+  auto expired = rows_.expired_leases(now, kLeaseSweepLimit);
+  if (expired.empty()) return;
+  // Rows this commit already changed (a report in the batch, a cancel): the rows in flight still
+  // hold their state from before the commit, so their lease is not judged here; the next
+  // commit, a few milliseconds away, sees what this one made of them.
+  std::unordered_set<std::string_view> changed;
+  for (const auto& [id, row] : fx.cache) changed.insert(id);
+  for (auto& id : expired) {
+    if (changed.contains(id)) continue;
     const auto* cached = rows_.find(id);
     assert(cached != nullptr);
     const Row before = *cached;
@@ -245,6 +255,7 @@ void BatchWriter::expire_leases(std::int64_t now, Effects& fx) {
     const auto& stable_id = *rows_.id_of(id);
     const auto job = id_job(stable_id);
     const auto written = write_row(job, id_key(stable_id), before, row, now, fx);
+    if (written == Write::refused) continue;
     account(job, before, row, now, fx);
     stage_cache(fx, std::move(id), written, std::move(row));
     if (r.lease_expired) ++fx.lease_expired;

@@ -57,6 +57,8 @@ std::string render_metrics(const Snapshot& s) {
             "Late updates of superseded attempts or finished topics, ignored.", d(c.stale));
   m.counter("sink_cancelled_late_results_total",
             "Results for topics cancelled while they ran, ignored.", d(c.cancelled_late));
+  m.counter("sink_guard_refused_total",
+            "Writes the SQL guard refused (an internal error: should stay 0).", d(c.guard_refused));
   m.counter("sink_bogus_updates_total",
             "Updates for unknown topics or attempts never handed out, ignored.", d(c.bogus));
   std::vector<std::pair<std::string, double>> samples;
