@@ -26,8 +26,9 @@ fs::path temp_dir() {
 // A sink on its own thread, with the test playing broker frontend, workers and producer.
 class SinkHarness {
  public:
-  explicit SinkHarness(SinkConfig cfg = {}, std::uint32_t slots = 1000)
-      : dir_(temp_dir()), announce_slots_(slots) {
+  explicit SinkHarness(SinkConfig cfg = {}, std::uint32_t slots = 1000,
+                       const Clock* clock = nullptr)
+      : dir_(temp_dir()), announce_slots_(slots), clock_(clock) {
     frontend_.set(zmq::sockopt::linger, 0);
     frontend_.bind("tcp://127.0.0.1:*");
     cfg.db = (dir_ / "t.db").string();
@@ -44,7 +45,7 @@ class SinkHarness {
   }
 
   void start() {
-    sink_ = std::make_unique<Sink>(cfg_, &ctx_);
+    sink_ = std::make_unique<Sink>(cfg_, &ctx_, clock_);
     stop_ = std::make_unique<StopSignal>();
     push_ = zmq::socket_t(ctx_, zmq::socket_type::push);
     push_.set(zmq::sockopt::linger, 0);
@@ -116,6 +117,19 @@ class SinkHarness {
     return out;
   }
 
+  // Returns once the sink has taken every message sent before (they come through one socket, in
+  // order, and the sink answers a hello when it reads it).
+  void sync() {
+    const auto client = "sync-" + std::to_string(++syncs_);
+    send(wire::Hello{client, ""});
+    ASSERT_TRUE(wait_event<wire::Ack>([&](const wire::Ack& a) {
+      return a.kind == wire::AckKind::hello && a.client == client;
+    })) << "the sink did not answer a hello";
+  }
+
+  // While the sink runs (thread-safe): its counters as of its last published snapshot.
+  SinkCounters published_counters() const { return sink_->published_counters(); }
+
   void handshake() {
     for (int i = 0; i < 100; ++i) {
       send(wire::Hello{"harness", ""});
@@ -170,6 +184,8 @@ class SinkHarness {
  private:
   fs::path dir_;
   std::uint32_t announce_slots_ = 0;
+  const Clock* clock_ = nullptr;
+  int syncs_ = 0;
   zmq::context_t ctx_{1};
   zmq::socket_t frontend_{ctx_, zmq::socket_type::pull};
   zmq::socket_t push_;
@@ -240,7 +256,7 @@ TEST(Sink, ReorderedMessagesNeverMoveBackwards) {
   h.send(report({upd(wire::UpdateKind::heartbeat, t)}));
   h.send(report({upd(wire::UpdateKind::failed, t, "late", true)}));
   h.send(report({upd(wire::UpdateKind::completed, t, "again")}));
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  h.sync();  // all taken; stopping commits them
   h.stop();
   std::int64_t attempts = 0;
   EXPECT_EQ(h.status_of("j", "key-0", &attempts), "completed");
@@ -301,7 +317,10 @@ TEST(Sink, ResubmissionSkipsCompleted) {
   EXPECT_EQ(ack->skipped_completed, 2u);
   EXPECT_EQ(ack->already_queued, 1u);
   EXPECT_EQ(ack->accepted, 0u);
-  EXPECT_TRUE(h.tasks(1, 300).empty()) << "nothing is dispatched again";
+  // (dispatch follows the commit that acked, before the sink reads another message)
+  h.sync();
+  h.stop();
+  EXPECT_EQ(h.counters().dispatched, 3u) << "nothing is dispatched again";
 }
 
 TEST(Sink, DuplicateKeysEndAsOneRow) {
@@ -340,15 +359,18 @@ TEST(Sink, RetryableFailuresAreRetriedThenFailed) {
 }
 
 TEST(Sink, ExpiredLeaseIsRedeliveredWithNextAttempt) {
+  ManualClock clock;
   SinkConfig cfg;
   cfg.lease_ms = 200;
-  SinkHarness h(cfg);
+  cfg.batch_delay_ms = 0;
+  SinkHarness h(cfg, 1000, &clock);
   h.send(h.submit("j", 1));
   auto first = h.tasks(1);
   ASSERT_EQ(first.size(), 1u);
   h.send(report({upd(wire::UpdateKind::started, first[0])}));
-  // no heartbeat: the lease expires
-  auto second = h.tasks(1, 3000);
+  h.progress_until("j", [](const wire::Progress& x) { return x.running == 1; });
+  clock.advance(200);  // no heartbeat: the lease expires
+  auto second = h.tasks(1);
   ASSERT_EQ(second.size(), 1u) << "redelivery after lease expiry";
   EXPECT_EQ(second[0].attempt, 2u);
   h.send(report({upd(wire::UpdateKind::completed, second[0])}));
@@ -360,21 +382,26 @@ TEST(Sink, NewBrokerInstanceRedeliversTasksInTransit) {
   h.send(wire::BrokerHello{"b1"});
   h.send(h.submit("j", 5));
   ASSERT_EQ(h.tasks(5).size(), 5u);
-  h.send(wire::BrokerHello{"b1"});
-  EXPECT_TRUE(h.tasks(1, 300).empty()) << "same broker: nothing resent";
-  h.send(wire::BrokerHello{"b2"});
+  h.send(wire::BrokerHello{"b1"});  // the same broker again: nothing is resent ...
+  h.send(wire::BrokerHello{"b2"});  // ... a new one lost its queue: every task in transit is
   auto again = h.tasks(5);
   EXPECT_EQ(again.size(), 5u) << "a new broker lost its queue: every task in transit is resent";
   for (const auto& t : again) EXPECT_EQ(t.attempt, 1u);
+  h.sync();
+  h.stop();
+  EXPECT_EQ(h.counters().redelivered, 5u) << "resent once, for b2, not for b1's repeated hello";
+  EXPECT_EQ(h.counters().dispatched, 10u);
 }
 
 // A task in transit is in the sink's memory only (its row keeps the previous attempt). Lost in
 // a dead worker's buffers, it is sent again with the same attempt after the dispatch timeout;
 // a late report of the first delivery still counts.
 TEST(Sink, TaskNeverStartedIsResentAfterTheDispatchTimeout) {
+  ManualClock clock;
   SinkConfig cfg;
   cfg.dispatch_timeout_ms = 300;
-  SinkHarness h(cfg);
+  cfg.batch_delay_ms = 0;  // (commits need no time to pass: the test moves the clock itself)
+  SinkHarness h(cfg, 1000, &clock);
   h.send(h.submit("j", 3));
   auto first = h.tasks(3);
   ASSERT_EQ(first.size(), 3u);
@@ -383,7 +410,10 @@ TEST(Sink, TaskNeverStartedIsResentAfterTheDispatchTimeout) {
   EXPECT_EQ(attempts, 0) << "the attempt in transit is written with its first report";
   h.send(report({upd(wire::UpdateKind::completed, first[0])}));
   h.progress_until("j", [](const wire::Progress& x) { return x.completed == 1; });
-  auto again = h.tasks(2, 3000);
+  clock.advance(299);
+  h.sync();
+  clock.advance(1);  // the transit timeout (at most --dispatch-timeout-ms) has passed
+  auto again = h.tasks(2);
   ASSERT_EQ(again.size(), 2u) << "the two never started come back";
   for (const auto& t : again) {
     EXPECT_NE(t.key, first[0].key);
@@ -392,9 +422,15 @@ TEST(Sink, TaskNeverStartedIsResentAfterTheDispatchTimeout) {
   h.send(report(
       {upd(wire::UpdateKind::started, first[1]), upd(wire::UpdateKind::completed, again[1])}));
   h.progress_until("j", [](const wire::Progress& x) { return x.completed == 2 && x.running == 1; });
-  EXPECT_TRUE(h.tasks(1, 500).empty()) << "a started task is not resent by the dispatch timeout";
+  clock.advance(10000);  // far past any transit timeout, within the lease
+  h.send(h.submit("sentinel", 1));
+  const auto sentinel = h.tasks(1);  // the loop ran its timers at the new time before this
+  ASSERT_EQ(sentinel.size(), 1u);
+  EXPECT_EQ(sentinel[0].job, "sentinel") << "a started task is not resent by the transit timeout";
+  h.sync();
   h.stop();
   EXPECT_EQ(h.counters().redelivered, 2u);
+  EXPECT_EQ(h.counters().transit_resent, 2u);
   EXPECT_EQ(h.counters().guard_refused, 0u);
 }
 
@@ -461,8 +497,14 @@ TEST(Sink, BusyDatabaseDelaysButLosesNothing) {
     sqlite::Database blocker(h.config().db);
     blocker.exec("BEGIN IMMEDIATE");
     h.send(h.submit("j", 20));
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
-    EXPECT_TRUE(h.tasks(1, 100).empty()) << "nothing dispatched while the lock is held";
+    // The sink tried to commit twice and was refused: it holds the topics and has sent nothing
+    // (a task goes out only after its row is committed).
+    const auto deadline = steady_ms() + 10000;
+    while (h.published_counters().busy_retries < 2 && steady_ms() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    ASSERT_GE(h.published_counters().busy_retries, 2u) << "the sink never met the lock";
+    EXPECT_TRUE(h.tasks(1, 20).empty()) << "nothing dispatched while the lock is held";
     blocker.exec("COMMIT");
   }
   EXPECT_EQ(h.tasks(20).size(), 20u);

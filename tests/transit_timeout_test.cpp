@@ -42,6 +42,23 @@ TEST(TransitTimeout, VariationWidensTheMargin) {
   EXPECT_GT(jittery.ms(), steady.ms() + 300) << "4 x rttvar: the spread sets the margin";
 }
 
+// Karn's algorithm: each round of resends doubles the timeout (tasks that only wait behind slow
+// ones are not sent again and again), and a clean sample undoes it.
+TEST(TransitTimeout, ResendsBackOffUntilACleanSample) {
+  TransitTimeout t(60000, 1000);
+  for (int i = 0; i < 20; ++i) t.observe(10);
+  ASSERT_EQ(t.ms(), 1000);
+  t.back_off();
+  EXPECT_EQ(t.ms(), 2000);
+  t.back_off();
+  t.back_off();
+  EXPECT_EQ(t.ms(), 8000);
+  for (int i = 0; i < 10; ++i) t.back_off();
+  EXPECT_EQ(t.ms(), 60000) << "never above the cap (64 x at most)";
+  t.observe(10);
+  EXPECT_EQ(t.ms(), 1000) << "a clean sample: back to the estimate";
+}
+
 TEST(TransitTimeout, AFloorAboveTheCapIsTheCap) {
   TransitTimeout t(500, 1000);
   t.observe(1);

@@ -23,13 +23,20 @@ const Clock& steady_clock() noexcept {
 }
 
 ManualClock::ManualClock(std::int64_t start_ms)
-    : now_ms_(start_ms), wake_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+    : now_ms_(start_ms),
+      start_ms_(start_ms),
+      wall_at_start_ms_(topicflow::now_ms()),
+      wake_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
   if (wake_fd_ < 0) throw std::runtime_error(std::string("eventfd: ") + std::strerror(errno));
 }
 
 ManualClock::~ManualClock() { ::close(wake_fd_); }
 
 std::int64_t ManualClock::steady_ms() const noexcept { return now_ms_.load(); }
+
+std::int64_t ManualClock::wall_ms() const noexcept {
+  return wall_at_start_ms_ + (now_ms_.load() - start_ms_);
+}
 
 void ManualClock::advance(std::int64_t ms) noexcept {
   now_ms_.fetch_add(ms);

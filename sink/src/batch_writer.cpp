@@ -43,7 +43,7 @@ void account(std::string_view job, const Row& before, const Row& after, std::int
   if (after.exists) ++delta[after.status];
   if (before.in_transit() && after.exists && after.status != Status::pending) {
     ++fx.taken;
-    fx.start_latencies.push_back(now - *before.sent_at);
+    fx.start_latencies.emplace_back(before.rowid, now - *before.sent_at);
   }
 }
 

@@ -33,7 +33,8 @@ struct Effects {
   std::uint64_t guard_refused = 0;
   std::uint64_t lease_expired = 0;
   std::uint64_t taken = 0;  // tasks in transit that a worker started (or finished)
-  std::vector<std::int64_t> start_latencies;  // ... how long after they were handed out (ms)
+  // ... their rowid and how long after they were handed out they started (ms)
+  std::vector<std::pair<std::int64_t, std::int64_t>> start_latencies;
   // Changes of the rows in flight, applied in order (nullopt: forget the row).
   std::vector<std::pair<std::string, std::optional<Row>>> cache;
   // Rows this commit made ready, for the ready queue. `job` views the batch's entry or the row

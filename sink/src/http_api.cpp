@@ -534,7 +534,7 @@ struct HttpApi::Impl {
 
   bool workers(httplib::Response& res) {
     const auto s = snapshot.read();
-    const auto now = steady_ms();
+    const auto now = s.steady_ms;  // (the sink's clock, as of the snapshot)
     json list = json::array();
     for (const auto& w : s.workers_seen) {
       list.push_back(json{{"id", w.id},
@@ -555,7 +555,8 @@ struct HttpApi::Impl {
   }
 
   bool healthz(httplib::Response& res) {
-    const auto why = health(snapshot.read(), steady_ms());
+    const auto s = snapshot.read();
+    const auto why = health(s, s.steady_ms);
     res.status = why.empty() ? 200 : 503;
     res.set_content(why.empty() ? "ok\n" : why + "\n", "text/plain; charset=utf-8");
     return true;
@@ -654,7 +655,7 @@ struct HttpApi::Impl {
     if (now - st.sink_sent_ms >= kSinkEventMs) {
       std::uint64_t slots = 0;
       for (const auto& w : s.workers_seen) slots += w.slots;
-      const auto why = health(s, now);
+      const auto why = health(s, s.steady_ms);
       out += "event: sink\ndata: " +
              api::dump(json{{"time_ms", s.wall_ms},
                             {"workers", s.workers_seen.size()},

@@ -27,17 +27,28 @@ Scheduler::Loaded Scheduler::load() {
 }
 
 std::size_t Scheduler::forget_transit(std::int64_t now) {
-  return requeue(rows_.forget_transit(now - transit_timeout_.ms()));
+  return requeue(rows_.forget_transit(now - transit_timeout_.ms()), /*guessed=*/true);
 }
 
 std::size_t Scheduler::forget_all_transit() {
-  return requeue(rows_.forget_transit(std::numeric_limits<std::int64_t>::max()));
+  return requeue(rows_.forget_transit(std::numeric_limits<std::int64_t>::max()),
+                 /*guessed=*/false);
 }
 
-std::size_t Scheduler::requeue(const std::vector<std::pair<std::string, Row>>& forgotten) {
+void Scheduler::started_after(std::int64_t rowid, std::int64_t latency_ms) {
+  if (resent_.erase(rowid) > 0) return;
+  transit_timeout_.observe(latency_ms);
+}
+
+std::size_t Scheduler::requeue(const std::vector<std::pair<std::string, Row>>& forgotten,
+                               bool guessed) {
+  if (forgotten.empty()) return 0;
+  if (guessed) transit_timeout_.back_off();      // (a lost broker queue is no guess)
+  if (resent_.size() > 100000) resent_.clear();  // (rows cancelled or deleted meanwhile)
   for (const auto& [id, row] : forgotten) {
     // (its row in the database is ready since before it was sent: due by then at the latest)
     queue_.push(row.sent_at.value_or(0), row.rowid, id_job(id));
+    resent_.insert(row.rowid);
   }
   return forgotten.size();
 }

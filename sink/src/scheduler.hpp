@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <optional>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 namespace topicflow::sink {
@@ -47,9 +48,10 @@ class Scheduler {
   // same attempt. Returns how many.
   std::size_t forget_transit(std::int64_t now);
   std::size_t forget_all_transit();
-  // A task in transit started `latency_ms` after it was handed out (the transit timeout
-  // follows these: transit_timeout.hpp).
-  void started_after(std::int64_t latency_ms) { transit_timeout_.observe(latency_ms); }
+  // The task of row `rowid` started `latency_ms` after it was handed out: a sample for the
+  // transit timeout (transit_timeout.hpp), unless the row was sent more than once since it last
+  // started (Karn's algorithm: the latency would be measured from the wrong send).
+  void started_after(std::int64_t rowid, std::int64_t latency_ms);
   [[nodiscard]] const TransitTimeout& transit_timeout() const noexcept { return transit_timeout_; }
 
   // Hands out up to `room` ready rows due at `now` (wall ms): the tasks to send, each now in
@@ -69,10 +71,11 @@ class Scheduler {
   TopicTable& table_;
   RowsInFlight& rows_;
   const Policy& policy_;
-  std::size_t requeue(const std::vector<std::pair<std::string, Row>>& forgotten);
+  std::size_t requeue(const std::vector<std::pair<std::string, Row>>& forgotten, bool guessed);
 
   ReadyQueue queue_;
   TransitTimeout transit_timeout_;
+  std::unordered_set<std::int64_t> resent_;  // rows sent again and not started since
   std::string id_;
 };
 

@@ -107,8 +107,9 @@ void validate_http(const SinkConfig& cfg) {
 
 class Sink::Impl {
  public:
-  Impl(SinkConfig cfg, zmq::context_t* context)
+  Impl(SinkConfig cfg, zmq::context_t* context, const Clock& clock)
       : cfg_(std::move(cfg)),
+        clock_(clock),
         policy_{cfg_.lease_ms, cfg_.max_attempts, cfg_.dispatch_timeout_ms},
         retry_backoff_(cfg_.retry_base_ms, cfg_.retry_max_ms),
         own_context_(context == nullptr ? std::make_unique<zmq::context_t>(1) : nullptr),
@@ -153,14 +154,19 @@ class Sink::Impl {
   }
 
   void run(const StopSignal& stop) {
-    stats_window_start_ = steady_ms();
+    stats_window_start_ = clock_.steady_ms();
     while (!stop.triggered()) {
-      const auto now = steady_ms();
-      std::array<zmq::pollitem_t, 3> items{{{nullptr, stop.fd(), ZMQ_POLLIN, 0},
+      const auto now = clock_.steady_ms();
+      // (a ManualClock's descriptor wakes the loop when a test moves the time)
+      std::array<zmq::pollitem_t, 4> items{{{nullptr, stop.fd(), ZMQ_POLLIN, 0},
+                                            {nullptr, clock_.wake_fd(), ZMQ_POLLIN, 0},
                                             {pull_.handle(), 0, ZMQ_POLLIN, 0},
                                             {nullptr, inbox_.fd(), ZMQ_POLLIN, 0}}};
       const bool can_read = batch_.events() < static_cast<std::size_t>(cfg_.buffer_max);
-      poll_items(items.data(), can_read ? 3 : 1, poll_timeout(now));
+      const std::size_t first = clock_.wake_fd() >= 0 ? 0 : 1;  // (skip the clock's slot)
+      if (first == 1) items[1] = items[0];
+      poll_items(items.data() + first, (can_read ? 4 : 2) - first, poll_timeout(now));
+      if (clock_.wake_fd() >= 0) clock_.drain_wake();
       if (stop.triggered()) break;
       if (can_read) {
         drain();
@@ -173,6 +179,7 @@ class Sink::Impl {
   }
 
   SinkCounters counters() const { return counters_; }
+  SinkCounters published_counters() const { return snapshot_.read().counters; }
   std::string endpoint(const zmq::socket_t& s) const { return s.get(zmq::sockopt::last_endpoint); }
   std::string sink_endpoint() const { return endpoint(pull_); }
   std::string events_endpoint() const { return endpoint(pub_); }
@@ -194,9 +201,9 @@ class Sink::Impl {
       progress_.set_paused(job, true);
     }
     broker_instance_ = table_.meta("broker_instance").value_or("");
-    const auto started = steady_ms();
+    const auto started = clock_.steady_ms();
     loaded_ = scheduler_.load();
-    loaded_ms_ = steady_ms() - started;
+    loaded_ms_ = clock_.steady_ms() - started;
   }
 
   // The HTTP API, the dashboard, /metrics and /healthz on one port (--http-port, or its alias
@@ -244,7 +251,7 @@ class Sink::Impl {
   void on_message(wire::Submit& m) {
     const auto ack = batch_.add_ack(
         wire::Ack{.client = m.submission, .kind = wire::AckKind::submit, .seq = m.seq});
-    batch_.touch(steady_ms());
+    batch_.touch(clock_.steady_ms());
     if (m.items.empty()) return;
     const std::string_view origin = batch_.keep_origin(std::move(m.submission));
     for (auto& item : m.items) {
@@ -258,7 +265,7 @@ class Sink::Impl {
   }
 
   void on_message(wire::Report& m) {
-    if (!m.worker.empty()) window_.heard_from(m.worker, m.slots, steady_ms());
+    if (!m.worker.empty()) window_.heard_from(m.worker, m.slots, clock_.steady_ms());
     if (m.updates.empty()) return;
     const std::string_view origin = batch_.keep_origin(std::move(m.worker));
     for (auto& u : m.updates) {
@@ -286,7 +293,7 @@ class Sink::Impl {
       case wire::ControlAction::remove: kind = Kind::remove; break;
     }
     batch_.add_request(sink::JobRequest{kind, m.job, m.client, nullptr});
-    batch_.touch(steady_ms());
+    batch_.touch(clock_.steady_ms());
   }
 
   // Submissions and job actions from the HTTP API (api_inbox.hpp), answered after the commit.
@@ -307,7 +314,7 @@ class Sink::Impl {
                                 .ack = ack});
         }
         batch_.add_api_submit(ack, std::move(call));
-        batch_.touch(steady_ms());
+        batch_.touch(clock_.steady_ms());
         continue;
       }
       RequestKind kind = RequestKind::pause;
@@ -321,13 +328,13 @@ class Sink::Impl {
       }
       auto job = call->job;
       batch_.add_request(sink::JobRequest{kind, std::move(job), {}, std::move(call)});
-      batch_.touch(steady_ms());
+      batch_.touch(clock_.steady_ms());
     }
   }
 
   void on_message(const wire::Requeue& m) {
     batch_.add_request(sink::JobRequest{sink::JobRequest::Kind::requeue_failed, m.job, m.client});
-    batch_.touch(steady_ms());
+    batch_.touch(clock_.steady_ms());
   }
 
   void on_message(const wire::BrokerHello& m) {
@@ -339,7 +346,7 @@ class Sink::Impl {
                    m.instance, broker_instance_);
     }
     batch_.set_new_broker(m.instance);
-    batch_.touch(steady_ms());
+    batch_.touch(clock_.steady_ms());
   }
 
   template <typename T>
@@ -359,7 +366,7 @@ class Sink::Impl {
         batch_.mark_takes(entry);
       }
     }
-    batch_.touch(steady_ms());
+    batch_.touch(clock_.steady_ms());
   }
 
   // ---- when to commit, when to dispatch ------------------------------------------------------
@@ -397,7 +404,7 @@ class Sink::Impl {
       if (batch_.started_ms() >= 0) {
         deadline = std::min(deadline, batch_.started_ms() + cfg_.batch_delay_ms);
       }
-      const auto wall = now_ms();
+      const auto wall = clock_.wall_ms();
       auto next_due = scheduler_.next_timer_due().value_or(kNever);
       // (only when that would dispatch: with less room, waking for ready rows only spins)
       if (budget() + static_cast<std::int64_t>(batch_.takes()) >= room_threshold()) {
@@ -412,9 +419,9 @@ class Sink::Impl {
   }
 
   void maybe_commit() {
-    const auto now = steady_ms();
+    const auto now = clock_.steady_ms();
     if (db_state_.backing_off(now)) return;  // the database refused the last commit
-    const auto wall = now_ms();
+    const auto wall = clock_.wall_ms();
     forget_lost_transit(wall);
     const bool full = batch_.events() >= static_cast<std::size_t>(cfg_.batch_max);
     const bool old = batch_.started_ms() >= 0 && now - batch_.started_ms() >= cfg_.batch_delay_ms;
@@ -461,7 +468,7 @@ class Sink::Impl {
   // One transaction for the whole batch and the leases that expired. Returns false on busy.
   bool try_commit() {
     const auto started_us = steady_us();
-    const auto wall = now_ms();
+    const auto wall = clock_.wall_ms();
     // Tasks handed to a broker that has since restarted are lost with its queue. The first
     // broker this database ever heard of replaces nobody: nothing to resend (tasks dispatched
     // before its first hello are in its queue).
@@ -482,13 +489,15 @@ class Sink::Impl {
       tx.commit();
     } catch (const sqlite::BusyError& e) {
       ++counters_.busy_retries;
-      db_state_.failed(sink::DatabaseState::Kind::busy, e.what(), batch_.events(), steady_ms());
+      db_state_.failed(sink::DatabaseState::Kind::busy, e.what(), batch_.events(),
+                       clock_.steady_ms());
+      publish_snapshot();
       return false;
     } catch (const sqlite::UnavailableError& e) {
       // (a full disk or an I/O error: SQLite rolled the transaction back, the file is intact)
       ++counters_.unavailable_retries;
       db_state_.failed(sink::DatabaseState::Kind::unavailable, e.what(), batch_.events(),
-                       steady_ms());
+                       clock_.steady_ms());
       publish_snapshot();  // /healthz says so at once
       return false;
     }
@@ -502,7 +511,8 @@ class Sink::Impl {
     const auto elapsed_us = steady_us() - started_us;
     progress_.add(fx.count_total);
     window_.taken(fx.taken);
-    for (const auto latency : fx.start_latencies) scheduler_.started_after(latency);
+    for (const auto& [rowid, latency] : fx.start_latencies)
+      scheduler_.started_after(rowid, latency);
     // (ready first: their job names view the batch and the rows in flight)
     for (const auto& r : fx.ready) scheduler_.ready(r.due, r.rowid, r.job);
     for (auto& [id, row] : fx.cache) rows_.put(std::move(id), std::move(row));
@@ -531,7 +541,7 @@ class Sink::Impl {
       sink::answer(*call, sink::ApiResult{200, {}, batch_.acks()[static_cast<std::size_t>(ack)]});
     }
     log_commit(fx, elapsed_us);
-    db_state_.succeeded(steady_ms());
+    db_state_.succeeded(clock_.steady_ms());
     batch_.clear();
     publish_dirty(false);
     publish_snapshot();
@@ -635,14 +645,14 @@ class Sink::Impl {
 
   void publish_progress(const std::string& job) {
     publish(wire::progress_topic(job),
-            progress_.progress(job, counters_, now_ms(), window_.workers()));
-    progress_.published(job, steady_ms());
+            progress_.progress(job, counters_, clock_.wall_ms(), window_.workers()));
+    progress_.published(job, clock_.steady_ms());
   }
 
   void publish_dirty(bool force) {
-    for (const auto& job : progress_.take_due(steady_ms(), force)) {
+    for (const auto& job : progress_.take_due(clock_.steady_ms(), force)) {
       publish(wire::progress_topic(job),
-              progress_.progress(job, counters_, now_ms(), window_.workers()));
+              progress_.progress(job, counters_, clock_.wall_ms(), window_.workers()));
     }
   }
 
@@ -659,7 +669,8 @@ class Sink::Impl {
     s.unavailable_since_ms = db_state_.since();
     s.unavailable_reason = db_state_.reason();
     s.unavailable_busy = db_state_.kind() == sink::DatabaseState::Kind::busy;
-    s.wall_ms = now_ms();
+    s.wall_ms = clock_.wall_ms();
+    s.steady_ms = clock_.steady_ms();
     s.paused = progress_.paused_jobs();
     s.workers_seen.clear();
     std::unordered_map<std::string_view, std::uint64_t> running;
@@ -672,14 +683,14 @@ class Sink::Impl {
           sink::WorkerInfo{w.id, w.slots, it == running.end() ? 0 : it->second, w.last_heard_ms});
     }
     snapshot_.publish(s);
-    last_snapshot_ms_ = steady_ms();
+    last_snapshot_ms_ = clock_.steady_ms();
   }
 
   // ---- periodic ------------------------------------------------------------------------------
 
   void periodic() {
     publish_dirty(false);
-    const auto now = steady_ms();
+    const auto now = clock_.steady_ms();
     window_.tick(now);
     if (now - last_snapshot_ms_ >= kSnapshotIntervalMs) publish_snapshot();
     if (now - stats_window_start_ >= cfg_.stats_interval_ms) log_rate(now);
@@ -706,18 +717,19 @@ class Sink::Impl {
     // Take what is already queued, then commit; bounded even if the database stays busy.
     drain();
     take_api_calls();
-    const auto give_up = steady_ms() + kShutdownBusyBudgetMs;
+    // (real time: this waits for the database, whatever a test's clock says)
+    const auto give_up = topicflow::steady_ms() + kShutdownBusyBudgetMs;
     while (!batch_.empty()) {
       if (try_commit()) break;
-      if (steady_ms() >= give_up) {
+      if (topicflow::steady_ms() >= give_up) {
         spdlog::error(
             "database still busy after {} ms; {} updates not committed (their topics are "
             "redelivered when their leases expire)",
             kShutdownBusyBudgetMs, batch_.events());
         break;
       }
-      std::this_thread::sleep_for(
-          std::chrono::milliseconds(std::max<std::int64_t>(db_state_.retry_at() - steady_ms(), 1)));
+      std::this_thread::sleep_for(std::chrono::milliseconds(
+          std::clamp<std::int64_t>(db_state_.retry_at() - clock_.steady_ms(), 1, 100)));
     }
     if (!batch_.empty()) {  // (the database stayed busy: nothing was committed for them)
       for (const auto& [ack, call] : batch_.api_submits()) {
@@ -739,6 +751,7 @@ class Sink::Impl {
   }
 
   SinkConfig cfg_;
+  const Clock& clock_;  // every timer and due time: tests move a ManualClock
   sink::Policy policy_;
   Backoff retry_backoff_;
   wire::Limits limits_;
@@ -758,7 +771,7 @@ class Sink::Impl {
 
   sink::Batch batch_;
   sink::ApiInbox inbox_;
-  std::int64_t started_wall_ms_ = now_ms();
+  std::int64_t started_wall_ms_ = clock_.wall_ms();
   std::uint64_t api_submissions_ = 0;
   sink::JobProgress progress_;
   sink::Scheduler::Loaded loaded_;
@@ -777,11 +790,13 @@ class Sink::Impl {
   std::uint64_t stats_decode_errors_ = 0;
 };
 
-Sink::Sink(SinkConfig config, zmq::context_t* context)
-    : impl_(std::make_unique<Impl>(std::move(config), context)) {}
+Sink::Sink(SinkConfig config, zmq::context_t* context, const Clock* clock)
+    : impl_(std::make_unique<Impl>(std::move(config), context,
+                                   clock != nullptr ? *clock : steady_clock())) {}
 Sink::~Sink() = default;
 void Sink::run(const StopSignal& stop) { impl_->run(stop); }
 SinkCounters Sink::counters() const { return impl_->counters(); }
+SinkCounters Sink::published_counters() const { return impl_->published_counters(); }
 std::string Sink::sink_endpoint() const { return impl_->sink_endpoint(); }
 std::string Sink::events_endpoint() const { return impl_->events_endpoint(); }
 int Sink::http_port() const { return impl_->http_port(); }

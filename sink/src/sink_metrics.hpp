@@ -46,6 +46,8 @@ struct WorkerInfo {
 struct Snapshot {
   std::uint64_t version = 0;  // +1 per publication
   std::int64_t wall_ms = 0;   // when it was published
+  std::int64_t steady_ms =
+      0;  // ... on the sink's steady clock (health and ages are relative to it)
   SinkCounters counters;
   std::map<std::string, store::StatusCounts, std::less<>> counts;  // per job
   std::set<std::string, std::less<>> paused;                       // paused jobs

@@ -7,7 +7,10 @@
 // never below `floor_ms` (a latency spike under load must not resend healthy tasks en masse) and
 // never above `cap_ms` (--dispatch-timeout-ms), which is also the timeout before the first
 // sample. A wrong guess costs a duplicate delivery, which is harmless (the first recorded result
-// wins) and counted. Pure: latencies come in as numbers. Not thread-safe.
+// wins) and counted. As in TCP (Karn's algorithm), a task that was sent again gives no sample (its
+// latency would be measured from the wrong send), and every round of resends doubles the timeout
+// until a clean sample arrives: tasks that merely wait behind slow ones in the workers' queues
+// are not resent again and again. Pure: latencies come in as numbers. Not thread-safe.
 
 #include <algorithm>
 #include <cmath>
@@ -17,7 +20,8 @@ namespace topicflow::sink {
 
 class TransitTimeout {
  public:
-  static constexpr std::int64_t kDefaultFloorMs = 1000;
+  static constexpr std::int64_t kDefaultFloorMs = 2000;
+  static constexpr int kMaxBackoffShift = 6;  // at most 64 x
 
   TransitTimeout(std::int64_t cap_ms, std::int64_t floor_ms = kDefaultFloorMs)
       : cap_ms_(cap_ms), floor_ms_(std::min(floor_ms, cap_ms)) {}
@@ -33,13 +37,18 @@ class TransitTimeout {
       srtt_ = 0.875 * srtt_ + 0.125 * r;
     }
     ++samples_;
+    backoff_shift_ = 0;
   }
+
+  // Tasks were presumed lost and sent again: wait longer before the next guess.
+  void back_off() { backoff_shift_ = std::min(backoff_shift_ + 1, kMaxBackoffShift); }
 
   // The timeout now.
   [[nodiscard]] std::int64_t ms() const {
     if (samples_ == 0) return cap_ms_;
-    const auto rto = static_cast<std::int64_t>(std::ceil(srtt_ + 4.0 * rttvar_));
-    return std::clamp(rto, floor_ms_, cap_ms_);
+    const auto rto = std::max<std::int64_t>(
+        static_cast<std::int64_t>(std::ceil(srtt_ + 4.0 * rttvar_)), floor_ms_);
+    return std::min(rto << backoff_shift_, cap_ms_);
   }
   [[nodiscard]] std::uint64_t samples() const noexcept { return samples_; }
   [[nodiscard]] double smoothed_ms() const noexcept { return srtt_; }
@@ -50,6 +59,7 @@ class TransitTimeout {
   double srtt_ = 0.0;
   double rttvar_ = 0.0;
   std::uint64_t samples_ = 0;
+  int backoff_shift_ = 0;
 };
 
 }  // namespace topicflow::sink

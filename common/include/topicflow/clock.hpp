@@ -35,6 +35,8 @@ class Clock {
 
   // Monotonic milliseconds.
   [[nodiscard]] virtual std::int64_t steady_ms() const noexcept = 0;
+  // Wall-clock milliseconds since the Unix epoch (what the database stores: due times, leases).
+  [[nodiscard]] virtual std::int64_t wall_ms() const noexcept { return topicflow::now_ms(); }
   // For a loop that sleeps in poll() until its next timer: a descriptor that becomes readable
   // when the time was moved by hand (put it in the poll set, call drain_wake() when it fired);
   // -1 for a clock whose time moves by itself.
@@ -53,6 +55,8 @@ class ManualClock final : public Clock {
   ~ManualClock() override;
 
   [[nodiscard]] std::int64_t steady_ms() const noexcept override;
+  // The wall clock moves with the steady one, from the real wall time at construction.
+  [[nodiscard]] std::int64_t wall_ms() const noexcept override;
   [[nodiscard]] int wake_fd() const noexcept override { return wake_fd_; }
   void drain_wake() const noexcept override;
   // Moves the time forward by `ms` and wakes the loops that poll wake_fd().
@@ -60,6 +64,8 @@ class ManualClock final : public Clock {
 
  private:
   std::atomic<std::int64_t> now_ms_;
+  std::int64_t start_ms_;
+  std::int64_t wall_at_start_ms_;
   int wake_fd_ = -1;
 };
 

@@ -9,6 +9,7 @@
 // capped, jittered exponential backoff. Single-threaded; run() returns after the stop signal
 // once the pending batch is committed.
 
+#include <topicflow/clock.hpp>
 #include <topicflow/curve.hpp>
 #include <topicflow/endpoints.hpp>
 #include <topicflow/shutdown.hpp>
@@ -91,8 +92,9 @@ struct SinkCounters {
 class Sink {
  public:
   // Opens the database and binds the sockets; throws std::runtime_error (bad path, endpoint in
-  // use) with a one-line reason.
-  Sink(SinkConfig config, zmq::context_t* context = nullptr);
+  // use) with a one-line reason. Timers and due times read `clock` (the real clocks when null):
+  // a test moves a ManualClock instead of sleeping.
+  Sink(SinkConfig config, zmq::context_t* context = nullptr, const Clock* clock = nullptr);
   ~Sink();
   Sink(const Sink&) = delete;
   Sink& operator=(const Sink&) = delete;
@@ -101,6 +103,9 @@ class Sink {
   void run(const StopSignal& stop);
 
   [[nodiscard]] SinkCounters counters() const;
+  // Thread-safe while run() runs: the counters as of the sink's last published snapshot (after
+  // every commit, every failed commit, and at least twice a second).
+  [[nodiscard]] SinkCounters published_counters() const;
   // Bound addresses (useful with tcp://127.0.0.1:* in tests).
   [[nodiscard]] std::string sink_endpoint() const;
   [[nodiscard]] std::string events_endpoint() const;
