@@ -484,3 +484,24 @@ def test_events_of_all_jobs_start_with_every_job(server, job_name):
     stream.close()
     assert first == api_jobs, "one job event per job, then the sink event"
     assert_counts_match(server)
+
+
+def test_concurrent_submissions_register_each_key_once(server, job_name):
+    from concurrent.futures import ThreadPoolExecutor
+    keys = [f"c{i:04}" for i in range(1200)]
+    # six clients, each with an overlapping half of the keys, in its own order
+    bodies = [[{"key": k, "payload": "ok"} for k in (keys[i * 200:] + keys[:i * 200])[:600]]
+              for i in range(6)]
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        answers = list(pool.map(
+            lambda b: send(server.url, topics_url(job_name), "POST", b, timeout=60), bodies))
+    assert all(a.status == 200 for a in answers), answers
+    docs = [a.doc for a in answers]
+    distinct = set().union(*({item["key"] for item in b} for b in bodies))
+    assert sum(d["accepted"] for d in docs) == len(distinct)
+    # every other occurrence found the key registered by another request: queued or done
+    others = sum(d["already_queued"] + d["skipped_completed"] + d["duplicates"] for d in docs)
+    assert others == sum(len(b) for b in bodies) - len(distinct), docs
+    assert dbcheck.row_count(server.db, job_name) == len(distinct)
+    assert server.client().wait(job_name, timeout=60)["completed"] == len(distinct)
+    assert_counts_match(server)

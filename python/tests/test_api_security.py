@@ -161,3 +161,48 @@ def test_a_non_loopback_address_with_a_token_or_read_only_serves(tmp_path, extra
         proc.terminate()
         proc.wait(timeout=15)
     assert proc.returncode == 0
+
+
+@pytest.mark.parametrize("content", ["", "\n", "   \t\nsecond line is not the token\n", None],
+                         ids=["empty", "empty-line", "blank-first-line", "missing"])
+def test_a_token_file_without_a_token_exits_2(tmp_path, content):
+    token = tmp_path / "token"
+    if content is not None:
+        token.write_text(content)
+    proc = run_sink(tmp_path, "--http-port", str(free_port()), "--http-address", "0.0.0.0",
+                    "--http-token-file", str(token))
+    try:
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 2, (proc.returncode, out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "--http-token-file" in lines[0], err
+
+
+def test_the_token_is_the_first_line_without_surrounding_whitespace(tmp_path):
+    (tmp_path / "token").write_text("  tok-en \r\nsecond line\n")
+    port = free_port()
+    proc = run_sink(tmp_path, "--http-port", str(port), "--http-token-file",
+                    str(tmp_path / "token"))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        def answering() -> bool:
+            assert proc.poll() is None, proc.communicate()
+            try:
+                return send(url, "/healthz", timeout=2).status == 200
+            except OSError:
+                return False
+        wait_until(answering, what="the sink answering")
+        body = b'[{"key": "k"}]'
+        for auth in ("Bearer   tok-en", "Bearer second line", "Bearer tok-en second line"):
+            answer = send(url, "/v1/jobs/j/topics", "POST", body, {"Authorization": auth})
+            assert answer.status == 401, (auth, answer)
+        answer = send(url, "/v1/jobs/j/topics", "POST", body, {"Authorization": "Bearer tok-en"})
+        assert answer.status == 200 and answer.doc["accepted"] == 1, answer
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+    assert dbcheck.row_count(tmp_path / "topics.db", "j") == 1

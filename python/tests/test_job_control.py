@@ -192,12 +192,13 @@ def test_cancel_racing_with_completion_ends_each_topic_once(server, job_name):
     tf = server.client()
     n = 400
     keys = [f"r{i:03}" for i in range(n)]
-    tf.submit(job_name, [(k, "sleep:20 ok") for k in keys])
+    # (and a few that fail retryably: pending with a due time in the future when cancelled)
+    tf.submit(job_name, [(k, "retry" if k.endswith("7") else "sleep:20 ok") for k in keys])
     wait_until(lambda: tf.job(job_name)["completed"] >= 60, what="some topics completed")
     answer = tf.cancel(job_name)
     # right after the cancel's commit nothing of the job is left to run
     assert (answer["pending"], answer["running"]) == (0, 0), answer
-    assert answer["completed"] + answer["cancelled"] == n, answer
+    assert answer["completed"] + answer["cancelled"] + answer["failed"] == n, answer
     assert answer["changed"] == answer["cancelled"] > 0, answer
     final = wait_until(lambda: (j := tf.job(job_name))["running"] == 0 and j, what="settled")
     rows = dbcheck.topics(server.db, job_name)
@@ -205,14 +206,21 @@ def test_cancel_racing_with_completion_ends_each_topic_once(server, job_name):
     by_status: dict[str, list[str]] = {}
     for key, row in rows.items():
         by_status.setdefault(row["status"], []).append(key)
-    assert set(by_status) <= {"completed", "cancelled"}, {s: len(v) for s, v in by_status.items()}
+    assert set(by_status) <= {"completed", "cancelled", "failed"}, \
+        {s: len(v) for s, v in by_status.items()}
+    # (failed: only the retrying ones, out of attempts before the cancel came)
+    assert all(k.endswith("7") for k in by_status.get("failed", []))
     # a cancelled row never took a result, a completed one always did; no row changed after
     # the cancel (the job's counts are those the cancel answered)
     assert all(rows[k]["result"] is None for k in by_status.get("cancelled", []))
     assert all(rows[k]["result"] == "OK" for k in by_status.get("completed", []))
-    assert (final["completed"], final["cancelled"]) == \
-        (len(by_status.get("completed", [])), len(by_status.get("cancelled", [])))
-    assert (final["completed"], final["cancelled"]) == (answer["completed"], answer["cancelled"])
+    retried = [k for k in keys if k.endswith("7")]
+    assert all(rows[k]["status"] in ("cancelled", "failed") for k in retried), \
+        {k: rows[k]["status"] for k in retried}
+    assert tuple(final[s] for s in dbcheck.TERMINAL) == \
+        tuple(len(by_status.get(s, [])) for s in dbcheck.TERMINAL)
+    assert tuple(final[s] for s in dbcheck.TERMINAL) == \
+        tuple(answer[s] for s in dbcheck.TERMINAL)
     assert_counts_match(server)
 
 
