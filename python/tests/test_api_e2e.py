@@ -6,16 +6,17 @@ counts checked three ways (dbcheck.assert_counts_match)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 import dbcheck
 from dbcheck import assert_counts_match
 from harness import kind, wait_until
-from rawhttp import JSON, check_error_body, one_line, q, raw_exchange, send
-from topicflow import TopicflowError
+from rawhttp import check_error_body, one_line, q, raw_exchange, send
 
 pytestmark = pytest.mark.skipif(kind() != "real", reason="reads the real sink's database")
 
@@ -277,7 +278,6 @@ def test_bad_job_names_in_the_path_are_400(server):
 
 def test_binary_payloads_travel_as_base64(server, job_name):
     raw = bytes(range(256))
-    import base64
     answer = send(server.url, topics_url(job_name), "POST",
                   [{"key": "bin", "payload_base64": base64.b64encode(raw).decode()},
                    {"key": "url-safe", "payload_base64": "_-8"},
@@ -487,7 +487,6 @@ def test_events_of_all_jobs_start_with_every_job(server, job_name):
 
 
 def test_concurrent_submissions_register_each_key_once(server, job_name):
-    from concurrent.futures import ThreadPoolExecutor
     keys = [f"c{i:04}" for i in range(1200)]
     # six clients, each with an overlapping half of the keys, in its own order
     bodies = [[{"key": k, "payload": "ok"} for k in (keys[i * 200:] + keys[:i * 200])[:600]]

@@ -71,8 +71,8 @@ def test_writes_without_the_token_are_401_and_change_nothing(make_server, job_na
 
 
 def test_a_read_only_server_refuses_every_write(make_server, job_name):
-    s = make_server(read_only=True, workers=1,
-                    preload={job_name: [{"key": "k", "payload": "v"}, {"key": "f", "payload": "fail"}]})
+    preload = {job_name: [{"key": "k", "payload": "v"}, {"key": "f", "payload": "fail"}]}
+    s = make_server(read_only=True, workers=1, preload=preload)
     before = everything(s, job_name)
     for method, path, body in writes(job_name):
         answer = send(s.url, path, method, body)
