@@ -3,7 +3,8 @@
 #
 #   scripts/test.sh              dev, compose, asan, tsan, then fuzz: what CI (.ci/run) runs
 #   scripts/test.sh dev          one step (or several: scripts/test.sh asan tsan)
-#   scripts/test.sh fuzz         libFuzzer on wire::decode for TOPICFLOW_FUZZ_SECONDS (60)
+#   scripts/test.sh fuzz         libFuzzer on wire::decode and the API body parser, together
+#                                TOPICFLOW_FUZZ_SECONDS (60), half each
 #
 # Presets come from CMakePresets.json; each step configures, builds and runs its ctest preset:
 #   dev      Debug, warnings as errors: unit, e2e, fault and bench labels (all but compose)
@@ -12,7 +13,8 @@
 #            (skipped, exit 77, where that tool is absent)
 #   asan     ASan + UBSan (GCC, -O1): unit, e2e and fault labels
 #   tsan     TSan (GCC, -O1; tsan.supp for libzmq): unit, e2e and fault labels
-#   fuzz     clang: wire_fuzz for 60 s from seeds generated from the current encoder
+#   fuzz     clang: wire_fuzz (seeds generated from the current encoder) and api_json_fuzz
+#            (tests/fuzz/api_json_seeds), 30 s each
 # The sanitizer presets send every report, also those of the processes the e2e and fault tests
 # start (a child that dies under `topicflow run` is restarted, so its exit would go unnoticed),
 # to build/<preset>/sanitizer.<exe>.<pid>; any such file fails the step and is printed.

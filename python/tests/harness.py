@@ -5,9 +5,11 @@ and workers, on private ipc:// endpoints) or the fake (fake_sink.py), chosen by 
                                           topicflow-sink --help lists --http-port, else fake)
     TOPICFLOW_BIN_DIR=build/dev/bin      (default: the first of build/*/bin with the binaries)
 
-Workers run each topic as behaviour.py says, in both cases. Fixtures: ``server`` (one per
-module), ``make_server`` (a factory for servers with a token, read-only, or no workers),
-``job_name`` (unique per test).
+Workers run each topic as behaviour.py says, in both cases (or, real sink only, the handler
+``start(handler=...)`` names). Fixtures: ``server`` (one per module), ``make_server`` (a factory
+for servers with a token, read-only, no workers, other handlers or sink flags), ``job_name``
+(unique per test). A real server can restart its sink on the same database and endpoints
+(``Server.restart_sink``); its database is ``Server.db``.
 """
 
 from __future__ import annotations
@@ -97,6 +99,42 @@ class Server:
     token: str | None = None
     read_only: bool = False
     procs: list[subprocess.Popen] = field(default_factory=list)
+    # (real sink only) how each process was started, by name ("sink", "broker", "worker1"...)
+    cmds: dict[str, list[str]] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    roles: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def db(self) -> Path:
+        """The sink's SQLite file (real sink)."""
+        return self.dir / "topics.db"
+
+    def spawn(self, name: str) -> subprocess.Popen:
+        """Starts the process ``name`` of ``cmds`` (its output appended to NAME.log)."""
+        with open(self.dir / f"{name}.log", "ab") as log:
+            proc = subprocess.Popen(self.cmds[name], stdout=log, stderr=log, env=self.env)
+        old = self.roles.get(name)
+        if old is not None and old in self.procs:
+            self.procs[self.procs.index(old)] = proc
+        else:
+            self.procs.append(proc)
+        self.roles[name] = proc
+        return proc
+
+    def stop_sink(self) -> int:
+        """Stops the sink (SIGTERM, as a supervisor would) and returns its exit status; the
+        broker and the workers go on."""
+        proc = self.roles["sink"]
+        proc.send_signal(signal.SIGTERM)
+        return proc.wait(timeout=30)
+
+    def restart_sink(self) -> None:
+        """Stops the sink and starts it again with the same flags: same database, same
+        endpoints, same HTTP port. Returns when it answers."""
+        assert self.kind == "real", "only the real sink restarts"
+        self.stop_sink()
+        self.spawn("sink")
+        _wait_answering(self)
 
     def client(self, **kw: Any) -> Client:
         kw.setdefault("token", self.token)
@@ -122,10 +160,15 @@ class Server:
 def start(directory: Path, *, token: str | None = None, read_only: bool = False,
           workers: int = 2, slots: int = 4,
           preload: dict[str, list[dict[str, Any]]] | None = None,
-          which: str | None = None, fake_args: tuple[str, ...] = ()) -> Server:
+          which: str | None = None, fake_args: tuple[str, ...] = (),
+          handler: str | None = None, sink_args: tuple[str, ...] = (),
+          worker_endpoints: dict[str, str] | None = None) -> Server:
     """Starts a server in ``directory``. ``preload``: topics registered (and run to the end)
     before a read-only server starts, so it has something to show. ``fake_args``: more flags
-    for fake_sink.py (ignored by the real sink)."""
+    for fake_sink.py (ignored by the real sink). Real sink only: ``handler``, the workers'
+    --handler (default: behaviour_handler.py, exec-persistent); ``sink_args``, more flags for
+    topicflow-sink; ``worker_endpoints``, endpoints the workers use instead of the sink's
+    (e.g. {"events": ...} for workers that never hear the sink's cancel events)."""
     which = which or kind()
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "state").mkdir(exist_ok=True)
@@ -145,7 +188,8 @@ def start(directory: Path, *, token: str | None = None, read_only: bool = False,
                 client.wait(job, timeout=60)
         finally:
             writer.stop()
-    return _start_real(directory, token, token_file, read_only, workers, slots)
+    return _start_real(directory, token, token_file, read_only, workers, slots, handler,
+                       sink_args, worker_endpoints or {})
 
 
 def _start_fake(d: Path, token: str | None, token_file: Path | None, read_only: bool,
@@ -176,7 +220,9 @@ def _start_fake(d: Path, token: str | None, token_file: Path | None, read_only: 
 
 
 def _start_real(d: Path, token: str | None, token_file: Path | None, read_only: bool,
-                workers: int, slots: int) -> Server:
+                workers: int, slots: int, handler: str | None = None,
+                sink_args: tuple[str, ...] = (),
+                worker_endpoints: dict[str, str] | None = None) -> Server:
     bins = bin_dir()
     assert bins is not None, "no topicflow binaries (build first, or TOPICFLOW_TEST_SINK=fake)"
     ep = {name: f"ipc://{d}/{name}.ipc" for name in ("frontend", "backend", "sink", "events")}
@@ -185,21 +231,30 @@ def _start_real(d: Path, token: str | None, token_file: Path | None, read_only: 
            "PYTHONPATH": str(HERE.parent), "TOPICFLOW_LOG_LEVEL": "warn"}
     port = free_port()
     sink = [str(bins / "topicflow-sink"), "--db", str(d / "topics.db"), "--http-port", str(port),
-            "--max-attempts", "3", "--retry-base-ms", "20", "--retry-max-ms", "100", *endpoints]
+            "--max-attempts", "3", "--retry-base-ms", "20", "--retry-max-ms", "100", *endpoints,
+            *sink_args]
     if token_file:
         sink += ["--http-token-file", str(token_file)]
     if read_only:
         sink.append("--http-read-only")
-    handler = f"exec-persistent:exec {sys.executable} {HERE / 'behaviour_handler.py'}"
+    handler = handler or f"exec-persistent:exec {sys.executable} {HERE / 'behaviour_handler.py'}"
     cmds = {"sink": sink, "broker": [str(bins / "topicflow-broker"), *endpoints]}
+    worker_ep = {**ep, **(worker_endpoints or {})}
     for i in range(workers):
         cmds[f"worker{i + 1}"] = [str(bins / "topicflow-worker"), "--handler", handler,
                                   "--concurrency", str(slots), "--id", f"worker-{i + 1}",
-                                  *endpoints]
-    server = Server("real", f"http://127.0.0.1:{port}", d, token, read_only)
-    for name, cmd in cmds.items():
-        with open(d / f"{name}.log", "ab") as log:
-            server.procs.append(subprocess.Popen(cmd, stdout=log, stderr=log, env=env))
+                                  *[arg for name, addr in worker_ep.items()
+                                    for arg in (f"--{name}", addr)]]
+    server = Server("real", f"http://127.0.0.1:{port}", d, token, read_only, cmds=cmds, env=env)
+    for name in cmds:
+        server.spawn(name)
+    _wait_answering(server)
+    return server
+
+
+def _wait_answering(server: Server) -> None:
+    """Returns when the sink answers GET /v1/jobs; stops the server and raises when one of its
+    processes exited or the sink does not answer within 30 s."""
     client = server.client()
     deadline = time.monotonic() + 30
     while True:
@@ -209,7 +264,7 @@ def _start_real(d: Path, token: str | None, token_file: Path | None, read_only: 
             raise RuntimeError(f"{dead} exited at start-up\n{server.logs()}")
         try:
             client.jobs()
-            return server
+            return
         except Exception:  # noqa: BLE001  (not listening yet)
             if time.monotonic() > deadline:
                 server.stop()

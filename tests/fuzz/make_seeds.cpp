@@ -39,8 +39,31 @@ int main(int argc, char** argv) {
   seeds.emplace_back("requeue", wire::Requeue{"client-1", "default"});
   seeds.emplace_back("broker-hello", wire::BrokerHello{"a1b2c3d4"});
   seeds.emplace_back("ack", wire::Ack{"client-1", wire::AckKind::submit, 3, 100, 1, 2, 3, 4, 5, 6});
-  seeds.emplace_back(
-      "progress", wire::Progress{"default", 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 1700000000000, 12});
+  seeds.emplace_back("ack-control", wire::Ack{.client = "client-1",
+                                              .kind = wire::AckKind::control,
+                                              .seq = 4,
+                                              .changed = 7,
+                                              .error = "no job named 'x'"});
+  seeds.emplace_back("progress", wire::Progress{.job = "default",
+                                                .pending = 1,
+                                                .running = 2,
+                                                .completed = 3,
+                                                .failed = 4,
+                                                .cancelled = 5,
+                                                .paused = true,
+                                                .batches = 6,
+                                                .updates = 7,
+                                                .busy_retries = 8,
+                                                .retried = 9,
+                                                .redelivered = 10,
+                                                .duplicates = 11,
+                                                .decode_errors = 12,
+                                                .time_ms = 1700000000000,
+                                                .workers = 13});
+  seeds.emplace_back("task-batch", wire::TaskBatch{{wire::Task{"j", "k1", "p", 1},
+                                                    wire::Task{"j", "k2", "", 2}}});
+  seeds.emplace_back("control", wire::Control{"client-1", "default", wire::ControlAction::cancel});
+  seeds.emplace_back("cancel", wire::Cancel{{{"j", "k1", 1}, {"j", "k2", 3}}});
 
   for (const auto& [name, message] : seeds) {
     const std::string bytes = wire::encode(message);
