@@ -223,7 +223,8 @@ TEST_F(BatchWriterTest, AResubmittedFailedTopicIsRequeuedOnlyWhenAsked) {
   EXPECT_EQ(delta(fx, Status::pending), 1);
   const auto row = stored("k");
   EXPECT_EQ(row.status, Status::pending);
-  EXPECT_EQ(row.attempts, 0);
+  EXPECT_EQ(row.attempts, 1) << "attempt numbers never go back";
+  EXPECT_EQ(row.attempts_base, 1) << "a fresh budget from here";
 }
 
 TEST_F(BatchWriterTest, AReportOfATaskInTransitUsesTheCachedRow) {
@@ -481,7 +482,8 @@ TEST_F(BatchWriterTest, ARequeueRequestMakesTheJobsFailedRowsReady) {
     EXPECT_TRUE(r.rowid == stored("a").rowid || r.rowid == stored("b").rowid) << r.rowid;
   }
   EXPECT_EQ(stored("a").status, Status::pending);
-  EXPECT_EQ(stored("a").attempts, 0);
+  EXPECT_EQ(stored("a").attempts, 1);
+  EXPECT_EQ(stored("a").attempts_base, 1);
 }
 
 }  // namespace

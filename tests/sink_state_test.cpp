@@ -179,8 +179,36 @@ TEST_F(SinkState, RequeueGivesFailedTopicsFreshAttempts) {
   EXPECT_EQ(row.status, Status::failed);
   EXPECT_EQ(submit(row, "s3", true), Outcome::requeued);
   EXPECT_EQ(row.status, Status::pending);
-  EXPECT_EQ(row.attempts, 0);
+  EXPECT_EQ(row.attempts, 1) << "attempt numbers never go back";
+  EXPECT_EQ(row.attempts_base, 1) << "the budget counts from here";
   EXPECT_TRUE(row.requeued);
+  // a fresh budget: max_attempts (3) more tries, numbered 2, 3, 4
+  for (std::uint32_t attempt = 2; attempt <= 4; ++attempt) {
+    dispatch(row);
+    EXPECT_EQ(row.attempts, attempt);
+    update(row, EventKind::failed, attempt, true, "again");
+  }
+  EXPECT_EQ(row.status, Status::failed) << "after its 3 fresh attempts";
+}
+
+// A cancelled topic submitted again is new work; a result of the run the cancel stopped (the
+// same attempt number, had it been reused) must never count for it.
+TEST_F(SinkState, ACancelledTopicSubmittedAgainRunsWithANewAttemptNumber) {
+  Row row;
+  submit(row, "s1");
+  dispatch(row);
+  update(row, EventKind::started, 1);
+  row.status = Status::cancelled;  // (the cancel's UPDATE)
+  row.due_at.reset();
+  EXPECT_EQ(update(row, EventKind::completed, 1, false, "late"), Outcome::cancelled_late);
+  EXPECT_EQ(submit(row, "s2"), Outcome::requeued) << "no requeue flag needed for cancelled";
+  EXPECT_EQ(update(row, EventKind::completed, 1, false, "late again"), Outcome::stale)
+      << "attempt 1 belongs to the cancelled run";
+  EXPECT_EQ(row.status, Status::pending);
+  dispatch(row);
+  EXPECT_EQ(row.attempts, 2);
+  EXPECT_EQ(update(row, EventKind::completed, 2, false, "new"), Outcome::applied);
+  EXPECT_EQ(row.status, Status::completed);
 }
 
 TEST_F(SinkState, LeaseExpiryAtMaxAttemptsFails) {

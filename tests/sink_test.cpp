@@ -531,7 +531,11 @@ TEST(Sink, RequeueFailedGivesFreshAttempts) {
   EXPECT_EQ(ack->requeued, 2u);
   auto again = h.tasks(2);
   ASSERT_EQ(again.size(), 2u);
-  for (const auto& t : again) EXPECT_EQ(t.attempt, 1u);
+  // a fresh budget (max_attempts 1: one more try each), with the next attempt number
+  for (const auto& t : again) EXPECT_EQ(t.attempt, 2u);
+  h.send(report({upd(wire::UpdateKind::failed, again[0], "x", true),
+                 upd(wire::UpdateKind::completed, again[1])}));
+  h.progress_until("j", [](const wire::Progress& x) { return x.failed == 1 && x.completed == 1; });
 }
 
 TEST(Sink, DispatchWindowBoundsTasksInTransit) {

@@ -27,6 +27,7 @@ constexpr std::string_view kTopicsColumns = R"sql(
                                         status = 'completed' OR status = 'failed' OR
                                         status = 'cancelled'),
   attempts      INTEGER NOT NULL DEFAULT 0,
+  attempts_base INTEGER NOT NULL DEFAULT 0, -- attempts before the last requeue (budget base)
   result        BLOB,
   error         TEXT,
   updated_at    INTEGER NOT NULL,

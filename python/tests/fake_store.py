@@ -110,7 +110,7 @@ class Store:
 
     def submit(self, name: str, items: list[tuple[str, bytes]]) -> dict[str, Any]:
         counts = dict(accepted=0, duplicates=0, skipped_completed=0, skipped_failed=0,
-                      already_queued=0)
+                      already_queued=0, requeued=0)
         seen: set[str] = set()
         with self.lock:
             job = self.jobs.setdefault(name, Job(name))
@@ -133,9 +133,12 @@ class Store:
                 elif topic.status in ("pending", "running"):
                     counts["already_queued"] += 1
                     continue
-                else:  # cancelled: new work
-                    topic.payload, topic.attempts, topic.result, topic.error = payload, 0, None, None
+                else:  # cancelled: new work, with a fresh budget (attempt numbers go on)
+                    topic.payload, topic.result, topic.error = payload, None, None
                     self._set(job, topic, "pending")
+                    counts["requeued"] += 1
+                    self.ready.append((name, key))
+                    continue
                 counts["accepted"] += 1
                 self.ready.append((name, key))
             if counts["accepted"]:

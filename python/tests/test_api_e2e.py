@@ -135,8 +135,6 @@ def test_a_bad_body_for_a_new_job_creates_no_job(server, job_name):
     assert_counts_match(server)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the 400 reason echoes an unknown field's name as "
-                   "it is, newlines included: not the one-line reason of docs/api.md")
 def test_an_error_reason_is_one_line_whatever_the_body(server, job_name):
     answer = send(server.url, topics_url(job_name), "POST", b'[{"key": "k", "a\\nb": 1}]')
     assert answer.status == 400
@@ -255,10 +253,6 @@ def test_odd_keys_round_trip_through_submit_list_and_get(server, job_name):
     assert_counts_match(server)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: GET /v1/jobs/{job}/topics/{key} is 404 'not found' "
-                   "for a key with a newline or carriage return (%0A, %0D), which submit and the "
-                   "listing accept: the routes are registered as regex \".*\", and '.' does not "
-                   "match line terminators")
 @pytest.mark.parametrize("key", ["new\nline", "carriage\rreturn"])
 def test_a_key_with_a_line_break_round_trips(server, job_name, key):
     tf = server.client()

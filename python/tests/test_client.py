@@ -16,7 +16,7 @@ def test_submit_counts_every_form_of_topic(server, job_name):
                                   ("binary", b"\xff\x00"), {"key": "dict", "payload": "x"},
                                   "plain"])
     assert answer == {"accepted": 5, "duplicates": 1, "skipped_completed": 0,
-                      "skipped_failed": 0, "already_queued": 0, "rejected": []}
+                      "skipped_failed": 0, "already_queued": 0, "requeued": 0, "rejected": []}
     tf.wait(job_name, timeout=30)
     assert tf.topic(job_name, "plain")["payload"] == "plain"
     assert tf.topic(job_name, "pair")["result"] == "PAYLOAD"

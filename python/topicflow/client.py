@@ -26,7 +26,8 @@ from .errors import TopicflowError, WaitTimeout
 
 __all__ = ["Client", "TopicItem"]
 
-COUNT_FIELDS = ("accepted", "duplicates", "skipped_completed", "skipped_failed", "already_queued")
+COUNT_FIELDS = ("accepted", "duplicates", "skipped_completed", "skipped_failed", "already_queued",
+                "requeued")
 
 #: A topic for ``submit``: a key (key = payload, as a line of a text file), a
 #: ``(key, payload)`` pair (payload: str, bytes, or any JSON value), or a dict as the API takes.
@@ -76,7 +77,7 @@ class Client:
     def submit(self, job: str, topics: Iterable[TopicItem], chunk_size: int = 1000
                ) -> dict[str, Any]:
         """Registers topics in requests of ``chunk_size``; returns the summed answer
-        (accepted, duplicates, skipped_completed, skipped_failed, already_queued, rejected
+        (accepted, duplicates, skipped_completed, skipped_failed, already_queued, requeued, rejected
         with indexes into ``topics``). Reads ``topics`` lazily, one chunk at a time.
 
         Each chunk is committed on its own: if one fails, the TopicflowError's ``counts``

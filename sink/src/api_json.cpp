@@ -112,8 +112,8 @@ std::variant<std::vector<wire::SubmitItem>, BadRequest> parse_submission(
         item.payload = std::move(*bytes);
         has_payload = true;
       } else {
-        return BadRequest{400, at(i) + ": unknown field '" + name +
-                                   "' (expected key, payload or payload_base64)"};
+        return BadRequest{400, at(i) + ": unknown field " + dump(json(name.substr(0, 64))) +
+                                   " (expected key, payload or payload_base64)"};
       }
     }
     if (!element.contains("key")) return BadRequest{400, at(i) + ": key is missing"};

@@ -212,6 +212,9 @@ Effects::RequestResult BatchWriter::cancel(const JobRequest& request, std::int64
     if (const auto* cached = rows_.find(id); cached != nullptr) {
       fx.cancelled_tasks.push_back(
           wire::CancelledTask{request.job, r.key, static_cast<std::uint32_t>(cached->attempts)});
+      // (in transit, its attempt lived in memory only: recorded, so a later attempt of the topic
+      // never reuses its number)
+      if (cached->in_transit()) table_.record_attempt(r.rowid, cached->attempts);
       fx.cache.emplace_back(std::move(id), std::nullopt);
       ++in_flight;
     }

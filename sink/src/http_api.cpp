@@ -26,6 +26,8 @@ namespace {
 using nlohmann::json;
 using namespace std::chrono_literals;
 
+// Every path, line breaks included ('.' does not match them, and a key may hold one).
+const std::string kAnyPath = R"([\s\S]*)";
 constexpr int kThreads = 48;       // request threads (live streams hold one each)
 constexpr int kMaxStreams = 32;    // concurrent /v1/events clients
 constexpr auto kCommitWait = 30s;  // a write not committed by then is answered 503
@@ -237,12 +239,12 @@ struct HttpApi::Impl {
     auto route = [this](const httplib::Request& req, httplib::Response& res) {
       (void)handle(req, res);
     };
-    server.Get(".*", route);
-    server.Post(".*", route);
-    server.Delete(".*", route);
-    server.Put(".*", route);
-    server.Patch(".*", route);
-    server.Options(".*", route);
+    server.Get(kAnyPath, route);
+    server.Post(kAnyPath, route);
+    server.Delete(kAnyPath, route);
+    server.Put(kAnyPath, route);
+    server.Patch(kAnyPath, route);
+    server.Options(kAnyPath, route);
 
     bound_port = options.port > 0 && server.bind_to_port(options.address, options.port)
                      ? options.port

@@ -560,6 +560,7 @@ class Sink::Impl {
     }
     for (const auto job : fx.cancelled_jobs) scheduler_.queue().remove_job(job);
     for (const auto job : fx.removed_jobs) {
+      scheduler_.queue().resume(job);  // (a name used again starts unpaused, as the table says)
       scheduler_.queue().remove_job(job);
       progress_.remove(job);
     }

@@ -31,6 +31,7 @@ Outcome apply_submit(Row& row, const Event& e, std::int64_t now) {
   if (!row.exists) {
     row.exists = true;
     row.attempts = 0;
+    row.attempts_base = 0;
     row.submission = e.origin;
     row.new_payload = e.data;
     row.error.reset();
@@ -46,7 +47,7 @@ Outcome apply_submit(Row& row, const Event& e, std::int64_t now) {
       // A failed topic is an outcome: it runs again only when asked (--requeue-failed). A
       // cancelled one is an operator's decision, which submitting it again overrides.
       if (row.status == Status::failed && !e.requeue_failed) return Outcome::skipped_failed;
-      row.attempts = 0;
+      row.attempts_base = row.attempts;  // a fresh budget; attempt numbers go on
       row.submission = e.origin;
       row.new_payload = e.data;
       row.requeued = true;
@@ -78,6 +79,9 @@ Outcome apply(Row& row, const Event& e, const Policy& p, Backoff& backoff, std::
   const bool ready = row.status == Status::pending && !row.sent_at;
   const bool adopted = ready && attempt == row.attempts + 1;
   if (!adopted && (attempt > row.attempts || attempt < 1)) return Outcome::bogus;
+  // Attempts from before a requeue (an operator's retry-failed, a cancelled topic submitted
+  // again) belong to the work that was given up: a new run is wanted, not their results.
+  if (attempt <= row.attempts_base && !store::is_terminal(row.status)) return Outcome::stale;
   if (store::is_terminal(row.status)) {
     const bool repeat = row.status == Status::completed && e.kind == EventKind::completed;
     return repeat ? Outcome::duplicate : Outcome::stale;
@@ -107,8 +111,8 @@ Outcome apply(Row& row, const Event& e, const Policy& p, Backoff& backoff, std::
       if (superseded) return Outcome::stale;  // a newer attempt is on its way, or due
       row.error = e.data;
       row.worker = e.origin;
-      if (e.retryable && row.attempts < p.max_attempts) {
-        const auto retry = static_cast<unsigned>(row.attempts - 1);
+      if (e.retryable && row.attempts - row.attempts_base < p.max_attempts) {
+        const auto retry = static_cast<unsigned>(row.attempts - row.attempts_base - 1);
         make_pending(row, now + backoff.delay(retry));
         return Outcome::retry_scheduled;
       }
@@ -132,7 +136,7 @@ SweepResult on_due(Row& row, const Policy& p, std::int64_t now) {
     r.lease_expired = true;
     row.error = "lease expired on attempt " + std::to_string(row.attempts) + " (no heartbeat for " +
                 std::to_string(p.lease_ms) + " ms: worker lost or stuck)";
-    if (row.attempts >= p.max_attempts) {
+    if (row.attempts - row.attempts_base >= p.max_attempts) {
       make_terminal(row, Status::failed);
     } else {
       make_pending(row, now);

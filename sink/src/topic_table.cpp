@@ -11,8 +11,8 @@ using store::Status;
 TopicTable::TopicTable(sqlite::Database& db)
     : db_(db),
       select_row_(db,
-                  "SELECT status, attempts, due_at, error, submission, worker, rowid FROM topics "
-                  "WHERE job = ?1 AND key = ?2"),
+                  "SELECT status, attempts, due_at, error, submission, worker, rowid, "
+                  "attempts_base FROM topics WHERE job = ?1 AND key = ?2"),
       insert_row_(db,
                   "INSERT INTO topics(job, key, payload, status, attempts, error, updated_at, "
                   "created_at, submission, due_at, worker) "
@@ -22,7 +22,7 @@ TopicTable::TopicTable(sqlite::Database& db)
       // requeue; otherwise attempts never go down.
       update_row_(db,
                   "UPDATE topics SET status = ?3, attempts = ?4, error = ?5, updated_at = ?6, "
-                  "submission = ?7, due_at = ?8, worker = ?9, "
+                  "submission = ?7, due_at = ?8, worker = ?9, attempts_base = ?16, "
                   "payload = iif(?10, ?11, payload), result = iif(?12, ?13, result) "
                   "WHERE rowid = ?15 AND job = ?1 AND key = ?2 AND status <> 'completed' AND "
                   "((status <> 'failed' AND status <> 'cancelled' AND attempts <= ?4) OR "
@@ -42,14 +42,15 @@ TopicTable::TopicTable(sqlite::Database& db)
                     "AND job = ?1 AND key = ?2 AND status <> 'completed' AND "
                     "status <> 'failed' AND status <> 'cancelled' AND attempts <= ?6"),
       requeue_job_(db,
-                   "UPDATE topics SET status = 'pending', attempts = 0, due_at = ?2, "
+                   "UPDATE topics SET status = 'pending', attempts_base = attempts, due_at = ?2, "
                    "updated_at = ?2 WHERE job = ?1 AND status = 'failed' RETURNING rowid"),
       select_ready_(db,
                     "SELECT job, key, payload, status, attempts, due_at, error, submission, "
-                    "worker FROM topics WHERE rowid = ?1"),
+                    "worker, attempts_base FROM topics WHERE rowid = ?1"),
       scan_unfinished_(db,
                        "SELECT rowid, job, key, status, attempts, due_at, error, submission, "
-                       "worker FROM topics WHERE status = 'pending' OR status = 'running'"),
+                       "worker, attempts_base FROM topics WHERE status = 'pending' OR "
+                       "status = 'running'"),
       add_job_counts_(
           db,
           "INSERT INTO jobs(name, pending, running, completed, failed, cancelled, "
@@ -68,6 +69,7 @@ TopicTable::TopicTable(sqlite::Database& db)
       cancel_running_(db,
                       "UPDATE topics SET status = 'cancelled', due_at = NULL, updated_at = ?2 "
                       "WHERE job = ?1 AND status = 'running' RETURNING rowid, key"),
+      record_attempt_(db, "UPDATE topics SET attempts = max(attempts, ?2) WHERE rowid = ?1"),
       delete_topics_(db, "DELETE FROM topics WHERE job = ?1"),
       delete_job_(db, "DELETE FROM jobs WHERE name = ?1"),
       paused_jobs_(db, "SELECT name FROM jobs WHERE paused <> 0"),
@@ -91,6 +93,7 @@ Row TopicTable::load(std::string_view job, std::string_view key) {
     row.submission = std::string(select_row_.column_text(4));
     row.worker = std::string(select_row_.column_text(5));
     row.rowid = select_row_.column_int(6);
+    row.attempts_base = select_row_.column_int(7);
   }
   select_row_.reset();
   return row;
@@ -98,7 +101,8 @@ Row TopicTable::load(std::string_view job, std::string_view key) {
 
 TopicTable::Narrow TopicTable::narrow_write(const Row& before, const Row& row) {
   if (!before.exists || row.requeued || row.new_payload || row.attempts < before.attempts ||
-      row.submission != before.submission || store::is_terminal(before.status)) {
+      row.attempts_base != before.attempts_base || row.submission != before.submission ||
+      store::is_terminal(before.status)) {
     return Narrow::none;
   }
   const bool same_attempt = row.attempts == before.attempts;
@@ -198,7 +202,7 @@ bool TopicTable::update(std::string_view job, std::string_view key, const Row& r
   } else {
     u.bind_null(13);
   }
-  u.bind(14, std::int64_t{row.requeued}).bind(15, row.rowid);
+  u.bind(14, std::int64_t{row.requeued}).bind(15, row.rowid).bind(16, row.attempts_base);
   return step_update(u);
 }
 
@@ -234,6 +238,7 @@ Row read_row(const sqlite::Statement& q, int first, std::int64_t rowid) {
   if (!q.is_null(first + 3)) row.error = std::string(q.column_text(first + 3));
   row.submission = std::string(q.column_text(first + 4));
   row.worker = std::string(q.column_text(first + 5));
+  row.attempts_base = q.column_int(first + 6);
   return row;
 }
 }  // namespace
@@ -291,6 +296,12 @@ std::vector<TopicTable::Cancelled> TopicTable::cancel_job(std::string_view job, 
     q->reset();
   }
   return out;
+}
+
+void TopicTable::record_attempt(std::int64_t rowid, std::int64_t attempt) {
+  record_attempt_.bind(1, rowid).bind(2, attempt);
+  record_attempt_.step();
+  record_attempt_.reset();
 }
 
 std::int64_t TopicTable::delete_job(std::string_view job) {

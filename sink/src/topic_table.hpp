@@ -75,6 +75,9 @@ class TopicTable {
     store::Status was = store::Status::pending;
   };
   std::vector<Cancelled> cancel_job(std::string_view job, std::int64_t now);
+  // Records that `attempt` of the row was handed out (a cancelled task in transit: a later
+  // attempt of the topic must not reuse its number).
+  void record_attempt(std::int64_t rowid, std::int64_t attempt);
   // Removes the job's topics and its counts; returns how many topics.
   std::int64_t delete_job(std::string_view job);
 
@@ -105,6 +108,7 @@ class TopicTable {
   sqlite::Statement set_paused_;
   sqlite::Statement cancel_pending_;
   sqlite::Statement cancel_running_;
+  sqlite::Statement record_attempt_;
   sqlite::Statement delete_topics_;
   sqlite::Statement delete_job_;
   sqlite::Statement paused_jobs_;

@@ -18,6 +18,11 @@ struct Row {
   bool exists = false;
   store::Status status = store::Status::pending;
   std::int64_t attempts = 0;
+  // Attempts made before the last requeue (an operator's retry-failed, or a cancelled topic
+  // submitted again): the --max-attempts budget counts from here. Attempt numbers themselves
+  // never go back, so a late report of an attempt from before the requeue (a handler of a
+  // cancelled job still finishing) can never pass for a new one.
+  std::int64_t attempts_base = 0;
   std::optional<std::int64_t> due_at;
   // In the sink's memory only (never written): when the attempt was handed to the broker. Set
   // while the task is in transit; due_at is then its dispatch timeout.
@@ -30,7 +35,7 @@ struct Row {
   std::optional<std::string> new_payload;
   std::optional<std::string> new_result;
   bool changed = false;
-  bool requeued = false;  // failed -> pending by an operator: the one allowed reset of attempts
+  bool requeued = false;  // failed/cancelled -> pending by an operator: a fresh attempt budget
 
   [[nodiscard]] bool in_transit() const noexcept {
     return exists && status == store::Status::pending && sent_at.has_value();
