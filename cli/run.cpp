@@ -1,15 +1,23 @@
-// `topicflow run`: a whole local system (sink, broker, workers, producer) for one input file, on
-// private ipc:// endpoints, supervised until the job is done. The phases of a run are the
-// member functions of RunSession, in the order run() calls them; the children are the
-// Supervisor's (supervisor.hpp), and the job is followed as `topicflow-producer --wait` does
-// (follow_job in client.hpp).
+// `topicflow run`: a whole local system (sink, broker, workers) for one input file, on private
+// ipc:// endpoints, supervised until the job is done; the producer's work (validate, submit,
+// follow) runs in this process. The phases of a run are the member functions of RunSession, in
+// the order run() calls them; the children are the Supervisor's (supervisor.hpp), the
+// submission is the Producer's (producer.hpp) and the job is followed as `topicflow-producer
+// --wait` does (follow_job in client.hpp).
+//
+// Nothing waits for anything it does not need: every child starts at once, the topics are
+// submitted as soon as the sink answers (its dispatch window hands out one task per worker slot
+// it has heard of, so workers still starting lose nothing and early ones hoard nothing), and the
+// children are stopped as soon as the job's last topic is committed.
 #include <topicflow/cli.hpp>
 #include <topicflow/client.hpp>
 #include <topicflow/clock.hpp>
 #include <topicflow/config.hpp>
 #include <topicflow/log.hpp>
 #include <topicflow/process.hpp>
+#include <topicflow/producer.hpp>
 #include <topicflow/random_id.hpp>
+#include <topicflow/run_worker.hpp>
 #include <topicflow/store.hpp>
 #include <topicflow/supervisor.hpp>
 
@@ -31,9 +39,15 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr std::int64_t kSinkReadyTimeoutMs = 15000;
-// Before submitting, wait this long at most for the sink to have heard from every worker.
-constexpr std::int64_t kWorkersWaitMs = 500;
+// The sink answers a hello with an ack and then the job's progress: how long to wait for that
+// progress (the job before this run: "N topics finished in this run").
+constexpr std::int64_t kBaselineWaitMs = 1000;
 constexpr std::int64_t kPollMs = 100;
+#if defined(__SANITIZE_THREAD__)
+constexpr bool kForkWorkers = false;
+#else
+constexpr bool kForkWorkers = true;
+#endif
 
 // A private directory for the ipc:// endpoints, removed on destruction.
 class TempDir {
@@ -81,7 +95,7 @@ void check_db_path(const std::string& db) {
 
 // The role binaries, next to this one (or in $TOPICFLOW_BIN_DIR).
 struct Binaries {
-  std::string sink, broker, worker, producer;
+  std::string sink, broker, worker;
 
   static Binaries find() {
     const auto dir = topicflow_bin_dir();
@@ -94,8 +108,7 @@ struct Binaries {
       }
       return path;
     };
-    return {one("topicflow-sink"), one("topicflow-broker"), one("topicflow-worker"),
-            one("topicflow-producer")};
+    return {one("topicflow-sink"), one("topicflow-broker"), one("topicflow-worker")};
   }
 };
 
@@ -124,11 +137,11 @@ void append(std::vector<std::string>& argv,
 
 // How every child is started: in its own process group (a terminal's Ctrl-C reaches `run`
 // only, which stops them in order), killed with `run`, without CURVE.
-SpawnOptions child_options(bool reads_stdin) {
+SpawnOptions child_options() {
   SpawnOptions options;
   options.new_process_group = true;
   options.die_with_parent = true;  // nothing outlives a `run` killed with SIGKILL
-  options.stdin_null = !reads_stdin;
+  options.stdin_null = true;
   // A local run uses private ipc:// endpoints without CURVE (run's own client has no keys):
   // CURVE settings meant for a deployment must not leak into its children.
   for (const char* flag :
@@ -136,6 +149,13 @@ SpawnOptions child_options(bool reads_stdin) {
     options.env.emplace_back(env_name(flag), "");
   }
   return options;
+}
+
+ProducerConfig producer_config(const RunOptions& o) {
+  auto cfg = o.producer;  // --job, --format
+  cfg.file = o.file;
+  cfg.progress = "none";  // run shows the progress itself
+  return cfg;
 }
 
 std::string format_rate(double value) {
@@ -154,18 +174,18 @@ class RunSession {
         stop_(stop),
         out_(out),
         started_ms_(steady_ms()),
+        producer_(producer_config(options)),
         endpoints_(private_endpoints(dir_)),
         view_(ProgressView::parse_mode(options.progress)) {}
 
   int run() {
+    producer_.validate();  // a bad line stops the run before anything starts
     declare_children(Binaries::find());
     print_metrics_urls();
-    {
+    if (start_roles()) {  // first: the workers are forked before this process has threads
       zmq::context_t ctx(1);
       SinkClient client(ctx, endpoints_, random_id(), o_.producer.job);
-      if (start_roles() && wait_for_sink(client) && wait_for_workers(client)) {
-        submit_and_follow(client);
-      }
+      if (wait_for_sink(client) && submit(client)) follow(client);
       if (!finished_ && last_ && view_.mode() != ProgressView::Mode::none) view_.finish(*last_);
     }
     stop_children();
@@ -180,25 +200,22 @@ class RunSession {
  private:
   // The children's command lines; nothing is started yet.
   void declare_children(const Binaries& bin) {
+    worker_binary_ = bin.worker;
     auto sink_argv = role_argv(bin.sink, endpoints_, o_.log_level);
     append(sink_argv, o_.sink_args);
     // (with --http-port the sink serves its metrics there: --metrics-port is its alias)
     if (o_.sink.http_port == 0) append(sink_argv, metrics_args(0));
-    sink_ = &sup_.add("sink", std::move(sink_argv), true, child_options(false));
+    sink_ = &sup_.add("sink", std::move(sink_argv), true, child_options());
     auto broker_argv = role_argv(bin.broker, endpoints_, o_.log_level);
     append(broker_argv, metrics_args(1));
-    broker_ = &sup_.add("broker", std::move(broker_argv), true, child_options(false));
+    broker_ = &sup_.add("broker", std::move(broker_argv), true, child_options());
     for (int i = 1; i <= o_.workers; ++i) {
       auto argv = role_argv(bin.worker, endpoints_, o_.log_level);
       append(argv, o_.worker_args);
       append(argv, metrics_args(1 + i));
       workers_.push_back(
-          &sup_.add("worker " + std::to_string(i), std::move(argv), true, child_options(false)));
+          &sup_.add("worker " + std::to_string(i), std::move(argv), true, child_options()));
     }
-    auto producer_argv = role_argv(bin.producer, endpoints_, o_.log_level);
-    producer_argv.insert(producer_argv.begin() + 1, o_.file);
-    append(producer_argv, o_.producer_args);
-    producer_ = &sup_.add("producer", std::move(producer_argv), false, child_options(true));
   }
 
   // Metrics: one port per role, fixed for the run (a restarted child gets its port back).
@@ -233,16 +250,43 @@ class RunSession {
     return !fatal_;
   }
 
-  // 1. The sink, the broker and the workers.
+  // 1. The sink, the broker and the workers. A worker is this process forked, running
+  // topicflow-worker's program on its command line: starting one costs a fork instead of
+  // loading the binary and its libraries again (~20 ms of CPU each, the bulk of a short run's
+  // CPU with 58 workers). That is safe only while this process has one thread, i.e. now;
+  // a worker restarted later runs the topicflow-worker binary. (Under ThreadSanitizer, whose
+  // runtime has a thread of its own, every worker runs the binary, started on a thread of the
+  // supervisor's so the submission does not wait for 58 execs.)
   bool start_roles() {
     try {
-      sup_.start(*sink_);
+      sup_.start(*sink_);  // first: it is the longest to get ready (opens the database)
       sup_.start(*broker_);
-      for (auto* w : workers_) sup_.start(*w);
+      if (kForkWorkers) {
+        for (auto* w : workers_) sup_.start(*w);
+      }
+      fork_workers_ = false;
     } catch (const std::exception& e) {
       fatal_ = Fatal{e.what(), 1};
+      return false;
     }
-    return !fatal_;
+    if (!kForkWorkers) sup_.start_in_background(workers_);
+    return true;
+  }
+
+  std::unique_ptr<Process> launch(const std::vector<std::string>& argv,
+                                  const SpawnOptions& options) const {
+    if (!fork_workers_ || argv.front() != worker_binary_) return process_launcher()(argv, options);
+    return fork_process(
+        [argv] {
+          std::vector<std::string> args = argv;
+          std::vector<char*> pointers;
+          for (auto& a : args) pointers.push_back(a.data());
+          pointers.push_back(nullptr);
+          const int code = stock_worker_main(static_cast<int>(args.size()), pointers.data());
+          spdlog::shutdown();
+          return code;
+        },
+        "topicflow-worker", options);
   }
 
   // 2. The sink answers: from here on both directions work (see client.hpp's handshake).
@@ -263,65 +307,53 @@ class RunSession {
     return false;
   }
 
-  // 3. Give the workers a moment to connect, so the first tasks are shared among them.
-  bool wait_for_workers(SinkClient& client) {
-    const auto deadline = steady_ms() + kWorkersWaitMs;
+  // 3. Submit: the producer's work, through our client; the children are supervised meanwhile.
+  bool submit(SinkClient& client) {
+    baseline_ = job_before(client);
+    const bool submitted = producer_.submit(client, stop_, [&] { return can_go_on(); });
+    if (!submitted && !fatal_ && stop_.triggered()) interrupted_ = true;
+    return submitted;
+  }
+
+  // The job's progress the sink sends right after its hello ack: what was done before this run.
+  std::optional<wire::Progress> job_before(SinkClient& client) {
+    const auto deadline = steady_ms() + kBaselineWaitMs;
     while (steady_ms() < deadline && can_go_on()) {
       auto event = client.next_event(std::chrono::milliseconds(kPollMs), stop_);
       if (const auto* p = event ? std::get_if<wire::Progress>(&*event) : nullptr) {
         last_ = *p;
-        if (p->workers >= static_cast<std::uint64_t>(o_.workers)) break;
+        return *p;
       }
     }
-    baseline_ = last_;
-    return can_go_on();
+    return std::nullopt;
   }
 
-  // 4. Submit (the producer), and follow the job until nothing is pending or running.
-  void submit_and_follow(SinkClient& client) {
-    try {
-      sup_.start(*producer_);
-    } catch (const std::exception& e) {
-      fatal_ = Fatal{e.what(), 1};
-      return;
-    }
+  // 4. Follow the job until nothing is pending or running. Every chunk is acknowledged, i.e.
+  // committed, and the sink publishes in order: what arrives now counts the whole job.
+  void follow(SinkClient& client) {
     FollowOptions follow;
-    follow.tick = [&] { return can_go_on() && producer_ok(); };
-    // Before the producer exited 0 not every chunk is registered: a job whose first chunks are
-    // done is not the job.
-    follow.can_finish = [&](const wire::Progress& p) {
-      return producer_done_ms_ && p.time_ms >= *producer_done_ms_;
-    };
+    follow.tick = [&] { return can_go_on(); };
     follow.on_progress = [&](const wire::Progress& p) { last_ = p; };
     finished_ = follow_job(client, view_, stop_, follow).has_value();
     if (!finished_ && !fatal_ && stop_.triggered()) interrupted_ = true;
   }
 
-  // The producer has not failed; notes when it is done.
-  bool producer_ok() {
-    if (producer_done_ms_) return true;
-    const auto status = producer_->process->poll_exit();
-    if (!status) return true;
-    if (!status->success()) {
-      fatal_ = Fatal{"producer (pid " + std::to_string(producer_->process->pid()) +
-                         ") exited with " + status->describe(),
-                     status->shell_code()};
-      return false;
-    }
-    // Exit 0: every chunk was acknowledged, i.e. registered in the database. A progress event
-    // computed before that moment may still sit in our queue; it must not end the wait.
-    producer_done_ms_ = now_ms();
-    return true;
-  }
-
-  // 5. Stop in order: nothing new, then the workers (they report or release what they hold),
-  // the broker, and the sink last, so it commits everything it was sent.
+  // 5. Stop. A finished job has nothing left anywhere (its last topic is committed, nothing is
+  // in transit): every child gets SIGTERM at once. Otherwise (interrupted, a fatal error) in
+  // order: the workers (they report or release what they hold) and the broker together (what it
+  // still queues is in transit for the sink, which sends it again next time), then the sink, so
+  // it commits everything it was sent.
   void stop_children() {
     const auto grace = std::chrono::milliseconds(o_.stop_timeout_ms);
-    sup_.stop({producer_}, grace);
-    sup_.stop(workers_, grace);
-    sup_.stop({broker_}, grace);
-    sup_.stop({sink_}, grace);
+    auto first = workers_;
+    first.push_back(broker_);
+    const auto t0 = steady_ms();
+    if (finished_) first.push_back(sink_);
+    sup_.stop(first, grace);
+    const auto t1 = steady_ms();
+    if (!finished_) sup_.stop({sink_}, grace);
+    spdlog::debug("stopped the workers and the broker in {} ms, the sink in {} ms", t1 - t0,
+                  steady_ms() - t1);
   }
 
   // 6. The summary, from the database itself (the sink has exited: everything is committed).
@@ -378,19 +410,22 @@ class RunSession {
   const StopSignal& stop_;
   std::ostream& out_;
   std::int64_t started_ms_;
+  Producer producer_;
   TempDir dir_;
   Endpoints endpoints_;
   ProgressView view_;
-  Supervisor sup_;
+  std::string worker_binary_;
+  bool fork_workers_ = kForkWorkers;  // until the first thread exists
+  Supervisor sup_{[this](const std::vector<std::string>& argv, const SpawnOptions& options) {
+    return launch(argv, options);
+  }};
   Child* sink_ = nullptr;
   Child* broker_ = nullptr;
   std::vector<Child*> workers_;
-  Child* producer_ = nullptr;
 
   std::optional<Fatal> fatal_;
   bool interrupted_ = false;
   bool finished_ = false;
-  std::optional<std::int64_t> producer_done_ms_;  // sink wall clock: later progress may end it
   std::optional<wire::Progress> last_;
   std::optional<wire::Progress> baseline_;  // before the submission: "finished in this run"
 };

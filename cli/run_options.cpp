@@ -2,7 +2,9 @@
 // the roles' own definitions (add_*_options) rather than declared again.
 #include <topicflow/cli.hpp>
 #include <topicflow/config.hpp>
+#include <topicflow/handler.hpp>
 #include <topicflow/producer_options.hpp>
+#include <topicflow/run_worker.hpp>
 #include <topicflow/sink_options.hpp>
 #include <topicflow/worker_options.hpp>
 
@@ -68,7 +70,6 @@ RunCommandLine::RunCommandLine(CLI::App& app, RunOptions& o) : app_(app), option
 
 void RunCommandLine::collect_forwarded() const {
   auto& o = options_;
-  o.producer_args = option_args(app_, {"--job", "--format"}, /*defaults=*/true);
   o.worker_args = option_args(app_, {"--handler", "--concurrency"}, /*defaults=*/true);
   for (auto& arg : option_args(app_, {"--lease-ms", "--task-timeout-ms"}))
     o.worker_args.push_back(std::move(arg));
@@ -80,6 +81,14 @@ void RunCommandLine::collect_forwarded() const {
     o.sink_args.push_back(std::move(arg));
   }
   o.worker.lease_ms = o.sink.lease_ms;
+}
+
+void validate_run_options(const RunOptions& o) {
+  (void)make_handler(o.worker.handler, handler_options(o.worker));
+  check_worker_config(o.worker);
+  auto producer = o.producer;
+  producer.file = o.file;
+  (void)Producer(producer);
 }
 
 }  // namespace topicflow::cli

@@ -2,6 +2,7 @@
 #include <topicflow/supervisor.hpp>
 
 #include <csignal>
+#include <stdexcept>
 #include <utility>
 
 namespace topicflow::cli {
@@ -11,6 +12,9 @@ class RealProcess final : public Process {
  public:
   RealProcess(const std::vector<std::string>& argv, const SpawnOptions& options)
       : child_(argv, options) {}
+  RealProcess(const std::function<int()>& body, const std::string& name,
+              const SpawnOptions& options)
+      : child_(body, name, options) {}
   [[nodiscard]] pid_t pid() const noexcept override { return child_.pid(); }
   [[nodiscard]] bool running() const noexcept override { return child_.running(); }
   std::optional<ExitStatus> poll_exit() noexcept override { return child_.poll_exit(); }
@@ -34,6 +38,11 @@ Launcher process_launcher() {
   };
 }
 
+std::unique_ptr<Process> fork_process(const std::function<int()>& body, const std::string& name,
+                                      const SpawnOptions& options) {
+  return std::make_unique<RealProcess>(body, name, options);
+}
+
 Supervisor::Supervisor(Launcher launcher, const Clock& clock)
     : launcher_(std::move(launcher)), clock_(clock) {}
 
@@ -55,7 +64,85 @@ void Supervisor::start(Child& c) {
   spdlog::debug("started {} (pid {}): {}", c.name, c.process->pid(), join(c.argv));
 }
 
+Supervisor::~Supervisor() {
+  {
+    const std::lock_guard lock(mutex_);
+    cancel_ = true;
+    exit_ = true;
+  }
+  changed_.notify_all();
+  if (starter_.joinable()) starter_.join();
+}
+
+void Supervisor::start_in_background(std::vector<Child*> group) {
+  if (starter_.joinable()) throw std::logic_error("Supervisor: one background group at a time");
+  {
+    const std::lock_guard lock(mutex_);
+    pending_ = group.size();
+    cancel_ = false;
+  }
+  starter_ = std::thread([this, group = std::move(group)] {
+    for (auto* c : group) {
+      Started started{c, nullptr, {}};
+      if (!cancel_) {
+        try {
+          started.process = launcher_(c->argv, c->options);
+        } catch (const std::exception& e) {
+          started.error = e.what();
+        }
+      }
+      {
+        const std::lock_guard lock(mutex_);
+        --pending_;
+        if (started.process || !started.error.empty()) started_.push_back(std::move(started));
+      }
+      changed_.notify_all();
+    }
+    // Linux sends PR_SET_PDEATHSIG when the thread that forked a child ends, not its process:
+    // this thread lives as long as the supervisor, or every child it started would be killed.
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [&] { return exit_; });
+  });
+}
+
+std::size_t Supervisor::starting() const {
+  const std::lock_guard lock(mutex_);
+  return pending_ + started_.size();
+}
+
+std::optional<Fatal> Supervisor::adopt_started() {
+  std::vector<Started> started;
+  {
+    const std::lock_guard lock(mutex_);
+    started.swap(started_);
+  }
+  std::optional<Fatal> fatal;
+  for (auto& s : started) {
+    if (!s.process) {
+      if (!fatal) fatal = Fatal{"cannot start " + s.child->name + ": " + s.error, 1};
+      continue;
+    }
+    auto& c = *s.child;
+    c.process = std::move(s.process);
+    c.started_ms = clock_.steady_ms();
+    if (c.first_started_ms == 0) c.first_started_ms = c.started_ms;
+    c.restart_at.reset();
+    spdlog::debug("started {} (pid {}): {}", c.name, c.process->pid(), join(c.argv));
+  }
+  return fatal;
+}
+
+void Supervisor::finish_background() {
+  {
+    std::unique_lock lock(mutex_);
+    cancel_ = true;
+    changed_.wait(lock, [&] { return pending_ == 0; });
+  }
+  (void)adopt_started();
+}
+
 std::optional<Fatal> Supervisor::supervise() {
+  if (auto fatal = adopt_started()) return fatal;
   const auto now = clock_.steady_ms();
   for (auto& c : children_) {
     if (!c.restartable || c.first_started_ms == 0) continue;
@@ -89,6 +176,7 @@ std::optional<Fatal> Supervisor::supervise() {
 }
 
 void Supervisor::stop(const std::vector<Child*>& group, std::chrono::milliseconds grace) {
+  finish_background();
   for (auto* c : group) {
     if (c->process) c->process->terminate(SIGTERM);
   }

@@ -620,6 +620,29 @@ TEST(ProgressView, BarShowsCountsPercentRateEtaAndFailures) {
   EXPECT_EQ(empty.substr(0, 22), "[####################]") << "an empty job is complete: " << empty;
 }
 
+TEST(ProgressView, RateAndEtaFromTheSecondUpdate) {
+  tf::ManualClock clock;
+  tf::ProgressView view(tf::ProgressView::Mode::none, 2000, clock);
+  view.update(progress(288, 0, 0, 0));
+  EXPECT_EQ(view.rate(), 0.0) << "one update: nothing to measure yet";
+  clock.advance(100);
+  const auto second = progress(230, 20, 38, 0);
+  view.update(second);
+  EXPECT_DOUBLE_EQ(view.rate(), 380.0) << "38 topics in 100 ms";
+  EXPECT_NE(tf::ProgressView::render_bar(second, view.rate()).find("380/s  ETA 0:01"),
+            std::string::npos)
+      << tf::ProgressView::render_bar(second, view.rate());
+  clock.advance(10);
+  view.update(progress(220, 20, 48, 0));
+  EXPECT_DOUBLE_EQ(view.rate(), 48 * 1000.0 / 110) << "the slope since the first update";
+  // Seconds later the rate is that of the last few seconds, not of the whole run.
+  clock.advance(5000);
+  view.update(progress(120, 20, 148, 0));
+  clock.advance(1000);
+  view.update(progress(20, 20, 248, 0));
+  EXPECT_DOUBLE_EQ(view.rate(), 100.0) << "100 topics in the last second";
+}
+
 TEST(ProgressView, LineForLogsAndPipes) {
   EXPECT_EQ(tf::ProgressView::render_line(progress(1626, 20, 1231, 3), 1234.4),
             "progress: 1231/2880 completed, 3 failed, 20 running, 1234/s");

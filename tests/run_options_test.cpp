@@ -53,7 +53,7 @@ TEST(RunOptions, PassesOnWhatWasGivenAndTheStructuralOnesAlways) {
   const Parsed p({"--handler", "sleep:1-2", "--batch-max", "50", "--lease-ms", "900",
                   "--task-timeout-ms", "70", "--job", "j", "-"});
   EXPECT_EQ(p.options.file, "-");
-  EXPECT_EQ(p.options.producer_args, (Args{{"--job", "j"}, {"--format", "auto"}}));
+  EXPECT_EQ(p.options.producer.job, "j") << "the producer's work runs in run: its config";
   EXPECT_EQ(p.options.worker_args, (Args{{"--handler", "sleep:1-2"},
                                          {"--concurrency", "1"},
                                          {"--lease-ms", "900"},
@@ -72,6 +72,15 @@ TEST(RunOptions, RangesAreTheRolesOwn) {
   Argv args{"--batch-max", "0", "-"};
   EXPECT_THROW(app.parse(args.argc(), args.argv()), CLI::ValidationError)
       << "the sink takes --batch-max 1..1000000, so run does too";
+}
+
+TEST(RunOptions, WhatRunPassesOnIsCheckedBeforeAnythingStarts) {
+  for (const char* spec : {"bogus", "sleep:100-20", "exec:", "fail:2"}) {
+    const Parsed p({"--handler", spec, "-"});
+    EXPECT_THROW(validate_run_options(p.options), std::invalid_argument) << spec;
+  }
+  const Parsed good({"--handler", "sleep:20-100,fail:0.1", "-"});
+  EXPECT_NO_THROW(validate_run_options(good.options));
 }
 
 }  // namespace

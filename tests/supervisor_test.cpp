@@ -8,7 +8,9 @@
 
 #include <csignal>
 #include <map>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace topicflow::cli {
@@ -48,6 +50,7 @@ class FakeLauncher {
  public:
   Launcher launcher() {
     return [this](const std::vector<std::string>& argv, const SpawnOptions&) {
+      const std::lock_guard lock(mutex_);  // start_in_background calls it from its thread
       if (fail_next_) {
         fail_next_ = false;
         throw std::runtime_error("cannot start " + argv.front());
@@ -58,14 +61,22 @@ class FakeLauncher {
     };
   }
   // The n-th start (0: the first) of the child whose argv[0] is `name`.
-  FakeState& start(const std::string& name, std::size_t n = 0) { return *started_.at(name).at(n); }
+  FakeState& start(const std::string& name, std::size_t n = 0) {
+    const std::lock_guard lock(mutex_);
+    return *started_.at(name).at(n);
+  }
   [[nodiscard]] std::size_t starts(const std::string& name) const {
+    const std::lock_guard lock(mutex_);
     const auto it = started_.find(name);
     return it == started_.end() ? 0 : it->second.size();
   }
-  void fail_next() { fail_next_ = true; }
+  void fail_next() {
+    const std::lock_guard lock(mutex_);
+    fail_next_ = true;
+  }
 
  private:
+  mutable std::mutex mutex_;
   std::map<std::string, std::vector<std::shared_ptr<FakeState>>> started_;
   pid_t next_pid_ = 100;
   bool fail_next_ = false;
@@ -190,6 +201,65 @@ TEST_F(SupervisorTest, StopSignalsTheGroupAndCancelsPendingRestarts) {
   clock_.advance(60000);
   EXPECT_FALSE(sup_.supervise().has_value());
   EXPECT_EQ(fake_.starts("b"), 1U);
+}
+
+TEST_F(SupervisorTest, BackgroundStartsAreTakenOverBySupervise) {
+  std::vector<Child*> workers;
+  for (int i = 1; i <= 5; ++i)
+    workers.push_back(&sup_.add("worker " + std::to_string(i), {"w" + std::to_string(i)}, true));
+  sup_.start_in_background(workers);
+  const auto until = steady_ms() + 5000;
+  while (sup_.starting() > 0 && steady_ms() < until) {
+    ASSERT_FALSE(sup_.supervise().has_value());
+    std::this_thread::yield();
+  }
+  EXPECT_EQ(sup_.starting(), 0U);
+  for (auto* w : workers) {
+    ASSERT_NE(w->process, nullptr) << w->name << " was not taken over";
+    EXPECT_EQ(w->first_started_ms, clock_.steady_ms());
+  }
+  // Taken over: supervised like any other child.
+  clock_.advance(Supervisor::kStartupGraceMs);
+  fake_.start("w3").exit = killed(SIGKILL);
+  ASSERT_FALSE(sup_.supervise().has_value());
+  EXPECT_TRUE(workers[2]->restart_at.has_value());
+}
+
+TEST_F(SupervisorTest, ABackgroundStartThatFailsStopsTheRun) {
+  auto& w = sup_.add("worker 1", {"w"}, true);
+  fake_.fail_next();
+  sup_.start_in_background({&w});
+  std::optional<Fatal> fatal;
+  const auto until = steady_ms() + 5000;
+  while (!fatal && steady_ms() < until) fatal = sup_.supervise();
+  ASSERT_TRUE(fatal.has_value());
+  EXPECT_EQ(fatal->reason, "cannot start worker 1: cannot start w");
+  EXPECT_EQ(fatal->exit_code, 1);
+}
+
+// With real processes: a child that dies with its parent (PR_SET_PDEATHSIG) is killed when the
+// *thread* that forked it ends, so the thread that starts a background group must stay.
+TEST(SupervisorProcesses, BackgroundChildrenOutliveTheirStartsAndStopOnSigterm) {
+  Supervisor sup;
+  SpawnOptions options;
+  options.die_with_parent = true;
+  auto& a = sup.add("a", {"/bin/sleep", "30"}, true, options);
+  auto& b = sup.add("b", {"/bin/sleep", "30"}, true, options);
+  sup.start_in_background({&a, &b});
+  const auto until = steady_ms() + 10000;
+  while (sup.starting() > 0 && steady_ms() < until) ASSERT_FALSE(sup.supervise().has_value());
+  ASSERT_NE(a.process, nullptr);
+  ASSERT_NE(b.process, nullptr);
+  // Had the starting thread ended, the kernel would have sent SIGKILL by now or soon: give it
+  // that chance, then stop them ourselves.
+  EXPECT_FALSE(a.process->wait_for(std::chrono::milliseconds(200)).has_value())
+      << "a background child died on its own";
+  sup.stop({&a, &b}, std::chrono::milliseconds(5000));
+  for (auto* c : {&a, &b}) {
+    const auto status = c->process->poll_exit();
+    ASSERT_TRUE(status.has_value()) << c->name;
+    EXPECT_EQ(status->signal, SIGTERM) << c->name << " ended by " << status->describe();
+  }
 }
 
 }  // namespace

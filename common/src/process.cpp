@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <system_error>
@@ -153,6 +154,50 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv, const SpawnOpti
     }
     throw std::system_error(code, std::generic_category(), "cannot start " + path);
   }
+  pid_ = pid;
+  own_group_ = options.new_process_group;
+}
+
+ChildProcess::ChildProcess(const std::function<int()>& body, const std::string& name,
+                           const SpawnOptions& options) {
+  Fd out(options.stdout_path ? open_output(*options.stdout_path) : -1);
+  Fd err(options.stderr_path
+             ? (options.stderr_path == options.stdout_path ? ::fcntl(out.fd, F_DUPFD_CLOEXEC, 3)
+                                                           : open_output(*options.stderr_path))
+             : -1);
+  Fd in(options.stdin_null ? ::open("/dev/null", O_RDONLY | O_CLOEXEC) : -1);
+  const pid_t parent = ::getpid();
+  std::fflush(nullptr);  // what is buffered now belongs to the parent, not to both
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::system_error(errno, std::generic_category(), "fork");
+  if (pid == 0) {
+    if (options.new_process_group) ::setpgid(0, 0);
+    if (options.die_with_parent) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(127);
+    }
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD})
+      ::sigaction(sig, &dfl, nullptr);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    if (in.fd >= 0) ::dup2(in.fd, 0);
+    if (out.fd >= 0) ::dup2(out.fd, 1);
+    if (err.fd >= 0) ::dup2(err.fd, 2);
+    for (const auto& [key, value] : options.env) ::setenv(key.c_str(), value.c_str(), 1);
+    ::prctl(PR_SET_NAME, name.substr(0, 15).c_str());
+    int code = 1;
+    try {
+      code = body();
+    } catch (...) {
+      code = 1;
+    }
+    std::fflush(nullptr);
+    ::_exit(code);  // not the parent's exit handlers and static destructors
+  }
+  if (options.new_process_group) ::setpgid(pid, pid);
   pid_ = pid;
   own_group_ = options.new_process_group;
 }

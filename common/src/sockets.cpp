@@ -99,6 +99,10 @@ void connect_socket(zmq::socket_t& socket, std::string_view flag, const std::str
     socket.set(zmq::sockopt::curve_publickey, zmq::const_buffer(pub.data(), pub.size()));
     socket.set(zmq::sockopt::curve_secretkey, zmq::const_buffer(secret.data(), secret.size()));
   }
+  // A peer not up yet (every `topicflow run` child starts at once) is retried after 10 ms, then
+  // backing off to libzmq's usual 100 ms: never slower than its default, much faster at start.
+  socket.set(zmq::sockopt::reconnect_ivl, 10);
+  socket.set(zmq::sockopt::reconnect_ivl_max, 100);
   try {
     socket.connect(endpoint);
   } catch (const zmq::error_t& e) {

@@ -231,10 +231,10 @@ std::optional<wire::Progress> follow_job(SinkClient& client, ProgressView& view,
 
 // ---- ProgressView --------------------------------------------------------------------------
 
-ProgressView::ProgressView(Mode mode, std::int64_t line_interval_ms)
+ProgressView::ProgressView(Mode mode, std::int64_t line_interval_ms, const Clock& clock)
     : mode_(mode == Mode::automatic ? (::isatty(2) != 0 ? Mode::bar : Mode::lines) : mode),
       line_interval_ms_(line_interval_ms),
-      started_ms_(steady_ms()) {}
+      clock_(clock) {}
 
 ProgressView::Mode ProgressView::parse_mode(std::string_view text) {
   if (text == "auto") return Mode::automatic;
@@ -246,22 +246,16 @@ ProgressView::Mode ProgressView::parse_mode(std::string_view text) {
 }
 
 void ProgressView::measure(const wire::Progress& p) {
-  const auto done = p.completed + p.failed;
-  const auto now = steady_ms();
-  if (!measured_) {
-    measured_ = true;
-    last_done_ = done;
-    last_rate_ms_ = now;
-    return;
-  }
-  const auto dt = now - last_rate_ms_;
-  if (dt < 500) return;
-  const auto delta = done >= last_done_ ? done - last_done_ : 0;
-  const double instant = static_cast<double>(delta) * 1000.0 / static_cast<double>(dt);
-  // Smoothed, so the ETA does not jump with every batch the sink commits.
-  rate_ = rate_ == 0.0 ? instant : 0.6 * rate_ + 0.4 * instant;
-  last_done_ = done;
-  last_rate_ms_ = now;
+  const auto now = clock_.steady_ms();
+  samples_.emplace_back(now, p.completed + p.failed);
+  // Keep the window, and always two samples to measure with.
+  while (samples_.size() > 2 && now - samples_.front().first > kRateWindowMs) samples_.pop_front();
+  const auto& [first_ms, first_done] = samples_.front();
+  const auto span = now - first_ms;
+  if (span < kMinRateSpanMs) return;  // the previous rate stands (0 at the start)
+  const auto done = samples_.back().second;
+  const auto delta = done >= first_done ? done - first_done : 0;
+  rate_ = static_cast<double>(delta) * 1000.0 / static_cast<double>(span);
 }
 
 void ProgressView::draw(const std::string& text, bool final) {
@@ -276,19 +270,19 @@ void ProgressView::draw(const std::string& text, bool final) {
   }
   std::fputs(out.c_str(), stderr);
   std::fflush(stderr);
-  last_draw_ms_ = steady_ms();
+  last_draw_ms_ = clock_.steady_ms();
+  drawn_ = true;
 }
 
 void ProgressView::update(const wire::Progress& p) {
   measure(p);
-  const auto now = steady_ms();
+  const auto now = clock_.steady_ms();
   switch (mode_) {
     case Mode::bar:
-      if (now - last_draw_ms_ >= 100) draw(render_bar(p, rate_), false);
+      if (!drawn_ || now - last_draw_ms_ >= 100) draw(render_bar(p, rate_), false);
       break;
     case Mode::lines:
-      if (last_draw_ms_ == 0 || now - last_draw_ms_ >= line_interval_ms_)
-        draw(render_line(p, rate_), false);
+      if (!drawn_ || now - last_draw_ms_ >= line_interval_ms_) draw(render_line(p, rate_), false);
       break;
     case Mode::automatic:
     case Mode::none: break;

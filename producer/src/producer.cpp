@@ -53,29 +53,35 @@ Producer::Producer(ProducerConfig cfg) : cfg_(std::move(cfg)) {
   (void)ProgressView::parse_mode(cfg_.progress);
 }
 
-int Producer::run(const StopSignal& stop) {
-  std::optional<InputSource> input;
-  if (!cfg_.file.empty()) {
-    // Everything is checked before anything is sent: a bad line leaves the job untouched.
-    const auto started = steady_ms();
-    input.emplace(cfg_.file, cfg_.format, cfg_.stdin_fd);
-    const auto stats = input->validate();
-    spdlog::info("{}: {} topics in {} lines, all valid ({} format, checked in {} ms)",
-                 input->name(), stats.topics, stats.lines,
-                 input->format() == InputFormat::jsonl ? "jsonl" : "text", steady_ms() - started);
-  }
+Producer::~Producer() = default;
 
+void Producer::validate() {
+  if (cfg_.file.empty() || input_) return;
+  // Everything is checked before anything is sent: a bad line leaves the job untouched.
+  const auto started = steady_ms();
+  auto input = std::make_unique<InputSource>(cfg_.file, cfg_.format, cfg_.stdin_fd);
+  const auto stats = input->validate();
+  spdlog::info("{}: {} topics in {} lines, all valid ({} format, checked in {} ms)", input->name(),
+               stats.topics, stats.lines, input->format() == InputFormat::jsonl ? "jsonl" : "text",
+               steady_ms() - started);
+  input_ = std::move(input);
+}
+
+bool Producer::submit(SinkClient& client, const StopSignal& stop,
+                      const std::function<bool()>& tick) {
+  if (cfg_.file.empty()) return requeue(client, stop);
+  validate();
+  return submit_input(client, stop, tick);
+}
+
+int Producer::run(const StopSignal& stop) {
+  validate();
   zmq::context_t ctx(1);
   SinkClient client(ctx, cfg_.endpoints, random_id(), cfg_.job, cfg_.security);
   spdlog::debug("client id {}", client.client_id());
   if (!client.handshake(std::chrono::milliseconds(cfg_.connect_timeout_ms), stop))
     return kInterrupted;
-
-  if (input) {
-    if (!submit(client, *input, stop)) return kInterrupted;
-  } else {
-    if (!requeue(client, stop)) return kInterrupted;
-  }
+  if (!submit(client, stop)) return kInterrupted;
   if (!cfg_.wait) return 0;
 
   ProgressView view(ProgressView::parse_mode(cfg_.progress));
@@ -104,10 +110,11 @@ void Producer::count(const wire::Ack& ack) {
   totals_.rejected += ack.rejected;
 }
 
-bool Producer::submit(SinkClient& client, const InputSource& input, const StopSignal& stop) {
+bool Producer::submit_input(SinkClient& client, const StopSignal& stop,
+                            const std::function<bool()>& tick) {
   const auto started = steady_ms();
   const auto ack_timeout = std::chrono::milliseconds(cfg_.ack_timeout_ms);
-  auto reader = input.open();
+  auto reader = input_->open();
   std::map<std::uint32_t, InFlight> in_flight;
   std::uint32_t next_seq = 0;
   bool eof = false;
@@ -145,9 +152,9 @@ bool Producer::submit(SinkClient& client, const InputSource& input, const StopSi
     std::int64_t earliest = in_flight.begin()->second.sent_ms;
     for (const auto& [seq, f] : in_flight) earliest = std::min(earliest, f.sent_ms);
     const auto wait_ms = std::max<std::int64_t>(earliest + cfg_.ack_timeout_ms - steady_ms(), 1);
-    auto event =
-        client.next_event(std::chrono::milliseconds(std::min<std::int64_t>(wait_ms, 1000)), stop);
-    if (stop.triggered()) {
+    auto event = client.next_event(
+        std::chrono::milliseconds(std::min<std::int64_t>(wait_ms, tick ? 100 : 1000)), stop);
+    if (stop.triggered() || (tick && !tick())) {
       spdlog::warn("interrupted: {} of {} chunks acknowledged", totals_.chunks - in_flight.size(),
                    totals_.chunks);
       return false;

@@ -71,4 +71,14 @@ int run_worker(int argc, char** argv, std::unique_ptr<Handler> handler,
       argc, argv, [shared](const WorkerConfig&) { return std::move(*shared); }, options);
 }
 
+int stock_worker_main(int argc, char** argv) {
+  RunWorkerOptions options;
+  options.program = "topicflow-worker";
+  options.handler_option = true;
+  return run_worker(
+      argc, argv,
+      [](const WorkerConfig& cfg) { return make_handler(cfg.handler, handler_options(cfg)); },
+      options);
+}
+
 }  // namespace topicflow

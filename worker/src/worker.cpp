@@ -396,9 +396,8 @@ struct Worker::Impl {
   }
 };
 
-Worker::Worker(WorkerConfig config, std::unique_ptr<Handler> handler, const Clock& clock) {
+void check_worker_config(const WorkerConfig& config) {
   auto bad = [](const std::string& why) { throw std::invalid_argument(why); };
-  if (!handler) bad("no handler");
   if (config.concurrency < 1)
     bad("--concurrency must be at least 1 (got " + std::to_string(config.concurrency) + ")");
   if (config.concurrency > 4096) bad("--concurrency must be at most 4096");
@@ -412,9 +411,14 @@ Worker::Worker(WorkerConfig config, std::unique_ptr<Handler> handler, const Cloc
         std::to_string(wire::Limits{}.max_data_bytes));
   }
   validate_endpoints(config.endpoints);
-  if (config.id.empty()) config.id = default_worker_id();
   if (config.id.size() > static_cast<std::size_t>(kMaxIdLength))
     bad("--id is longer than 200 bytes");
+}
+
+Worker::Worker(WorkerConfig config, std::unique_ptr<Handler> handler, const Clock& clock) {
+  if (!handler) throw std::invalid_argument("no handler");
+  if (config.id.empty()) config.id = default_worker_id();
+  check_worker_config(config);
   impl_ = std::make_unique<Impl>(std::move(config), std::move(handler), clock);
 }
 

@@ -72,10 +72,10 @@ struct RunOptions {
   WorkerConfig worker;
   SinkConfig sink;
 
-  // What is passed on to each role ("--batch-max", "500"): --job, --format, --handler,
-  // --concurrency and --db always, the others only when given (on the command line or in the
-  // environment), so the roles' own defaults stay the defaults. Filled by collect_forwarded().
-  std::vector<std::pair<std::string, std::string>> producer_args;
+  // What is passed on to the children ("--batch-max", "500"): --handler, --concurrency and --db
+  // always, the others only when given (on the command line or in the environment), so the
+  // roles' own defaults stay the defaults. Filled by collect_forwarded(). (The producer's work
+  // runs inside `run`, with `producer`.)
   std::vector<std::pair<std::string, std::string>> worker_args;
   std::vector<std::pair<std::string, std::string>> sink_args;
 };
@@ -91,6 +91,11 @@ class RunCommandLine {
   CLI::App& app_;
   RunOptions& options_;
 };
+
+// Checks what run passes on as the children would (the handler spec, the worker's and the
+// producer's settings), so a bad value is one error before anything starts or any file is
+// created; throws std::invalid_argument with a one-line reason.
+void validate_run_options(const RunOptions& options);
 
 // Runs the whole system on private ipc:// endpoints in a temp dir until every topic of the job is
 // terminal (or `stop` triggers: 130), prints a summary on `out`, and returns 0 only if every topic

@@ -13,13 +13,17 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <list>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace topicflow::cli {
@@ -47,6 +51,11 @@ using Launcher = std::function<std::unique_ptr<Process>(const std::vector<std::s
                                                         const SpawnOptions& options)>;
 // The real one: a ChildProcess.
 [[nodiscard]] Launcher process_launcher();
+// This process forked, running `body` as the child's program (ChildProcess's fork constructor:
+// only while the process has a single thread).
+[[nodiscard]] std::unique_ptr<Process> fork_process(const std::function<int()>& body,
+                                                    const std::string& name,
+                                                    const SpawnOptions& options);
 
 // Why a run cannot go on, and the exit status `topicflow run` returns for it.
 struct Fatal {
@@ -85,15 +94,30 @@ class Supervisor {
   // Declares a child (not started yet). The reference stays valid for the supervisor's life.
   Child& add(std::string name, std::vector<std::string> argv, bool restartable,
              SpawnOptions options = {});
-  // Starts (or restarts) a child; throws as the Launcher does.
+  // Starts (or restarts) a child; throws as the Launcher does. A start waits for the child's
+  // exec, a few milliseconds each on a busy machine.
   void start(Child& child);
+  // Starts the children of `group` one after the other on a thread of its own, so the caller
+  // goes on meanwhile (`topicflow run` submits while its workers come up); supervise() takes
+  // each one over as soon as it started (a child that cannot be started: Fatal, exit 1). The
+  // Launcher must be thread-safe (process_launcher() is). One group per supervisor: the thread
+  // that started the children stays until the supervisor goes (Linux's parent-death signal,
+  // SpawnOptions::die_with_parent, follows the thread that forked, not the process).
+  void start_in_background(std::vector<Child*> group);
+  // Children of start_in_background() not started yet.
+  [[nodiscard]] std::size_t starting() const;
   // Reaps the restartable children that died and restarts those whose backoff has passed.
   // Returns why the run must stop when one cannot usefully be restarted (it rejected its
   // options: exit 2; it exited by itself at startup, or cannot be started again: exit 1).
   [[nodiscard]] std::optional<Fatal> supervise();
   // SIGTERM to every child of `group` at once, then SIGKILL to those still running after
-  // `grace`; none of them is restarted afterwards.
+  // `grace`; none of them is restarted afterwards. Background starts not done yet are cancelled
+  // first (what did start is stopped with the rest).
   void stop(const std::vector<Child*>& group, std::chrono::milliseconds grace);
+
+  ~Supervisor();
+  Supervisor(const Supervisor&) = delete;
+  Supervisor& operator=(const Supervisor&) = delete;
 
   [[nodiscard]] std::list<Child>& children() noexcept { return children_; }
   // "worker 2 x1, broker x2": the children restarted, empty when none was; and their sum.
@@ -104,9 +128,27 @@ class Supervisor {
   [[nodiscard]] static std::string join(const std::vector<std::string>& argv);
 
  private:
+  // Takes over what the background thread started; a Fatal when a start failed.
+  std::optional<Fatal> adopt_started();
+  // Ends the background starts (those not begun are not begun) and takes over what started.
+  void finish_background();
+
   Launcher launcher_;
   const Clock& clock_;
   std::list<Child> children_;  // stable addresses
+
+  struct Started {
+    Child* child = nullptr;
+    std::unique_ptr<Process> process;  // null when the start failed
+    std::string error;
+  };
+  mutable std::mutex mutex_;  // guards what follows but starter_
+  std::condition_variable changed_;
+  std::vector<Started> started_;     // by the background thread, not taken over yet
+  std::size_t pending_ = 0;          // children of the background group not started yet
+  std::atomic<bool> cancel_{false};  // start no more
+  bool exit_ = false;                // the background thread may end (destructor)
+  std::thread starter_;
 };
 
 }  // namespace topicflow::cli

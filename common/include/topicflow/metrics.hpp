@@ -2,10 +2,11 @@
 // Prometheus text metrics and a health endpoint for long-running processes.
 //
 // A role fills a MetricsText from a snapshot of its counters; MetricsServer serves it over HTTP
-// (cpp-httplib) on its own thread: GET /metrics (text exposition format 0.0.4) and GET /healthz
-// ("ok", or 503 with the reason while the role reports itself unhealthy). The render callback
-// runs on the server thread: it must be thread-safe (roles hand it an atomically published
-// snapshot, never their live state).
+// on its own thread (a minimal HTTP/1.1 server: no HTTP library in the roles' binaries):
+// GET /metrics (text exposition format 0.0.4) and GET /healthz ("ok", or 503 with the reason
+// while the role reports itself unhealthy); anything else 404, methods other than GET/HEAD 405. The
+// render callback runs on the server thread: it must be thread-safe (roles hand it an atomically
+// published snapshot, never their live state).
 
 #include <array>
 #include <atomic>

@@ -2,6 +2,7 @@
 // A client of the sink: what `topicflow-producer` and `topicflow run` use to talk to it.
 // Owns a PUSH socket to --sink and a SUB socket on --events. Not thread-safe.
 
+#include <topicflow/clock.hpp>
 #include <topicflow/curve.hpp>
 #include <topicflow/endpoints.hpp>
 #include <topicflow/log.hpp>
@@ -12,6 +13,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <optional>
 #include <string>
@@ -69,7 +71,14 @@ class SinkClient {
 class ProgressView {
  public:
   enum class Mode { automatic, bar, lines, none };
-  explicit ProgressView(Mode mode = Mode::automatic, std::int64_t line_interval_ms = 2000);
+  // The rate is the slope of the updates of the last kRateWindowMs, shown from the second
+  // update on (once they are kMinRateSpanMs apart), so a short job shows a rate and an ETA too.
+  static constexpr std::int64_t kRateWindowMs = 3000;
+  static constexpr std::int64_t kMinRateSpanMs = 50;
+
+  // `clock` times the updates (tests move a ManualClock).
+  explicit ProgressView(Mode mode = Mode::automatic, std::int64_t line_interval_ms = 2000,
+                        const Clock& clock = steady_clock());
   void update(const wire::Progress& progress);
   void finish(const wire::Progress& progress);  // final redraw and newline
 
@@ -77,7 +86,7 @@ class ProgressView {
   [[nodiscard]] static Mode parse_mode(std::string_view text);
   // The mode in effect (automatic resolved against isatty(2)).
   [[nodiscard]] Mode mode() const noexcept { return mode_; }
-  // Topics per second, smoothed; 0 until two updates have been seen.
+  // Topics finished per second over the last few seconds; 0 until two updates were seen.
   [[nodiscard]] double rate() const noexcept { return rate_; }
 
   // `[#########.........] 1234/2880  42.8%  1,234/s  ETA 0:03  (failed 3)`
@@ -96,12 +105,11 @@ class ProgressView {
 
   Mode mode_;
   std::int64_t line_interval_ms_;
-  std::int64_t started_ms_;
+  const Clock& clock_;
   std::int64_t last_draw_ms_ = 0;
-  std::uint64_t last_done_ = 0;
-  std::int64_t last_rate_ms_ = 0;
+  bool drawn_ = false;
+  std::deque<std::pair<std::int64_t, std::uint64_t>> samples_;  // (time, topics done)
   double rate_ = 0.0;
-  bool measured_ = false;
   std::size_t drawn_width_ = 0;  // length of the bar on screen, to blank a shorter redraw
 };
 

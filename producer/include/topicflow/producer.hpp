@@ -15,6 +15,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 
 namespace topicflow {
@@ -62,21 +64,37 @@ class Producer {
   // Throws std::invalid_argument on a bad combination (no file without requeue_failed, chunk
   // size 0 or above wire::Limits::max_items, bad format/progress, empty job).
   explicit Producer(ProducerConfig cfg);
+  ~Producer();
+  Producer(const Producer&) = delete;
+  Producer& operator=(const Producer&) = delete;
 
-  // The process exit status: 0 done (with wait: every topic completed), 1 some topics failed,
-  // 130 interrupted by `stop`. Throws on failure (see above).
+  // The whole program: validate(), handshake, submit(), then (with wait) follow the job. The
+  // process exit status: 0 done (with wait: every topic completed), 1 some topics failed, 130
+  // interrupted by `stop`. Throws on failure (see above).
   int run(const StopSignal& stop);
+
+  // Opens the input and reads it all once, checking every line (nothing is sent): a bad line
+  // throws InputError ("FILE:LINE: reason") and leaves the job untouched. A no-op without a
+  // file (requeue) or when done already. `topicflow run` calls it before it starts anything.
+  void validate();
+  // Registers the input's topics through `client` (its handshake done) in acknowledged chunks,
+  // or requeues the job's failed topics without a file; validates first if not done yet.
+  // `tick` runs while it waits for acknowledgements (`topicflow run` supervises its children
+  // there); false from it, or `stop`, ends the submission: returns false. Throws when the sink
+  // does not acknowledge (see run()).
+  bool submit(SinkClient& client, const StopSignal& stop, const std::function<bool()>& tick = {});
 
   [[nodiscard]] const SubmitTotals& totals() const noexcept { return totals_; }
   [[nodiscard]] const ProducerConfig& config() const noexcept { return cfg_; }
 
  private:
-  bool submit(SinkClient& client, const InputSource& input, const StopSignal& stop);
+  bool submit_input(SinkClient& client, const StopSignal& stop, const std::function<bool()>& tick);
   bool requeue(SinkClient& client, const StopSignal& stop);
   void count(const wire::Ack& ack);
 
   ProducerConfig cfg_;
   SubmitTotals totals_;
+  std::unique_ptr<InputSource> input_;  // after validate()
 };
 
 }  // namespace topicflow

@@ -48,6 +48,10 @@ using HandlerFactory = std::function<std::unique_ptr<Handler>(const WorkerConfig
 [[nodiscard]] int run_worker(int argc, char** argv, std::unique_ptr<Handler> handler,
                              const RunWorkerOptions& options = {});
 
+// The stock topicflow-worker program: run_worker() with --handler and make_handler(). Its main
+// is this call; `topicflow run` calls it too, in worker processes it forks from itself.
+[[nodiscard]] int stock_worker_main(int argc, char** argv);
+
 // HandlerOptions for make_handler() from a worker's configuration (--max-result-bytes).
 [[nodiscard]] HandlerOptions handler_options(const WorkerConfig& config);
 

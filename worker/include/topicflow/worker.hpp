@@ -54,6 +54,10 @@ struct WorkerCounters {
 // "<hostname>-<pid>"
 [[nodiscard]] std::string default_worker_id();
 
+// Throws std::invalid_argument with a one-line reason for a configuration the Worker would
+// refuse (see its constructor); `topicflow run` checks what it passes on before it starts.
+void check_worker_config(const WorkerConfig& config);
+
 class Worker {
  public:
   // Throws std::invalid_argument on a bad config (concurrency < 1, lease_ms <= 0, a bad
