@@ -55,8 +55,8 @@ RunCommandLine::RunCommandLine(CLI::App& app, RunOptions& o) : app_(app), option
   add_flag_option(app, "--metrics-address", o.metrics_address, "address of the metrics endpoints")
       ->type_name("ADDRESS");
   app.callback([&o] {
-    if (o.sink.http_port > 0 && o.metrics_port > 0 &&
-        o.sink.http_port >= o.metrics_port && o.sink.http_port <= o.metrics_port + 1 + o.workers) {
+    if (o.sink.http_port > 0 && o.metrics_port > 0 && o.sink.http_port >= o.metrics_port &&
+        o.sink.http_port <= o.metrics_port + 1 + o.workers) {
       throw CLI::ValidationError("--http-port", "is one of the --metrics-port range's ports");
     }
     if (o.metrics_port > 0 && o.metrics_port + 1 + o.workers > 65535) {
@@ -74,10 +74,9 @@ void RunCommandLine::collect_forwarded() const {
   for (auto& arg : option_args(app_, {"--lease-ms", "--task-timeout-ms"}))
     o.worker_args.push_back(std::move(arg));
   o.sink_args = option_args(app_, {"--db"}, /*defaults=*/true);
-  for (auto& arg :
-       option_args(app_, {"--batch-max", "--batch-delay-ms", "--lease-ms", "--max-attempts",
-                          "--retry-base-ms", "--retry-max-ms", "--dispatch-timeout-ms",
-                          "--http-port"})) {
+  for (auto& arg : option_args(
+           app_, {"--batch-max", "--batch-delay-ms", "--lease-ms", "--max-attempts",
+                  "--retry-base-ms", "--retry-max-ms", "--dispatch-timeout-ms", "--http-port"})) {
     o.sink_args.push_back(std::move(arg));
   }
   o.worker.lease_ms = o.sink.lease_ms;

@@ -56,9 +56,10 @@ void insert(sql::Database& db, const Row& row) {
   }
   (void)stmt.step();
   // ... and its job's counts, as the sink keeps them in the same transaction
-  auto count = db.prepare(
-      "INSERT INTO jobs(name, " + row.status + ", created_at, updated_at) VALUES (?1, 1, ?2, ?2) "
-      "ON CONFLICT(name) DO UPDATE SET " + row.status + " = " + row.status + " + 1");
+  auto count = db.prepare("INSERT INTO jobs(name, " + row.status +
+                          ", created_at, updated_at) VALUES (?1, 1, ?2, ?2) "
+                          "ON CONFLICT(name) DO UPDATE SET " +
+                          row.status + " = " + row.status + " + 1");
   count.bind(1, row.job).bind(2, row.updated_at);
   (void)count.step();
 }

@@ -60,8 +60,8 @@ int main(int argc, char** argv) {
                                                 .decode_errors = 12,
                                                 .time_ms = 1700000000000,
                                                 .workers = 13});
-  seeds.emplace_back("task-batch", wire::TaskBatch{{wire::Task{"j", "k1", "p", 1},
-                                                    wire::Task{"j", "k2", "", 2}}});
+  seeds.emplace_back(
+      "task-batch", wire::TaskBatch{{wire::Task{"j", "k1", "p", 1}, wire::Task{"j", "k2", "", 2}}});
   seeds.emplace_back("control", wire::Control{"client-1", "default", wire::ControlAction::cancel});
   seeds.emplace_back("cancel", wire::Cancel{{{"j", "k1", 1}, {"j", "k2", 3}}});
 
