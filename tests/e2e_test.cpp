@@ -87,6 +87,52 @@ TEST_F(EndToEnd, ResubmissionLeavesCompletedRowsAlone) {
   }
 }
 
+// The producer's job actions (--pause, --resume, --cancel, --delete) reach the sink as control
+// messages: each changes what the jobs table and the rows say, and a refused one (delete while
+// topics wait, an unknown job) exits 1 with the sink's reason.
+TEST_F(EndToEnd, ProducerPausesResumesCancelsAndDeletesAJob) {
+  sys_.start_all(0);  // no workers: the topics wait, pending
+  const auto producer = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv{bin("topicflow-producer"), "--progress", "none"};
+    for (auto& a : sys_.endpoint_args()) argv.push_back(a);
+    argv.insert(argv.end(), args.begin(), args.end());
+    return sys_.run(argv);
+  };
+  const auto file = sys_.write_file("ten.txt", numbered_topics(10));
+  const auto submitted = producer({"--job", "j", file});
+  ASSERT_EQ(submitted.status.shell_code(), 0) << submitted.describe();
+
+  const auto paused = producer({"--pause", "--job", "j"});
+  ASSERT_EQ(paused.status.shell_code(), 0) << paused.describe();
+  DbReader db(sys_.db());
+  EXPECT_EQ(db.scalar("SELECT paused FROM jobs WHERE name = 'j'"), 1);
+  const auto resumed = producer({"--resume", "--job", "j"});
+  ASSERT_EQ(resumed.status.shell_code(), 0) << resumed.describe();
+  EXPECT_EQ(db.scalar("SELECT paused FROM jobs WHERE name = 'j'"), 0);
+
+  const auto refused = producer({"--delete", "--job", "j"});
+  EXPECT_EQ(refused.status.shell_code(), 1) << refused.describe();
+  EXPECT_NE(refused.err.find("pending or running"), std::string::npos) << refused.describe();
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM topics WHERE job = 'j'"), 10) << "nothing deleted";
+
+  const auto cancelled = producer({"--cancel", "--job", "j"});
+  ASSERT_EQ(cancelled.status.shell_code(), 0) << cancelled.describe();
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM topics WHERE job = 'j' AND status = 'cancelled'"), 10);
+  EXPECT_EQ(db.scalar("SELECT cancelled FROM jobs WHERE name = 'j'"), 10);
+
+  const auto deleted = producer({"--delete", "--job", "j"});
+  ASSERT_EQ(deleted.status.shell_code(), 0) << deleted.describe();
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM topics WHERE job = 'j'"), 0);
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM jobs WHERE name = 'j'"), 0);
+
+  const auto unknown = producer({"--pause", "--job", "nope"});
+  EXPECT_EQ(unknown.status.shell_code(), 1) << unknown.describe();
+  EXPECT_NE(unknown.err.find("no job named 'nope'"), std::string::npos) << unknown.describe();
+  const auto both = producer({"--pause", "--cancel", "--job", "j"});
+  EXPECT_EQ(both.status.shell_code(), 2) << both.describe();
+  expect_one_line(both);
+}
+
 TEST_F(EndToEnd, FailingHandlerEndsFailedWithTheErrorKept) {
   const auto file = sys_.write_file("topics.txt", numbered_topics(40));
   const auto r = sys_.run({bin("topicflow"), "run", "--db", sys_.db(), "--handler", "fail:1",

@@ -32,9 +32,18 @@ struct InFlight {
 
 Producer::Producer(ProducerConfig cfg) : cfg_(std::move(cfg)) {
   const wire::Limits limits;
-  if (cfg_.file.empty() && !cfg_.requeue_failed) {
+  const int actions = int{cfg_.pause} + int{cfg_.resume} + int{cfg_.cancel} + int{cfg_.remove};
+  if (actions > 1) {
+    throw std::invalid_argument("give one of --pause, --resume, --cancel, --delete");
+  }
+  if (actions == 1 && (!cfg_.file.empty() || cfg_.requeue_failed)) {
     throw std::invalid_argument(
-        "an input FILE is required (or --requeue-failed --job J to requeue a job's failed topics)");
+        "--pause, --resume, --cancel and --delete act on --job: no FILE and no --requeue-failed");
+  }
+  if (cfg_.file.empty() && !cfg_.requeue_failed && actions == 0) {
+    throw std::invalid_argument(
+        "an input FILE is required (or --requeue-failed --job J to requeue a job's failed topics, "
+        "or --pause/--resume/--cancel/--delete --job J)");
   }
   if (cfg_.job.empty()) throw std::invalid_argument("--job must not be empty");
   if (cfg_.job.size() > limits.max_job_bytes) {
@@ -69,6 +78,7 @@ void Producer::validate() {
 
 bool Producer::submit(SinkClient& client, const StopSignal& stop,
                       const std::function<bool()>& tick) {
+  if (cfg_.pause || cfg_.resume || cfg_.cancel || cfg_.remove) return control(client, stop);
   if (cfg_.file.empty()) return requeue(client, stop);
   validate();
   return submit_input(client, stop, tick);
@@ -205,10 +215,43 @@ bool Producer::submit_input(SinkClient& client, const StopSignal& stop,
   return true;
 }
 
+bool Producer::control(SinkClient& client, const StopSignal& stop) {
+  auto action = wire::ControlAction::pause;
+  const char* what = "pause";
+  if (cfg_.resume) action = wire::ControlAction::resume, what = "resume";
+  if (cfg_.cancel) action = wire::ControlAction::cancel, what = "cancel";
+  if (cfg_.remove) action = wire::ControlAction::remove, what = "delete";
+  const auto ack = job_request(client, stop, wire::Control{client.client_id(), cfg_.job, action},
+                               wire::AckKind::control, what);
+  if (!ack) return false;
+  if (!ack->error.empty()) throw std::runtime_error(ack->error);
+  switch (action) {
+    case wire::ControlAction::pause: spdlog::info("job {} paused", cfg_.job); break;
+    case wire::ControlAction::resume: spdlog::info("job {} resumed", cfg_.job); break;
+    case wire::ControlAction::cancel:
+      spdlog::info("job {}: {} topics cancelled", cfg_.job, ack->changed);
+      break;
+    case wire::ControlAction::remove:
+      spdlog::info("job {} deleted ({} topics)", cfg_.job, ack->changed);
+      break;
+  }
+  return true;
+}
+
 bool Producer::requeue(SinkClient& client, const StopSignal& stop) {
+  const auto ack = job_request(client, stop, wire::Requeue{client.client_id(), cfg_.job},
+                               wire::AckKind::requeue, "requeue");
+  if (!ack) return false;
+  count(*ack);
+  spdlog::info("job {}: requeued {} failed topics", cfg_.job, ack->requeued);
+  return true;
+}
+
+std::optional<wire::Ack> Producer::job_request(SinkClient& client, const StopSignal& stop,
+                                               const wire::Message& request, wire::AckKind kind,
+                                               const char* what) {
   const auto ack_timeout = std::chrono::milliseconds(cfg_.ack_timeout_ms);
-  const wire::Message request = wire::Requeue{client.client_id(), cfg_.job};
-  if (!client.send(request, stop, ack_timeout)) return false;
+  if (!client.send(request, stop, ack_timeout)) return std::nullopt;
   auto sent = steady_ms();
   bool resent = false;
   for (;;) {
@@ -216,24 +259,21 @@ bool Producer::requeue(SinkClient& client, const StopSignal& stop) {
     if (left <= 0) {
       if (resent) {
         throw std::runtime_error(
-            "the sink at " + cfg_.endpoints.sink + " did not acknowledge the requeue of job " +
+            "the sink at " + cfg_.endpoints.sink + " did not acknowledge the " + what + " of job " +
             cfg_.job + " within " + seconds_text(cfg_.ack_timeout_ms) + " after a resend");
       }
-      spdlog::warn("no acknowledgement for the requeue within {}; sending it again",
+      spdlog::warn("no acknowledgement for the {} within {}; sending it again", what,
                    seconds_text(cfg_.ack_timeout_ms));
-      if (!client.send(request, stop, ack_timeout)) return false;
+      if (!client.send(request, stop, ack_timeout)) return std::nullopt;
       sent = steady_ms();
       resent = true;
       continue;
     }
     auto event = client.next_event(std::chrono::milliseconds(left), stop);
-    if (stop.triggered()) return false;
+    if (stop.triggered()) return std::nullopt;
     if (!event) continue;
-    if (const auto* ack = std::get_if<wire::Ack>(&*event);
-        ack != nullptr && ack->kind == wire::AckKind::requeue) {
-      count(*ack);
-      spdlog::info("job {}: requeued {} failed topics", cfg_.job, ack->requeued);
-      return true;
+    if (const auto* ack = std::get_if<wire::Ack>(&*event); ack != nullptr && ack->kind == kind) {
+      return *ack;
     }
   }
 }

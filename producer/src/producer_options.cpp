@@ -15,6 +15,14 @@ void add_producer_options(CLI::App& app, ProducerConfig& c) {
   add_bool_flag(app, "--requeue-failed", c.requeue_failed,
                 "with FILE: run the file's failed topics again; without FILE: every failed topic "
                 "of --job");
+  add_bool_flag(app, "--pause", c.pause,
+                "instead of submitting: stop dispatching --job's topics (running ones finish)");
+  add_bool_flag(app, "--resume", c.resume, "instead of submitting: dispatch --job's topics again");
+  add_bool_flag(app, "--cancel", c.cancel,
+                "instead of submitting: every pending or running topic of --job ends cancelled "
+                "(workers stop the running ones)");
+  add_bool_flag(app, "--delete", c.remove,
+                "instead of submitting: remove --job, whose topics must all be finished");
   add_flag_option(app, "--chunk-size", c.chunk_size, "topics per message to the sink")
       ->check(CLI::Range(std::size_t{1}, std::size_t{100000}));
   add_flag_option(app, "--connect-timeout-ms", c.connect_timeout_ms,

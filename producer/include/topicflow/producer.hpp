@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace topicflow {
@@ -32,6 +33,11 @@ struct ProducerConfig {
   std::string format = "auto";  // auto | text | jsonl
   bool wait = false;
   bool requeue_failed = false;
+  // A job action instead of a submission (no FILE): pause, resume, cancel or delete --job.
+  bool pause = false;
+  bool resume = false;
+  bool cancel = false;
+  bool remove = false;
   std::size_t chunk_size = 500;
   std::int64_t connect_timeout_ms = 10000;
   std::int64_t ack_timeout_ms = 30000;
@@ -90,6 +96,12 @@ class Producer {
  private:
   bool submit_input(SinkClient& client, const StopSignal& stop, const std::function<bool()>& tick);
   bool requeue(SinkClient& client, const StopSignal& stop);
+  bool control(SinkClient& client, const StopSignal& stop);
+  // Sends a job request and waits for its ack (one resend after --ack-timeout-ms); nothing when
+  // interrupted; throws std::runtime_error when never acknowledged.
+  std::optional<wire::Ack> job_request(SinkClient& client, const StopSignal& stop,
+                                       const wire::Message& request, wire::AckKind kind,
+                                       const char* what);
   void count(const wire::Ack& ack);
 
   ProducerConfig cfg_;
