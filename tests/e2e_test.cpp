@@ -1,5 +1,6 @@
 // End-to-end tests: the real binaries as separate processes on private ipc:// endpoints. Every
 // test asserts the database's final state, read with SQLite after the sink has stopped.
+#include "support/proc.hpp"
 #include "support/system.hpp"
 
 #include <nlohmann/json.hpp>
@@ -380,6 +381,25 @@ TEST_F(EndToEnd, RunRestartsAKilledWorker) {
       << err;
   DbReader db(sys_.db());
   EXPECT_EQ(db.scalar("SELECT count(*) FROM topics WHERE status = 'completed'"), 60) << err;
+}
+
+// A handler's command that leaves processes behind: they come to the worker (a child
+// subreaper), not to a PID 1 that may never reap them, and the worker reaps them when they die.
+TEST_F(EndToEnd, WorkerReapsWhatItsHandlersLeaveBehind) {
+  sys_.start_all(1, {}, {"--handler", "exec:setsid sleep 60 </dev/null >/dev/null 2>&1 & echo $!"});
+  sys_.start_producer(sys_.write_file("topics.txt", "one\n"));
+  ASSERT_TRUE(sys_.wait_for_counts([](const StatusCounts& c) { return c.all_completed(1); }, 30s))
+      << sys_.counts().describe();
+  const auto results = DbReader(sys_.db()).results("default");
+  ASSERT_EQ(results.size(), 1U);
+  const pid_t orphan = std::stoi(results.begin()->second);
+  const auto stat = proc_stat(orphan);
+  ASSERT_TRUE(stat.has_value()) << "the orphan (pid " << orphan << ") runs on";
+  EXPECT_EQ(stat->parent, sys_.role("worker1").pid()) << "its parent is the worker, not PID 1";
+  ::kill(orphan, SIGKILL);
+  EXPECT_TRUE(reaped_within(orphan, 10s))
+      << "the worker reaps it: " << (proc_stat(orphan) ? "still there" : "gone");
+  sys_.stop_all();
 }
 
 TEST_F(EndToEnd, RunStopsEverythingOnSigint) {

@@ -4,6 +4,8 @@
 #include <topicflow/clock.hpp>
 #include <topicflow/handler.hpp>
 
+#include "support/proc.hpp"
+
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
 
@@ -110,8 +112,6 @@ int children() {
   return n;
 }
 
-bool alive(pid_t pid) { return ::kill(pid, 0) == 0 || errno != ESRCH; }
-
 class PersistentExec : public ::testing::Test {
  protected:
   // spdlog's registry is made on first use; a worker makes it in main (init_logging) before any
@@ -186,12 +186,9 @@ TEST_F(PersistentExec, RetryAndFailedAnswersMapToFailures) {
   EXPECT_EQ(h.started(), 2U) << "a bad answer restarts it";
 }
 
-// Gone for good: not even a zombie (an orphaned grandchild is reaped by init, not us: wait).
-bool gone(pid_t pid) {
-  for (int i = 0; i < 200 && alive(pid); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  return !alive(pid);
-}
+// Dead (a zombie counts: an orphaned grandchild is reaped by its new parent, maybe never when
+// PID 1 is not an init).
+bool gone(pid_t pid) { return topicflow::testing::dies_within(pid, std::chrono::seconds(2)); }
 
 TEST_F(PersistentExec, ACrashIsRetryableAndTheNextTaskGetsANewCoProcess) {
   // Through /bin/sh, the shell reports the signal as status 128 + 9.

@@ -1,5 +1,6 @@
 #include <topicflow/process.hpp>
 
+#include "support/proc.hpp"
 #include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
@@ -31,13 +32,8 @@ std::string read_file(const std::filesystem::path& path) {
   return s.str();
 }
 
-// A zombie counts as dead: reaping an orphan is its new parent's business, not ours.
-bool alive(pid_t pid) {
-  if (::kill(pid, 0) != 0) return false;
-  const auto stat = read_file("/proc/" + std::to_string(pid) + "/stat");
-  const auto paren = stat.rfind(')');
-  return paren == std::string::npos || paren + 2 >= stat.size() || stat[paren + 2] != 'Z';
-}
+using topicflow::testing::alive;  // a zombie counts as dead: see support/proc.hpp
+using topicflow::testing::proc_stat;
 
 class ProcessTest : public ::testing::Test {
  protected:
@@ -104,7 +100,8 @@ TEST_F(ProcessTest, DestructorKillsAndReaps) {
     pid = child.pid();
     ASSERT_TRUE(alive(pid));
   }
-  EXPECT_FALSE(alive(pid)) << "the destructor must kill and reap (no zombie either)";
+  EXPECT_FALSE(proc_stat(pid).has_value())
+      << "the destructor must kill and reap (no zombie either)";
 }
 
 TEST_F(ProcessTest, ProcessGroupTakesGrandchildrenAlong) {
@@ -122,8 +119,8 @@ TEST_F(ProcessTest, ProcessGroupTakesGrandchildrenAlong) {
   EXPECT_EQ(::getpgid(child.pid()), child.pid());
   child.terminate(SIGTERM);
   ASSERT_TRUE(child.wait_for(5s).has_value());
-  for (int i = 0; i < 200 && alive(grandchild); ++i) std::this_thread::sleep_for(10ms);
-  EXPECT_FALSE(alive(grandchild)) << "grandchild " << grandchild << " survived its group's SIGTERM";
+  EXPECT_TRUE(topicflow::testing::dies_within(grandchild, 2s))
+      << "grandchild " << grandchild << " survived its group's SIGTERM";
 }
 
 TEST_F(ProcessTest, MissingProgramThrowsAReadableError) {
@@ -145,7 +142,7 @@ TEST_F(ProcessTest, MoveTransfersOwnership) {
   EXPECT_EQ(b.pid(), pid);
   EXPECT_FALSE(a.running());  // NOLINT(bugprone-use-after-move): moved-from state is specified
   b = ChildProcess({"true"});
-  EXPECT_FALSE(alive(pid)) << "assigning over a running child kills it";
+  EXPECT_FALSE(proc_stat(pid).has_value()) << "assigning over a running child kills and reaps it";
 }
 
 TEST(ExecutableDir, IsTheTestBinarysDirectory) {

@@ -2,6 +2,7 @@
 #include <topicflow/curve.hpp>
 #include <topicflow/log.hpp>
 #include <topicflow/metrics.hpp>
+#include <topicflow/orphan_reaper.hpp>
 #include <topicflow/run_worker.hpp>
 #include <topicflow/shutdown.hpp>
 #include <topicflow/worker_metrics.hpp>
@@ -9,7 +10,9 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <optional>
 #include <stdexcept>
+#include <system_error>
 #include <utility>
 
 namespace topicflow {
@@ -53,6 +56,13 @@ int run_worker(int argc, char** argv, HandlerFactory make_handler_for,
   try {
     StopSignal stop;
     install_signal_handlers(stop);
+    // What handlers' commands leave behind comes to us, not to a PID 1 that may never reap it.
+    std::optional<OrphanReaper> reaper;
+    try {
+      reaper.emplace();
+    } catch (const std::system_error& e) {
+      spdlog::warn("orphans of handlers are left to PID 1: {}", e.what());
+    }
     const auto server = serve_metrics(  // declared after what it reads: stops serving first
         cfg.metrics_address, cfg.metrics_port, [&] { return metrics.render(*worker, cfg); },
         [&] { return stop.triggered() ? std::string("stopping") : std::string(); });

@@ -6,6 +6,8 @@
 #include <topicflow/handler.hpp>
 #include <topicflow/utf8.hpp>
 
+#include "owned_children.hpp"
+
 #include <fcntl.h>
 #include <pthread.h>
 #include <spawn.h>
@@ -183,18 +185,29 @@ inline Fd open_pidfd(pid_t pid) {
 #endif
 }
 
+// Waits for a child that spawn_shell() started, and takes it off the owned set (only after the
+// wait: until then the orphan reaper must leave it alone).
 inline int reap(pid_t pid) {
   int status = 0;
+  int result = 0;
   while (::waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) return -1;
+    if (errno != EINTR) {
+      result = -1;
+      break;
+    }
   }
-  return status;
+  const int saved = errno;
+  owned_children::remove(pid);
+  errno = saved;
+  return result < 0 ? -1 : status;
 }
 
 // Starts `/bin/sh -c command` with environment `env` as the leader of a new process group, its
 // stdin/stdout/stderr from the given descriptors (dup2 clears O_CLOEXEC on the copies; every
 // original is O_CLOEXEC and vanishes at exec), no blocked signals, and default dispositions for
 // what the worker ignores or catches. Returns 0 and sets `pid`, or posix_spawn's error number.
+// The child is registered as owned (owned_children.hpp) before any orphan sweep can see it;
+// reap() it.
 inline int spawn_shell(const std::string& command, std::vector<std::string> env, int in_fd,
                        int out_fd, int err_fd, pid_t& pid) {
   SpawnAttrs spawn;
@@ -220,7 +233,11 @@ inline int spawn_shell(const std::string& command, std::vector<std::string> env,
   envp.reserve(env.size() + 1);
   for (auto& entry : env) envp.push_back(entry.data());
   envp.push_back(nullptr);
-  return ::posix_spawn(&pid, sh.c_str(), &spawn.actions, &spawn.attr, argv.data(), envp.data());
+  const std::shared_lock spawning(owned_children::spawn_mutex());
+  const int rc =
+      ::posix_spawn(&pid, sh.c_str(), &spawn.actions, &spawn.attr, argv.data(), envp.data());
+  if (rc == 0) owned_children::add(pid);
+  return rc;
 }
 
 }  // namespace topicflow::subprocess

@@ -1,0 +1,54 @@
+#pragma once
+// Liveness of processes as tests need it, from /proc/<pid>/stat. A zombie is dead: kill(pid, 0)
+// succeeds on one, but whether it is ever reaped is its parent's business (an orphan's parent is
+// PID 1, which in a container may be `sleep infinity` and never reap). Linux only.
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <fstream>
+#include <iterator>
+#include <optional>
+#include <string>
+#include <thread>
+
+namespace topicflow::testing {
+
+struct ProcStat {
+  char state = '?';  // R, S, D, Z, T, ...
+  pid_t parent = 0;
+};
+
+// Nothing once the process is gone for good (reaped, or never existed).
+inline std::optional<ProcStat> proc_stat(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  const std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto close = stat.rfind(')');  // the command name may hold spaces and parentheses
+  if (close == std::string::npos || close + 4 >= stat.size()) return std::nullopt;
+  return ProcStat{stat[close + 2],
+                  static_cast<pid_t>(std::strtol(stat.c_str() + close + 4, nullptr, 10))};
+}
+
+// Running (or sleeping, stopped...): neither reaped nor a zombie.
+inline bool alive(pid_t pid) {
+  const auto s = proc_stat(pid);
+  return s && s->state != 'Z' && s->state != 'X';
+}
+
+// Waits up to `timeout` for `pid` to stop being alive().
+inline bool dies_within(pid_t pid, std::chrono::milliseconds timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (alive(pid) && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  return !alive(pid);
+}
+
+// Waits up to `timeout` for `pid` to be gone from /proc: reaped, not even a zombie.
+inline bool reaped_within(pid_t pid, std::chrono::milliseconds timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (proc_stat(pid) && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  return !proc_stat(pid);
+}
+
+}  // namespace topicflow::testing
