@@ -294,7 +294,10 @@ class RunSession {
     const auto deadline = steady_ms() + kSinkReadyTimeoutMs;
     while (can_go_on()) {
       try {
-        if (client.handshake(std::chrono::milliseconds(300), stop_)) return true;
+        if (client.handshake(std::chrono::milliseconds(300), stop_)) {
+          Supervisor::mark_ready(*sink_);
+          return true;
+        }
         interrupted_ = true;  // the stop signal ended the handshake
       } catch (const std::runtime_error&) {
         if (steady_ms() > deadline) {

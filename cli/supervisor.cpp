@@ -160,15 +160,19 @@ std::optional<Fatal> Supervisor::supervise() {
     const auto status = c.process->poll_exit();
     if (!status) continue;
     const auto pid = std::to_string(c.process->pid());
-    if (!status->signaled() && status->code == 2)
+    if (!status->signaled() && status->code == 2 && !c.ready)
       return Fatal{c.name + " (pid " + pid + ") rejected its options", 2};
-    if (!status->signaled() && c.restarts == 0 && now - c.first_started_ms < kStartupGraceMs) {
+    const bool at_startup =
+        c.restarts == 0 && !c.ready && now - c.first_started_ms < kStartupGraceMs;
+    if (at_startup && !status->signaled()) {
       return Fatal{c.name + " (pid " + pid + ") exited with " + status->describe() + " at startup",
                    1};
     }
-    if (now - c.started_ms >= kHealthyRunMs) c.crashes = 0;
+    const auto ran_ms = now - c.started_ms;
+    if (ran_ms >= kHealthyRunMs) c.crashes = 0;
     const auto delay = std::max<std::int64_t>(kMinRestartMs, c.backoff.delay(c.crashes++));
-    spdlog::warn("{} (pid {}) exited with {}; restarting in {} ms", c.name, pid, status->describe(),
+    spdlog::warn("{} (pid {}) exited with {} {} ({} ms after it started); restarting in {} ms",
+                 c.name, pid, status->describe(), at_startup ? "at startup" : "mid-run", ran_ms,
                  delay);
     c.restart_at = now + delay;
   }

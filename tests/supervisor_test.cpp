@@ -5,10 +5,14 @@
 #include <topicflow/supervisor.hpp>
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
 #include <csignal>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -144,6 +148,74 @@ TEST_F(SupervisorTest, AChildDyingMidRunIsRestartedWithGrowingBackoff) {
   }
   EXPECT_EQ(sup_.restarts(), 4U);
   EXPECT_EQ(sup_.restarts_text(), "broker x4");
+}
+
+// What the supervisor logs while `body` runs.
+template <typename Body>
+std::string logged(Body body) {
+  std::ostringstream out;
+  const auto previous = spdlog::default_logger();
+  auto logger = std::make_shared<spdlog::logger>(
+      "test", std::make_shared<spdlog::sinks::ostream_sink_st>(out));
+  spdlog::set_default_logger(logger);
+  body();
+  spdlog::set_default_logger(previous);
+  return out.str();
+}
+
+TEST_F(SupervisorTest, ADeathMidRunSaysSoWithHowLongTheChildRan) {
+  auto& s = sup_.add("sink", {"s"}, true);
+  sup_.start(s);
+  clock_.advance(42000);
+  fake_.start("s").exit = exited(1);
+  const auto log = logged([&] { EXPECT_FALSE(sup_.supervise().has_value()) << "restarted"; });
+  EXPECT_NE(log.find("sink (pid 101) exited with status 1 mid-run (42000 ms after it started); "
+                     "restarting in "),
+            std::string::npos)
+      << log;
+  EXPECT_EQ(log.find("at startup"), std::string::npos) << log;
+}
+
+TEST_F(SupervisorTest, ASinkThatAnsweredDyingSoonAfterIsMidRunNotAtStartup) {
+  auto& s = sup_.add("sink", {"s"}, true);
+  sup_.start(s);
+  clock_.advance(300);
+  Supervisor::mark_ready(s);          // it answered the run's hello
+  clock_.advance(300);                // still within kStartupGraceMs of its start
+  fake_.start("s").exit = exited(1);  // e.g. an I/O error it could not survive
+  const auto log = logged([&] { EXPECT_FALSE(sup_.supervise().has_value()) << "restarted"; });
+  EXPECT_NE(log.find("exited with status 1 mid-run (600 ms after it started)"), std::string::npos)
+      << log;
+  clock_.advance(*s.restart_at - clock_.steady_ms());
+  EXPECT_FALSE(sup_.supervise().has_value());
+  EXPECT_EQ(fake_.starts("s"), 2U);
+}
+
+TEST_F(SupervisorTest, AChildKilledAtStartupSaysSoAndIsRestarted) {
+  auto& w = sup_.add("worker 1", {"w"}, true);
+  sup_.start(w);
+  clock_.advance(100);
+  fake_.start("w").exit = killed(SIGKILL);
+  const auto log = logged([&] { EXPECT_FALSE(sup_.supervise().has_value()); });
+  EXPECT_NE(log.find("worker 1 (pid 101) exited with signal 9 (Killed) at startup (100 ms after "
+                     "it started); restarting in "),
+            std::string::npos)
+      << log;
+}
+
+// A sink waiting for disk space (or a busy database) is a live process: supervise() only ever
+// acts on a child that ended, so however long it waits it is neither restarted nor given up on.
+TEST_F(SupervisorTest, ALiveChildIsLeftAloneHoweverLongItWaits) {
+  auto& s = sup_.add("sink", {"s"}, true);
+  sup_.start(s);
+  Supervisor::mark_ready(s);
+  for (int minute = 0; minute < 60; ++minute) {
+    clock_.advance(60000);
+    ASSERT_FALSE(sup_.supervise().has_value());
+  }
+  EXPECT_EQ(fake_.starts("s"), 1U);
+  EXPECT_TRUE(fake_.start("s").signals.empty()) << "never signalled";
+  EXPECT_EQ(sup_.restarts(), 0U);
 }
 
 TEST_F(SupervisorTest, ALongHealthyRunResetsTheBackoff) {

@@ -72,6 +72,7 @@ struct Child {
   std::unique_ptr<Process> process;
   std::int64_t first_started_ms = 0;  // the supervisor's clock; 0: never started
   std::int64_t started_ms = 0;
+  bool ready = false;  // it did its job once (the sink answered): no longer at startup
   std::optional<std::int64_t> restart_at;
   unsigned crashes = 0;  // consecutive deaths, for the backoff
   unsigned restarts = 0;
@@ -80,9 +81,10 @@ struct Child {
 
 class Supervisor {
  public:
-  // A child that exits (not killed by a signal) this soon after its first start is
-  // misconfigured, not unlucky: restarting it would only loop (an unwritable database, a used
-  // endpoint), so the run stops instead.
+  // A child that exits (not killed by a signal) this soon after its first start, before it was
+  // marked ready, is misconfigured, not unlucky: restarting it would only loop (an unwritable
+  // database, a used endpoint), so the run stops instead. Any other death is logged as
+  // mid-run, with how long the child had run, and restarted.
   static constexpr std::int64_t kStartupGraceMs = 1000;
   // A child that ran this long before it died starts its restart backoff from the beginning.
   static constexpr std::int64_t kHealthyRunMs = 30000;
@@ -97,6 +99,9 @@ class Supervisor {
   // Starts (or restarts) a child; throws as the Launcher does. A start waits for the child's
   // exec, a few milliseconds each on a busy machine.
   void start(Child& child);
+  // The child showed it works (the sink answered a client): from now on a death is mid-run,
+  // even within kStartupGraceMs of its start, and is restarted instead of stopping the run.
+  static void mark_ready(Child& child) noexcept { child.ready = true; }
   // Starts the children of `group` one after the other on a thread of its own, so the caller
   // goes on meanwhile (`topicflow run` submits while its workers come up); supervise() takes
   // each one over as soon as it started (a child that cannot be started: Fatal, exit 1). The
