@@ -36,6 +36,7 @@ test_packages=(
   fonts-dejavu-core                              # ... and readable screenshots
   prometheus                                     # promtool: the metrics_promtool test (see above)
   time procps                                    # bench/: /usr/bin/time (peak RSS), uptime
+  strace                                         # fault tests: fsyncs counted per commit
 )
 
 mode=test
