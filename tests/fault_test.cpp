@@ -43,20 +43,29 @@ std::map<std::string, std::int64_t> completed_attempts(System& system) {
   return out;
 }
 
+// The scenario: 8 workers on short sleeps, --lease-ms 2000 and the default
+// --dispatch-timeout-ms (60 s), SIGKILL 2 of them mid-job. Their running tasks come back when
+// their leases expire, the tasks queued in their pipes when the transit timeout (the observed
+// start latency, at least 2 s) passes: the job is done within 10 s of the kill, not a minute.
+// The kill comes late in the job, so that what the 10 s measure is the recovery, not how fast
+// a loaded machine gets through the rest (~1 s of work here).
 TEST(Fault, KillTwoOfEightWorkersWhileTheyHoldTasks) {
   System c("fault-kill-workers");
-  const int n = 400;
+  const int n = 3000;
   c.start_broker();
-  c.start_sink(sink_args());
-  c.start_workers(8, worker_args("sleep:20-60", 2));
-  const auto file = c.write_topics("topics.txt", n);
-  c.start_producer(file);
-  ASSERT_TRUE(c.wait_for_counts([](const auto& x) { return x["completed"] >= 80; }, kRunTimeout))
+  c.start_sink({"--lease-ms", "2000"});
+  c.start_workers(8, {"--handler", "sleep:5-15", "--lease-ms", "2000"});
+  c.start_producer(c.write_topics("topics.txt", n));
+  ASSERT_TRUE(c.wait_for_counts([](const auto& x) { return x["completed"] >= 2400; }, kRunTimeout))
       << c.counts().describe();
   c.role("worker1").terminate(SIGKILL);
   c.role("worker6").terminate(SIGKILL);
-  EXPECT_TRUE(c.wait_for_counts([&](const auto& x) { return x.all_completed(n); }, kRunTimeout))
-      << "after killing 2 of 8 workers: " << c.counts().describe();
+  const auto killed = steady_ms();
+  const auto left = n - c.counts()["completed"];
+  EXPECT_TRUE(c.wait_for_counts([&](const auto& x) { return x.all_completed(n); }, 10s))
+      << "10 s after killing 2 of 8 workers: " << c.counts().describe();
+  std::cout << "done " << steady_ms() - killed << " ms after the kill (" << left
+            << " topics were left)\n";
 }
 
 TEST(Fault, KillTheBrokerMidRunAndRestartIt) {

@@ -231,6 +231,34 @@ TEST_F(SchedulerTest, AnEntryOfARowAlreadyInTransitIsSkipped) {
   EXPECT_EQ(rows.find(row_id("j", "k"))->sent_at, now) << "the first dispatch is kept";
 }
 
+// The stall: a dead worker's queue held several tasks, sent a few ms apart. Each was
+// presumed lost in a round of its own, and each round doubled the timeout: the last waited
+// 4 + 8 + 16 + 32 s while they filled the dispatch window. A first loss is no wrong guess: all
+// of them are sent again after the same timeout; only tasks lost again back off, once per round.
+TEST_F(SchedulerTest, TasksLostTogetherAreAllSentAgainAfterTheSameTimeout) {
+  for (int i = 0; i < 6; ++i) ready("j", "k" + std::to_string(i), now);
+  for (int i = 0; i < 6; ++i) ASSERT_EQ(scheduler->dispatch(1, now + 10 * i).size(), 1U) << i;
+  // A clean sample: the timeout is the estimate (the floor), not the cap.
+  ready("j", "fast", now);
+  ASSERT_EQ(scheduler->dispatch(1, now).size(), 1U);
+  scheduler->started_after(rows.find(row_id("j", "fast"))->rowid, 10);
+  rows.put(row_id("j", "fast"), std::nullopt);  // (it started: no longer in transit)
+  const auto timeout = scheduler->transit_timeout().ms();
+  ASSERT_LT(timeout, policy.dispatch_timeout_ms);
+
+  std::size_t forgotten = 0;
+  for (int i = 0; i < 6; ++i) forgotten += scheduler->forget_transit(now + timeout + 10 * i);
+  EXPECT_EQ(forgotten, 6U) << "each one timeout after it was sent";
+  EXPECT_EQ(scheduler->transit_timeout().ms(), timeout) << "a first loss does not back off";
+
+  // Sent again, and lost again (a second dead worker): now the guess was short. One doubling.
+  const auto again = now + 2 * timeout;
+  ASSERT_EQ(scheduler->dispatch(10, again).size(), 6U);
+  for (int i = 0; i < 6; ++i) forgotten += scheduler->forget_transit(again + timeout + i);
+  EXPECT_EQ(forgotten, 12U);
+  EXPECT_EQ(scheduler->transit_timeout().ms(), 2 * timeout) << "one round, one doubling";
+}
+
 TEST_F(SchedulerTest, ForgottenTasksInTransitAreSentAgainWithTheSameAttempt) {
   ready("j", "a", now);
   ready("j", "b", now + 10);

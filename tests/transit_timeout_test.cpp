@@ -42,21 +42,35 @@ TEST(TransitTimeout, VariationWidensTheMargin) {
   EXPECT_GT(jittery.ms(), steady.ms() + 300) << "4 x rttvar: the spread sets the margin";
 }
 
-// Karn's algorithm: each round of resends doubles the timeout (tasks that only wait behind slow
-// ones are not sent again and again), and a clean sample undoes it.
+// Karn's algorithm: each round of resends lost again doubles the timeout (tasks that only wait
+// behind slow ones are not sent again and again), and a clean sample undoes it.
 TEST(TransitTimeout, ResendsBackOffUntilACleanSample) {
   TransitTimeout t(60000, 1000);
   for (int i = 0; i < 20; ++i) t.observe(10);
   ASSERT_EQ(t.ms(), 1000);
-  t.back_off();
+  std::int64_t now = 0;
+  t.back_off(now);
   EXPECT_EQ(t.ms(), 2000);
-  t.back_off();
-  t.back_off();
+  t.back_off(now += 2000);
+  t.back_off(now += 4000);
   EXPECT_EQ(t.ms(), 8000);
-  for (int i = 0; i < 10; ++i) t.back_off();
+  for (int i = 0; i < 10; ++i) t.back_off(now += 60000);
   EXPECT_EQ(t.ms(), 60000) << "never above the cap (64 x at most)";
   t.observe(10);
   EXPECT_EQ(t.ms(), 1000) << "a clean sample: back to the estimate";
+}
+
+// Tasks lost together are found a few milliseconds apart: one round, one doubling.
+TEST(TransitTimeout, OneDoublingPerIntervalAtMost) {
+  TransitTimeout t(60000, 1000);
+  t.observe(10);
+  ASSERT_EQ(t.ms(), 1000);
+  for (std::int64_t now = 5000; now < 5060; now += 10) t.back_off(now);
+  EXPECT_EQ(t.ms(), 2000) << "six losses within one interval";
+  t.back_off(5000 + 1999);
+  EXPECT_EQ(t.ms(), 2000);
+  t.back_off(5000 + 2000);
+  EXPECT_EQ(t.ms(), 4000) << "the next interval: the next round";
 }
 
 TEST(TransitTimeout, AFloorAboveTheCapIsTheCap) {

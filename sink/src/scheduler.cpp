@@ -27,12 +27,12 @@ Scheduler::Loaded Scheduler::load() {
 }
 
 std::size_t Scheduler::forget_transit(std::int64_t now) {
-  return requeue(rows_.forget_transit(now - transit_timeout_.ms()), /*guessed=*/true);
+  return requeue(rows_.forget_transit(now - transit_timeout_.ms()), now);
 }
 
 std::size_t Scheduler::forget_all_transit() {
-  return requeue(rows_.forget_transit(std::numeric_limits<std::int64_t>::max()),
-                 /*guessed=*/false);
+  // (a lost broker queue is no guess: no back-off)
+  return requeue(rows_.forget_transit(std::numeric_limits<std::int64_t>::max()), std::nullopt);
 }
 
 void Scheduler::started_after(std::int64_t rowid, std::int64_t latency_ms) {
@@ -41,9 +41,13 @@ void Scheduler::started_after(std::int64_t rowid, std::int64_t latency_ms) {
 }
 
 std::size_t Scheduler::requeue(const std::vector<std::pair<std::string, Row>>& forgotten,
-                               bool guessed) {
+                               std::optional<std::int64_t> guessed_at) {
   if (forgotten.empty()) return 0;
-  if (guessed) transit_timeout_.back_off();      // (a lost broker queue is no guess)
+  // Karn: a task sent again and presumed lost again means the guess was too short.
+  if (guessed_at && std::any_of(forgotten.begin(), forgotten.end(),
+                                [&](const auto& f) { return resent_.contains(f.second.rowid); })) {
+    transit_timeout_.back_off(*guessed_at);
+  }
   if (resent_.size() > 100000) resent_.clear();  // (rows cancelled or deleted meanwhile)
   for (const auto& [id, row] : forgotten) {
     // (its row in the database is ready since before it was sent: due by then at the latest)

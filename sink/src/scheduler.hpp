@@ -71,7 +71,9 @@ class Scheduler {
   TopicTable& table_;
   RowsInFlight& rows_;
   const Policy& policy_;
-  std::size_t requeue(const std::vector<std::pair<std::string, Row>>& forgotten, bool guessed);
+  // `guessed_at`: when the transit timeout presumed them lost (nothing: a new broker's).
+  std::size_t requeue(const std::vector<std::pair<std::string, Row>>& forgotten,
+                      std::optional<std::int64_t> guessed_at);
 
   ReadyQueue queue_;
   TransitTimeout transit_timeout_;

@@ -8,9 +8,13 @@
 // never above `cap_ms` (--dispatch-timeout-ms), which is also the timeout before the first
 // sample. A wrong guess costs a duplicate delivery, which is harmless (the first recorded result
 // wins) and counted. As in TCP (Karn's algorithm), a task that was sent again gives no sample (its
-// latency would be measured from the wrong send), and every round of resends doubles the timeout
-// until a clean sample arrives: tasks that merely wait behind slow ones in the workers' queues
-// are not resent again and again. Pure: latencies come in as numbers. Not thread-safe.
+// latency would be measured from the wrong send), and resent tasks presumed lost again double
+// the timeout until a clean sample arrives: tasks that merely wait behind slow ones in the
+// workers' queues are not resent again and again. One doubling per timeout interval at most:
+// tasks lost together (a dead worker's queue) are found a few milliseconds apart, and must not
+// double the timeout once each (with 6 such tasks the last waited 4 + 8 + 16 + 32 s, while
+// they filled the dispatch window and the job stood still). A first loss never doubles it.
+// Pure: latencies and times come in as numbers. Not thread-safe.
 
 #include <algorithm>
 #include <cmath>
@@ -40,8 +44,13 @@ class TransitTimeout {
     backoff_shift_ = 0;
   }
 
-  // Tasks were presumed lost and sent again: wait longer before the next guess.
-  void back_off() { backoff_shift_ = std::min(backoff_shift_ + 1, kMaxBackoffShift); }
+  // Tasks sent again were presumed lost again at `now`: wait longer before the next guess,
+  // unless the timeout already doubled within its current interval (the same round).
+  void back_off(std::int64_t now) {
+    if (backoff_shift_ > 0 && now < backed_off_at_ + ms()) return;
+    backoff_shift_ = std::min(backoff_shift_ + 1, kMaxBackoffShift);
+    backed_off_at_ = now;
+  }
 
   // The timeout now.
   [[nodiscard]] std::int64_t ms() const {
@@ -60,6 +69,7 @@ class TransitTimeout {
   double rttvar_ = 0.0;
   std::uint64_t samples_ = 0;
   int backoff_shift_ = 0;
+  std::int64_t backed_off_at_ = 0;
 };
 
 }  // namespace topicflow::sink
