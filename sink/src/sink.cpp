@@ -543,8 +543,10 @@ class Sink::Impl {
     log_commit(fx, elapsed_us);
     db_state_.succeeded(clock_.steady_ms());
     batch_.clear();
-    publish_dirty(false);
+    // The snapshot first: a client that sees a progress event of this commit (the job is done)
+    // and then scrapes /metrics finds this commit in it.
     publish_snapshot();
+    publish_dirty(false);
   }
 
   // What job requests changed beyond the rows: the scheduler's queue, the pause flags, and the
