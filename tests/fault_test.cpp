@@ -13,6 +13,8 @@
 #include <unistd.h>
 #include <zmq.hpp>
 
+#include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <random>
 
@@ -303,6 +305,103 @@ TEST(Fault, BackupOfALiveDatabaseLosesNothing) {
   }
   EXPECT_TRUE(c.wait_for_counts([&](const auto& x) { return x.all_completed(n); }, kRunTimeout))
       << "after three backups: " << c.counts().describe();
+}
+
+// `topicflow run`'s children now: pid -> role ("sink", "broker", "worker"), from /proc.
+std::map<pid_t, std::string> children_of(pid_t parent) {
+  std::map<pid_t, std::string> out;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const auto name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const auto stat = read_text(entry.path() / "stat");
+    const auto open = stat.find('(');
+    const auto close = stat.rfind(')');
+    if (open == std::string::npos || close == std::string::npos || close + 4 >= stat.size())
+      continue;
+    if (stat[close + 2] == 'Z') continue;  // dead already, waiting to be reaped
+    if (std::strtol(stat.c_str() + close + 4, nullptr, 10) != parent) continue;
+    const auto comm = stat.substr(open + 1, close - open - 1);
+    if (comm == "topicflow-sink") out[std::stoi(name)] = "sink";
+    if (comm == "topicflow-broke") out[std::stoi(name)] = "broker";
+    if (comm == "topicflow-worke") out[std::stoi(name)] = "worker";
+  }
+  return out;
+}
+
+// Chaos: random SIGKILLs of `topicflow run`'s children (sink, broker, workers: a role drawn
+// first, so the sink and the broker are not the rare victims) about every second for ~8 s,
+// seeded (TOPICFLOW_CHAOS_SEED repeats a run). Then every topic completed within 30 s of the last
+// kill, the run exits 0, the database is intact, and no topic has more attempts than the kills
+// can explain: attempts only grow when a lease expires (a killed worker's running tasks; a
+// killed sink's lost reports), so at most 1 + kills per topic, and in all at most one per slot
+// of the run (8) per kill.
+TEST(Fault, ChaosRandomKillsOfRunsChildren) {
+  System c("fault-chaos");
+  const int n = 4000;
+  const auto seed = std::getenv("TOPICFLOW_CHAOS_SEED") != nullptr
+                        ? static_cast<unsigned>(std::stoul(std::getenv("TOPICFLOW_CHAOS_SEED")))
+                        : std::random_device{}();
+  std::cout << "chaos seed " << seed << " (TOPICFLOW_CHAOS_SEED=" << seed << " repeats it)\n";
+  std::mt19937 rng(seed);
+  SpawnOptions options;
+  options.stdout_path = (c.dir() / "run.out").string();
+  options.stderr_path = (c.dir() / "run.err").string();
+  options.stdin_null = true;
+  options.die_with_parent = true;
+  ChildProcess run(
+      {bin("topicflow"), "run", "--db", c.db(), "--workers", "4", "--concurrency", "2", "--handler",
+       "sleep:10-30", "--lease-ms", "2000", "--progress", "none", c.write_topics("topics.txt", n)},
+      options);
+  const auto context = [&] {
+    return c.counts().describe() + "\n--- run.err:\n" + read_text(c.dir() / "run.err");
+  };
+  ASSERT_TRUE(c.wait_for_counts([&](const auto& x) { return x.total() == n && x["completed"] > 0; },
+                                kRunTimeout))
+      << "registered and under way: " << context();
+
+  int kills = 0;
+  std::map<std::string, int> killed;
+  const auto chaos_until = steady_ms() + 8000;
+  std::int64_t last_kill = steady_ms();
+  while (steady_ms() < chaos_until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(700 + rng() % 600));
+    if (c.counts().all_completed(n)) break;  // nothing left to disturb
+    const auto children = children_of(run.pid());
+    const std::string roles[] = {"sink", "broker", "worker"};
+    const auto role = roles[rng() % 3];
+    std::vector<pid_t> candidates;
+    for (const auto& [pid, r] : children) {
+      if (r == role) candidates.push_back(pid);
+    }
+    if (candidates.empty()) continue;  // being restarted
+    const auto victim = candidates[rng() % candidates.size()];
+    ::kill(victim, SIGKILL);
+    last_kill = steady_ms();
+    ++kills;
+    ++killed[role];
+    std::cout << "killed " << role << " " << victim << " at " << c.counts().describe() << "\n";
+  }
+  ASSERT_GT(kills, 0) << "the job ended before the chaos began: make it longer";
+  EXPECT_TRUE(c.wait_for_counts([&](const auto& x) { return x.all_completed(n); },
+                                std::chrono::milliseconds(30000 - (steady_ms() - last_kill))))
+      << "30 s after the last kill (" << kills << " kills, seed " << seed << "): " << context();
+  std::cout << kills << " kills (sink " << killed["sink"] << ", broker " << killed["broker"]
+            << ", workers " << killed["worker"] << "); done " << steady_ms() - last_kill
+            << " ms after the last one\n";
+  const auto status = run.wait_for(30s);
+  ASSERT_TRUE(status.has_value()) << "run did not stop: " << context();
+  EXPECT_EQ(status->shell_code(), 0) << context();
+
+  sqlite::Database db(c.db(), sqlite::OpenMode::read_only);
+  auto check = db.prepare("PRAGMA integrity_check");
+  ASSERT_TRUE(check.step());
+  EXPECT_EQ(check.column_text(0), "ok");
+  auto attempts = db.prepare("SELECT max(attempts), sum(attempts - 1) FROM topics");
+  ASSERT_TRUE(attempts.step());
+  std::cout << "attempts: max " << attempts.column_int(0) << ", extra in all "
+            << attempts.column_int(1) << "\n";
+  EXPECT_LE(attempts.column_int(0), 1 + kills) << "seed " << seed;
+  EXPECT_LE(attempts.column_int(1), 8 * kills) << "seed " << seed;
 }
 
 }  // namespace
