@@ -13,3 +13,10 @@ foreach(harness contention pipeline exec_modes sink_bench scaling latency memory
             --out ${CMAKE_CURRENT_BINARY_DIR}/bench-quick)
   set_tests_properties(bench_${harness}_quick PROPERTIES LABELS bench TIMEOUT 300)
 endforeach()
+# The soak (bench/soak/run.sh, not part of run-all.sh: its full run takes most of an hour): its
+# quick mode, seconds of random kills under `topicflow run`, every topic completed.
+add_test(NAME bench_soak_quick
+  COMMAND bash ${PROJECT_SOURCE_DIR}/bench/soak/run.sh --quick
+          --bin $<TARGET_FILE_DIR:topicflow-bench-probe>
+          --out ${CMAKE_CURRENT_BINARY_DIR}/bench-quick/soak)
+set_tests_properties(bench_soak_quick PROPERTIES LABELS bench TIMEOUT 300)
