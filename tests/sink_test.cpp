@@ -4,6 +4,9 @@
 #include <topicflow/store.hpp>
 #include <topicflow/wire.hpp>
 
+#include "support/full_disk_vfs.hpp"
+#include "support/http.hpp"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -512,6 +515,42 @@ TEST(Sink, BusyDatabaseDelaysButLosesNothing) {
   EXPECT_GT(h.counters().busy_retries, 0u);
   auto db = h.db();
   EXPECT_EQ(store::read_counts(db, "j").at(0).total(), 20u);
+}
+
+// A full disk, injected under SQLite (support/full_disk_vfs.hpp: every write fails with
+// SQLITE_FULL while it is set): the sink keeps the batch and waits, says why (/healthz 503 with
+// the reason, the metric), dispatches nothing it has not committed, and once writes succeed
+// again commits everything it held. Fault tests do the same on a real tmpfs where they may.
+TEST(Sink, AFullDiskIsAWaitNotACrash) {
+  testing::FullDiskVfs::install();
+  SinkConfig cfg;
+  cfg.busy_base_ms = 5;
+  cfg.busy_max_ms = 50;
+  cfg.http_port = testing::free_port();
+  SinkHarness h(cfg);
+  testing::FullDiskVfs::full = true;
+  h.send(h.submit("j", 20));
+  const auto deadline = steady_ms() + 10000;
+  while (h.published_counters().unavailable_retries < 2 && steady_ms() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_GE(h.published_counters().unavailable_retries, 2u) << "the sink never met the full disk";
+  const auto health = testing::http_get(cfg.http_port, "/healthz");
+  EXPECT_EQ(health.status, 503) << health.body;
+  EXPECT_NE(health.body.find("full"), std::string::npos) << health.body;
+  EXPECT_EQ(testing::metric(testing::http_get(cfg.http_port, "/metrics").body,
+                            "topicflow_sink_database_unavailable"),
+            1);
+  EXPECT_TRUE(h.tasks(1, 20).empty()) << "nothing dispatched while nothing is committed";
+  testing::FullDiskVfs::full = false;
+  EXPECT_EQ(h.tasks(20).size(), 20u) << "committed and dispatched once space returned";
+  EXPECT_EQ(testing::http_get(cfg.http_port, "/healthz").status, 200);
+  h.stop();
+  auto db = h.db();
+  EXPECT_EQ(store::read_counts(db, "j").at(0).total(), 20u);
+  auto check = db.prepare("PRAGMA integrity_check");
+  ASSERT_TRUE(check.step());
+  EXPECT_EQ(check.column_text(0), "ok");
 }
 
 TEST(Sink, RequeueFailedGivesFreshAttempts) {
