@@ -64,6 +64,8 @@ TEST(OrphanReaper, ReapsWhatAnExecHandlersCommandLeavesBehind) {
   EXPECT_TRUE(testing::reaped_within(escaped, 10s))
       << "the escaped orphan is reaped once it dies: "
       << (proc_stat(escaped) ? std::string(1, proc_stat(escaped)->state) : "gone");
+  // (the count goes up once its sweep is over, just after the pid left /proc)
+  for (int i = 0; i < 500 && reaper.reaped() < 2; ++i) std::this_thread::sleep_for(10ms);
   EXPECT_EQ(reaper.reaped(), 2U);
 }
 
