@@ -16,14 +16,22 @@
 #   8. down -v (also on any failure: trap)
 #
 # Needs root (container-env). Exit 77 (CTest SKIP_RETURN_CODE) only when
-# ../shared/tools/container-env is absent. Every step is bounded by `timeout`.
+# ../shared/tools/container-env is absent (looked up beside this checkout, then beside the main
+# checkout of a linked git worktree; TOPICFLOW_CONTAINER_ENV=PATH names it). Every step is
+# bounded by `timeout`.
 # Env: TOPICFLOW_COMPOSE_TOPICS=FILE uses FILE instead of examples/topics.txt (local experiments);
 #      TOPICFLOW_COMPOSE_LOGS=FILE keeps every service's full log there (pass or fail).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(git -C "$here" rev-parse --show-toplevel 2>/dev/null || (cd "$here/../.." && pwd))
-container_env="$root/../shared/tools/container-env"
+container_env=${TOPICFLOW_CONTAINER_ENV:-}
+if [[ -z $container_env ]]; then
+  container_env="$root/../shared/tools/container-env"
+  if [[ ! -f $container_env ]] && common=$(git -C "$root" rev-parse --path-format=absolute --git-common-dir 2>/dev/null); then
+    container_env="$(dirname "$common")/../shared/tools/container-env"
+  fi
+fi
 
 log() { printf '[compose %4ds] %s\n' "$SECONDS" "$*"; }
 
