@@ -19,7 +19,14 @@
 # when this is a linked git worktree; TOPICFLOW_CONTAINER_ENV=PATH names it.
 #
 # Not in CI: a cold container has to install the test packages (chromium among them) and build
-# the dev preset from scratch, about 10 to 20 minutes on a 2-core machine. Needs root (podman).
+# the dev preset from scratch without ccache. Measured once on 2 shared cores with other builds
+# running (load 15-35): 46 min (packages 9, build 32, tests 5); expect well under half that on a
+# quiet machine. Needs root (podman).
+#
+# Result on 2026-11-27 (branch compose, before the worker reaps its handlers' descendants):
+# 497 of 498 passed; PersistentExec.ATimeoutKillsTheCoProcessAndCountsAsRetryable failed
+# (gone(pid) false: the killed co-process's python3 child stays a zombie under PID 1), and 22
+# zombies were left (sleep, sh, python3 from exec handlers; chromium from the browser test).
 # Exit status: scripts/test.sh's (0 when every test passed), 77 when container-env is absent.
 # Env: TOPICFLOW_NOINIT_LOG=FILE (default build/test-without-init.log on the host) keeps the full
 #      output; TOPICFLOW_NOINIT_KEEP=1 leaves the container running for a look (podman exec -it).
