@@ -23,7 +23,7 @@
 # running (load 15-35): 46 min (packages 9, build 32, tests 5); expect well under half that on a
 # quiet machine. Needs root (podman).
 #
-# Result on 2026-11-27 (branch compose, before the worker reaps its handlers' descendants):
+# Result on 2026-12-03 (branch compose, before the worker reaps its handlers' descendants):
 # 497 of 498 passed; PersistentExec.ATimeoutKillsTheCoProcessAndCountsAsRetryable failed
 # (gone(pid) false: the killed co-process's python3 child stays a zombie under PID 1), and 22
 # zombies were left (sleep, sh, python3 from exec handlers; chromium from the browser test).
