@@ -1,5 +1,5 @@
 # Unit tests of the common library (common/): one binary per unit, label `unit`.
-foreach(unit wire utf8 backoff sqlite store config shutdown log curve random_id)
+foreach(unit wire utf8 backoff sqlite store config shutdown log curve random_id sockets)
   topicflow_test(${unit}_test topicflow::common)
 endforeach()
 # The SQLite tests talk to SQLite directly (a second connection holding locks, raw pragmas).

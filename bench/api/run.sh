@@ -7,6 +7,8 @@
 #   - with the sink up: GET /v1/jobs, GET /v1/jobs/big, a page of 100 failed / completed /
 #     pending topics (first page and one from the middle), a topic, the latest errors: --repeat
 #     requests each (curl's time_total), median and max;
+#   - the dashboard in headless chromium (bench/api/dashboard.py): first paint and rendered rows
+#     of the overview and of a job page of failed topics, and the next page, median of --repeat;
 #   - `topicflow status --db` (counts and latest errors), median of --repeat;
 #   - submission over HTTP: --batches requests of 1,000 topics on one keep-alive connection into
 #     a fresh database, topics/s, median of 3.
@@ -138,6 +140,17 @@ get "page of 100, any status (middle)" "/v1/jobs/big/topics?limit=100&from=$midd
 get "page of pending (bounded walk)" "/v1/jobs/big/topics?status=pending&limit=100"
 get "one topic" "/v1/jobs/big/topics/$middle_q"
 get "latest 10 errors" "/v1/jobs/big/errors?limit=10"
+
+# --- the dashboard in a browser (skipped without chromium + python3-selenium) -------------------
+/usr/bin/python3 "$here/dashboard.py" "http://127.0.0.1:$port" big "$repeat" >"$dir/dashboard.csv"
+case $? in
+  0) for what in "dashboard overview first paint" "dashboard overview with the job" \
+                 "dashboard job page first paint" "dashboard job page rendered" "dashboard next page"; do
+       grep "^$what," "$dir/dashboard.csv" | cut -d, -f2 | record "$what"
+     done ;;
+  2) echo "(dashboard timings skipped: chromium, chromedriver or python3-selenium missing)" ;;
+  *) failed="the dashboard timing failed" ;;
+esac
 stop_sink
 
 # --- topicflow status ---------------------------------------------------------------------------

@@ -19,13 +19,19 @@ zmq::socket_t make_socket(zmq::context_t& ctx, zmq::socket_type type, const Sock
   socket.set(zmq::sockopt::sndhwm, o.sndhwm);
   socket.set(zmq::sockopt::rcvhwm, o.rcvhwm);
   socket.set(zmq::sockopt::maxmsgsize, o.max_msg_bytes);
-  // ZMTP heartbeats: a peer that vanished without closing its connection (a host that died, a
-  // cable pulled: no FIN) is noticed within heartbeat_timeout_ms instead of TCP's minutes, so a
-  // broker stops queueing tasks for a worker that cannot take them.
-  if (o.heartbeat_ivl_ms > 0) {
-    socket.set(zmq::sockopt::heartbeat_ivl, o.heartbeat_ivl_ms);
-    socket.set(zmq::sockopt::heartbeat_timeout, o.heartbeat_timeout_ms);
-    socket.set(zmq::sockopt::heartbeat_ttl, o.heartbeat_timeout_ms);
+  // A peer that vanished without closing its connection (a host that died, a cable pulled: no
+  // FIN) is noticed by TCP keepalive within idle + interval x count seconds, so a broker stops
+  // queueing tasks for a worker that cannot take them. Not ZMTP heartbeats (ZMQ_HEARTBEAT_*):
+  // libzmq 4.3.4 cannot read a PING on a connection whose input is stopped by a full receive
+  // queue, which is every busy worker's task socket, so the heartbeat timeout drops healthy
+  // connections, and the reconnect then aborts the process ("Assertion failed: _input_stopped
+  // (src/stream_engine_base.cpp:417)", libzmq issues #3937, #4767). The kernel answers
+  // keepalive probes whatever the application reads.
+  if (o.keepalive_idle_s > 0) {
+    socket.set(zmq::sockopt::tcp_keepalive, 1);
+    socket.set(zmq::sockopt::tcp_keepalive_idle, o.keepalive_idle_s);
+    socket.set(zmq::sockopt::tcp_keepalive_intvl, o.keepalive_interval_s);
+    socket.set(zmq::sockopt::tcp_keepalive_cnt, o.keepalive_count);
   }
   return socket;
 }

@@ -8,6 +8,11 @@
 #   4. up -d: broker, sink, 4 workers (deploy.replicas), producer on examples/topics.txt
 #      -> producer exits 0, every topic of job `example` is `completed` in the DB, and the
 #         broker, sink and workers report healthy (the compose health checks work in the image)
+#   4b. from the host, through the sink's published port (127.0.0.1 only): GET /v1/jobs shows
+#      job example with its counts, the dashboard is served, and a write is refused (403: the
+#      file's sink is read-only)
+#   4c. the sink recreated with docker/compose.http-token.yml: a write without the token, or
+#      with a wrong one, is refused (401); with it, pause and resume work
 #   5. SIGKILL the broker and one worker -> restart policies bring them back
 #   6. --scale worker=8, producer again with TOPICFLOW_JOB=second -> all completed, and more
 #      than 4 distinct workers took part
@@ -16,14 +21,23 @@
 #   8. down -v (also on any failure: trap)
 #
 # Needs root (container-env). Exit 77 (CTest SKIP_RETURN_CODE) only when
-# ../shared/tools/container-env is absent. Every step is bounded by `timeout`.
+# ../shared/tools/container-env is absent (looked up beside this checkout, then beside the main
+# checkout of a linked git worktree; TOPICFLOW_CONTAINER_ENV=PATH names it). Every step is
+# bounded by `timeout`.
+# HTTP requests use python3's urllib (python3 is in scripts/install-deps.sh; curl is not).
 # Env: TOPICFLOW_COMPOSE_TOPICS=FILE uses FILE instead of examples/topics.txt (local experiments);
 #      TOPICFLOW_COMPOSE_LOGS=FILE keeps every service's full log there (pass or fail).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(git -C "$here" rev-parse --show-toplevel 2>/dev/null || (cd "$here/../.." && pwd))
-container_env="$root/../shared/tools/container-env"
+container_env=${TOPICFLOW_CONTAINER_ENV:-}
+if [[ -z $container_env ]]; then
+  container_env="$root/../shared/tools/container-env"
+  if [[ ! -f $container_env ]] && common=$(git -C "$root" rev-parse --path-format=absolute --git-common-dir 2>/dev/null); then
+    container_env="$(dirname "$common")/../shared/tools/container-env"
+  fi
+fi
 
 log() { printf '[compose %4ds] %s\n' "$SECONDS" "$*"; }
 
@@ -38,9 +52,18 @@ volume="${project}_data"
 work=$(mktemp -d)
 compose_files=(-f "$root/docker-compose.yml")
 
-# The compose file interpolates TOPICFLOW_IMAGE and TOPICFLOW_JOB: start from a known state.
+# The compose files interpolate TOPICFLOW_IMAGE, TOPICFLOW_JOB, TOPICFLOW_HTTP_HOST_PORT and
+# TOPICFLOW_HTTP_TOKEN_SECRET: start from a known state. The sink's HTTP port is published on a
+# free port of the host's loopback, not 8080 (another stack or test may hold that).
 unset TOPICFLOW_JOB
 export TOPICFLOW_IMAGE="$image"
+http_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+export TOPICFLOW_HTTP_HOST_PORT="$http_port"
+token=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
+printf '%s\n' "$token" >"$work/http-token"
+chown 10001:10001 "$work/http-token"  # the image's user reads it, as docker/compose.http-token.yml says
+chmod 0400 "$work/http-token"
+export TOPICFLOW_HTTP_TOKEN_SECRET="$work/http-token"
 
 topics="${TOPICFLOW_COMPOSE_TOPICS:-$root/examples/topics.txt}"
 [ -s "$topics" ] || { log "FAIL: topics file $topics is missing or empty"; exit 1; }
@@ -125,6 +148,53 @@ wait_exit() {
   timeout "$limit" podman wait "$id" || echo "timeout"
 }
 
+# `http METHOD PATH [TOKEN]` sends a request to the sink's published port on the host's loopback
+# (a POST with an empty body) and prints "CODE BODY" (CODE 0 when nothing answered).
+http() {
+  timeout 30 python3 - "$1" "http://127.0.0.1:$http_port$2" "${@:3}" <<'PY'
+import sys, urllib.error, urllib.request
+method, url = sys.argv[1], sys.argv[2]
+request = urllib.request.Request(url, method=method, data=None if method == "GET" else b"")
+if len(sys.argv) > 3:
+    request.add_header("Authorization", "Bearer " + sys.argv[3])
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never an http_proxy
+try:
+    with opener.open(request, timeout=20) as response:
+        code, body = response.status, response.read()
+except urllib.error.HTTPError as e:
+    code, body = e.code, e.read()
+except OSError as e:
+    code, body = 0, str(e).encode()
+print(code, body.decode(errors="replace").replace("\n", " ")[:2000])
+PY
+}
+
+# `expect_http CODE METHOD PATH [TOKEN]` fails unless the answer has that code; prints the body.
+expect_http() {
+  local want=$1 answer
+  shift
+  answer=$(http "$@")
+  [ "${answer%% *}" = "$want" ] || fail "$1 $2 through 127.0.0.1:$http_port: expected HTTP $want, got: $answer" >&2
+  printf '%s\n' "${answer#* }"
+}
+
+# Polls GET /healthz through the published port until it answers 200.
+wait_http() {
+  local deadline=$((SECONDS + $1)) answer
+  while :; do
+    answer=$(http GET /healthz)
+    [ "${answer%% *}" = 200 ] && return 0
+    [ "$SECONDS" -lt "$deadline" ] || fail "GET /healthz through 127.0.0.1:$http_port did not answer 200 within $1 s: $answer"
+    sleep 1
+  done
+}
+
+# `json_check EXPR` reads a JSON body on stdin and fails unless the Python expression EXPR over
+# it (named `j`) is true.
+json_check() {
+  python3 -c 'import json, sys; j = json.load(sys.stdin); sys.exit(0 if eval(sys.argv[1]) else 1)' "$1"
+}
+
 running_count() {
   local n=0 id
   for id in $(compose 30 ps -q "$1"); do
@@ -187,6 +257,8 @@ log "docker-compose config -q"
 compose 60 config -q || fail "docker-compose.yml does not validate"
 timeout 60 docker-compose -p "$project" -f "$root/docker-compose.yml" -f "$root/docker/compose.curve.yml" config -q ||
   fail "docker/compose.curve.yml (the CURVE override) does not validate"
+timeout 60 docker-compose -p "$project" -f "$root/docker-compose.yml" -f "$root/docker/compose.http-token.yml" config -q ||
+  fail "docker/compose.http-token.yml (the HTTP token override) does not validate"
 
 log "building the image (docker/Dockerfile, cached layers reused)"
 build_start=$SECONDS
@@ -210,9 +282,39 @@ topicflow_status() {
 topicflow_status --job example >"$work/status.txt" 2>&1 || { cat "$work/status.txt"; fail "topicflow status"; }
 cat "$work/status.txt"
 
+log "HTTP from the host through the published port 127.0.0.1:$http_port (read-only sink)"
+wait_http 60
+jobs_body=$(expect_http 200 GET /v1/jobs)
+log "GET /v1/jobs: $jobs_body"
+echo "$jobs_body" | json_check "[(x['total'], x['completed'], x['pending'], x['running'], x['failed'], x['cancelled']) for x in j['jobs'] if x['job'] == 'example'] == [($expected, $expected, 0, 0, 0, 0)]" ||
+  fail "GET /v1/jobs does not show job example with $expected of $expected topics completed"
+expect_http 200 GET /v1/server | json_check "j['read_only'] is True" || fail "GET /v1/server does not say read-only"
+expect_http 200 GET / | grep -qi '<html' || fail "GET / is not the dashboard's page"
+refused=$(expect_http 403 POST /v1/jobs/example/pause)
+log "POST /v1/jobs/example/pause refused (403): $refused"
+expect_http 403 DELETE /v1/jobs/example >/dev/null
+expect_http 200 GET /v1/jobs/example | json_check "j['paused'] is False and j['completed'] == $expected" ||
+  fail "job example changed after refused writes"
+
 log "health checks"
 wait_healthy 120
 log "broker, sink and 4 workers healthy"
+
+log "sink recreated with docker/compose.http-token.yml: writes need the bearer token"
+compose_files+=(-f "$root/docker/compose.http-token.yml")
+compose 300 up -d --no-build --no-deps sink >"$work/up-token.log" 2>&1 || { cat "$work/up-token.log"; fail "up sink with the token override"; }
+wait_http 60
+expect_http 200 GET /v1/server | json_check "j['read_only'] is False and j['auth'] is True" ||
+  fail "GET /v1/server: expected a writable sink that needs a token"
+refused=$(expect_http 401 POST /v1/jobs/example/pause)
+log "POST /v1/jobs/example/pause without the token refused (401): $refused"
+expect_http 401 POST /v1/jobs/example/pause "not-$token" >/dev/null
+expect_http 401 DELETE /v1/jobs/example >/dev/null
+expect_http 200 POST /v1/jobs/example/pause "$token" | json_check "j['paused'] is True" || fail "pause with the token"
+expect_http 200 GET /v1/jobs/example | json_check "j['paused'] is True and j['completed'] == $expected" ||
+  fail "job example is not paused after a pause with the token"
+expect_http 200 POST /v1/jobs/example/resume "$token" | json_check "j['paused'] is False" || fail "resume with the token"
+log "pause and resume with the token: 200; job example still $expected of $expected completed"
 
 log "SIGKILL the broker and one worker (simulated crashes)"
 broker=$(compose 30 ps -q broker)

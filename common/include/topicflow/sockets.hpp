@@ -21,8 +21,11 @@ struct SocketOptions {
   int rcvhwm = 1000;
   int linger_ms = 0;
   std::int64_t max_msg_bytes = 16 << 20;  // ZMQ_MAXMSGSIZE: larger frames drop the connection
-  int heartbeat_ivl_ms = 1000;            // ZMTP PING every second (0: none) ...
-  int heartbeat_timeout_ms = 3000;        // ... and a peer silent this long is disconnected
+  // TCP keepalive (tcp:// only): a peer that vanished without closing its connection is
+  // dropped after idle + interval x count seconds (0: the kernel's defaults, i.e. hours).
+  int keepalive_idle_s = 5;
+  int keepalive_interval_s = 2;
+  int keepalive_count = 3;
 };
 
 [[nodiscard]] zmq::socket_t make_socket(zmq::context_t& ctx, zmq::socket_type type,
