@@ -1,6 +1,7 @@
 // Sink throughput: a load generator plays producer, broker and workers over inproc ZeroMQ and
 // the real Sink commits to a real SQLite file (WAL). Reported: status updates committed per
-// second (registration + completion of each topic), for batch sizes 1 .. 10,000.
+// second (registration + completion of each topic), for batch sizes 1 .. 10,000, with the
+// default synchronous=FULL (an fsync per commit); `synchronous:0` is `--synchronous normal`.
 //
 //   build/release/bin/sink_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 
@@ -43,6 +44,7 @@ void BM_SinkCommitRate(benchmark::State& state) {
     cfg.dispatch_window = 1000000;
     cfg.buffer_max = std::max<std::int64_t>(batch_max * 4, 20000);
     cfg.stats_interval_ms = 3600000;
+    cfg.synchronous = state.range(2) != 0 ? "full" : "normal";
     cfg.endpoints = {"inproc://frontend", "tcp://127.0.0.1:5558", "inproc://sink",
                      "inproc://events"};
     spdlog::set_level(spdlog::level::warn);
@@ -126,8 +128,9 @@ void BM_SinkCommitRate(benchmark::State& state) {
 }
 
 BENCHMARK(BM_SinkCommitRate)
-    ->ArgsProduct({{1, 10, 100, 1000, 10000}, {20000}})
-    ->ArgNames({"batch_max", "topics"})
+    ->ArgsProduct({{1, 10, 100, 1000, 10000}, {20000}, {1}})
+    ->Args({1000, 20000, 0})
+    ->ArgNames({"batch_max", "topics", "synchronous"})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime()
     ->Iterations(1);
