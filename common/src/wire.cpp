@@ -485,10 +485,10 @@ Message decode(std::span<const std::byte> bytes, const Limits& limits) {
 }
 
 std::string_view type_name(const Message& message) {
-  static constexpr std::string_view names[] = {"task",    "submit",       "report", "hello",
-                                               "requeue", "broker_hello", "ack",    "progress",
-                                               "tasks",   "control",      "cancel"};
-  return names[message.index()];
+  static constexpr std::string_view kNames[] = {"task",    "submit",       "report", "hello",
+                                                "requeue", "broker_hello", "ack",    "progress",
+                                                "tasks",   "control",      "cancel"};
+  return kNames[message.index()];
 }
 
 std::string_view to_string(UpdateKind kind) {

@@ -221,7 +221,7 @@ struct HttpApi::Impl {
       res.set_content(api::error_body(reason), "application/json");
     });
     server.set_exception_handler(
-        [](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
+        [](const httplib::Request& req, httplib::Response& res, const std::exception_ptr& ep) {
           std::string what = "internal error";
           try {
             if (ep) std::rethrow_exception(ep);
