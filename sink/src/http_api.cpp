@@ -257,6 +257,8 @@ struct HttpApi::Impl {
     thread = std::thread([this] { server.listen_after_bind(); });
   }
 
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
   ~Impl() {
     stopping = true;
     snapshot.wake_all();
