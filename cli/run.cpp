@@ -280,6 +280,7 @@ class RunSession {
         [argv] {
           std::vector<std::string> args = argv;
           std::vector<char*> pointers;
+          pointers.reserve(args.size() + 1);
           for (auto& a : args) pointers.push_back(a.data());
           pointers.push_back(nullptr);
           const int code = stock_worker_main(static_cast<int>(args.size()), pointers.data());

@@ -16,7 +16,6 @@
 #include <filesystem>
 #include <iomanip>
 #include <ostream>
-#include <ranges>
 #include <sstream>
 #include <stdexcept>
 
@@ -304,7 +303,10 @@ int status_watch(const StatusOptions& o, const StopSignal& stop, std::ostream& o
                  rate_text(rate), rate_text(rates.completed()), rate_text(rates.failed()), eta)
           << (done ? " | done" : "") << "\n";
       // Errors not shown yet, oldest first.
-      for (const auto& error : std::ranges::reverse_view(reading.errors)) {
+      // (reverse iterators, not std::ranges::reverse_view: clang 14, and so clang-tidy, cannot
+      // compile libstdc++ 12's views)
+      for (auto it = reading.errors.rbegin(); it != reading.errors.rend(); ++it) {
+        const auto& error = *it;
         if (error.updated_at > newest_error_shown)
           out << "  error " << error_line(error, TimeFormat::time) << "\n";
       }

@@ -6,7 +6,8 @@
 #   scripts/install-deps.sh --run        only what building and running the binaries needs
 #                                        (scripts/run-example.sh): toolchain and libraries
 #   scripts/install-deps.sh --list [--run]  print the package list, one per line
-#   scripts/install-deps.sh --dev-tools  the test packages and clang-format, clang-tidy
+#   scripts/install-deps.sh --dev-tools  the same as without options (kept for older notes: the
+#                                        test list has clang-format and clang-tidy, for lint)
 #
 # Runs apt-get as root, or through sudo when not root. Tested on Debian 12 (bookworm).
 # The test list has `prometheus` for its promtool (the metrics_promtool test); Debian has no
@@ -37,6 +38,8 @@ test_packages=(
   prometheus                                     # promtool: the metrics_promtool test (see above)
   time procps                                    # bench/: /usr/bin/time (peak RSS), uptime
   strace                                         # fault tests: fsyncs counted per commit
+  clang-format clang-tidy                        # scripts/test.sh lint (clang-tidy has
+                                                 # run-clang-tidy)
 )
 
 mode=test
@@ -54,7 +57,6 @@ for arg in "$@"; do
 done
 packages=("${run_packages[@]}")
 [[ $mode == run ]] || packages+=("${test_packages[@]}")
-[[ $mode == dev-tools ]] && packages+=(clang-format clang-tidy)
 if $list; then
   printf '%s\n' "${packages[@]}"
   exit 0

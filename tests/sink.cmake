@@ -21,3 +21,7 @@ topicflow_sink_unit_test(scheduler_test SQLite::SQLite3)  # interrupts a read (p
 topicflow_sink_unit_test(batch_writer_test SQLite::SQLite3)  # counts SELECTs (sqlite3_trace_v2)
 topicflow_sink_unit_test(transit_timeout_test)
 topicflow_sink_unit_test(database_state_test)
+topicflow_sink_unit_test(intake_test)
+topicflow_sink_unit_test(stats_line_test)
+topicflow_sink_unit_test(commit_effects_test)
+topicflow_sink_unit_test(batch_commit_test)

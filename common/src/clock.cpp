@@ -18,8 +18,8 @@ class SteadyClock final : public Clock {
 }  // namespace
 
 const Clock& steady_clock() noexcept {
-  static const SteadyClock clock;
-  return clock;
+  static const SteadyClock kClock;
+  return kClock;
 }
 
 ManualClock::ManualClock(std::int64_t start_ms)

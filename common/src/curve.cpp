@@ -22,7 +22,7 @@ namespace {
 
 constexpr std::size_t kZ85KeyChars = 40;
 constexpr std::size_t kKeyBytes = 32;
-constexpr std::uintmax_t kMaxKeyFileBytes = 64 * 1024;  // a key file is ~150 bytes
+constexpr std::uintmax_t kMaxKeyFileBytes = std::uintmax_t{64} * 1024;  // a key file is ~150 bytes
 constexpr std::string_view kZ85Alphabet =
     "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
 constexpr const char* kZapEndpoint = "inproc://zeromq.zap.01";

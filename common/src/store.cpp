@@ -57,14 +57,14 @@ void migrate_without_rowid(sqlite::Database& db) {
   check.reset();
   for (auto& c : sql) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   if (sql.find("WITHOUT ROWID") == std::string::npos) return;
-  constexpr std::string_view columns =
+  constexpr std::string_view kColumns =
       "job, key, payload, status, attempts, result, error, updated_at, created_at, submission, "
       "due_at, "
       "dispatched_at, worker";
   sqlite::Transaction tx(db);
   db.exec("DROP TABLE IF EXISTS topics_v2");
   db.exec(create_topics("topics_v2"));
-  db.exec("INSERT INTO topics_v2(" + std::string(columns) + ") SELECT " + std::string(columns) +
+  db.exec("INSERT INTO topics_v2(" + std::string(kColumns) + ") SELECT " + std::string(kColumns) +
           " FROM topics");
   db.exec("DROP TABLE topics");  // and its indexes, recreated by apply_schema
   db.exec("ALTER TABLE topics_v2 RENAME TO topics");
@@ -140,13 +140,13 @@ INSERT INTO jobs(name, pending, running, completed, failed, cancelled, created_a
 // Version 4: the `cancelled` status needs a new CHECK constraint, so `topics` is rebuilt once
 // (rowids kept), then the jobs table is filled by one scan.
 void migrate_to_v4(sqlite::Database& db) {
-  constexpr std::string_view columns =
+  constexpr std::string_view kColumns =
       "rowid, job, key, payload, status, attempts, result, error, updated_at, created_at, "
       "submission, due_at, dispatched_at, worker";
   sqlite::Transaction tx(db);
   db.exec("DROP TABLE IF EXISTS topics_v4");
   db.exec(create_topics("topics_v4"));
-  db.exec("INSERT INTO topics_v4(" + std::string(columns) + ") SELECT " + std::string(columns) +
+  db.exec("INSERT INTO topics_v4(" + std::string(kColumns) + ") SELECT " + std::string(kColumns) +
           " FROM topics");
   db.exec("DROP TABLE topics");
   db.exec("ALTER TABLE topics_v4 RENAME TO topics");

@@ -442,7 +442,7 @@ Message decode(std::span<const std::byte> bytes, const Limits& limits) {
   // One zone per thread, cleared after every message: clear() keeps its first chunk, so a
   // message costs no allocation of msgpack's own (a zone per message was two mallocs).
   thread_local msgpack::zone zone;
-  struct ClearZone {
+  struct ClearZone {  // NOLINT(cppcoreguidelines-special-member-functions): a scope guard
     ~ClearZone() { zone.clear(); }
   } clear_zone;
   msgpack::object root;
@@ -485,10 +485,10 @@ Message decode(std::span<const std::byte> bytes, const Limits& limits) {
 }
 
 std::string_view type_name(const Message& message) {
-  static constexpr std::string_view names[] = {"task",    "submit",       "report", "hello",
-                                               "requeue", "broker_hello", "ack",    "progress",
-                                               "tasks",   "control",      "cancel"};
-  return names[message.index()];
+  static constexpr std::string_view kNames[] = {"task",    "submit",       "report", "hello",
+                                                "requeue", "broker_hello", "ack",    "progress",
+                                                "tasks",   "control",      "cancel"};
+  return kNames[message.index()];
 }
 
 std::string_view to_string(UpdateKind kind) {

@@ -20,7 +20,7 @@ class DatabaseState {
  public:
   enum class Kind : std::uint8_t { writable, busy, unavailable };
 
-  explicit DatabaseState(Backoff backoff) : backoff_(std::move(backoff)) {}
+  explicit DatabaseState(Backoff backoff) : backoff_(backoff) {}
 
   // A commit failed at `now`; `reason` is SQLite's message; `holding` the updates kept. Logs
   // as described above and schedules the next try.

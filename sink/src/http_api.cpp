@@ -225,7 +225,7 @@ struct HttpApi::Impl {
       res.set_content(api::error_body(reason), "application/json");
     });
     server.set_exception_handler(
-        [](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
+        [](const httplib::Request& req, httplib::Response& res, const std::exception_ptr& ep) {
           std::string what = "internal error";
           try {
             if (ep) std::rethrow_exception(ep);
@@ -261,6 +261,8 @@ struct HttpApi::Impl {
     thread = std::thread([this] { server.listen_after_bind(); });
   }
 
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
   ~Impl() {
     stopping = true;
     snapshot.wake_all();

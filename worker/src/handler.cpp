@@ -90,14 +90,14 @@ class SimulatedHandler final : public Handler {
       }
     }
     if (draw < fail_probability_)
-      return Outcome::failed("simulated failure (" + fail_text_() + ")", true);
+      return Outcome::failed("simulated failure (" + fail_text() + ")", true);
     return Outcome::completed();
   }
 
   std::string describe() const override { return spec_; }
 
  private:
-  std::string fail_text_() const {
+  std::string fail_text() const {
     // The spec's own spelling of P, e.g. "fail:0.1".
     const auto pos = spec_.find("fail:");
     if (pos == std::string::npos) return "fail";

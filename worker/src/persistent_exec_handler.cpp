@@ -150,7 +150,9 @@ std::string signal_name(int sig) {
 
 Outcome exited_outcome(int status, std::string errors, const HandlerOptions& options) {
   auto tail = subprocess::error_tail(std::move(errors), options.max_error_bytes);
-  const auto with_tail = [&](std::string text) { return tail.empty() ? text : text + ": " + tail; };
+  const auto with_tail = [&](const std::string& text) {
+    return tail.empty() ? text : text + ": " + tail;
+  };
   if (status < 0) return Outcome::failed(subprocess::errno_text("waitpid", errno), true);
   if (WIFEXITED(status)) {
     const int code = WEXITSTATUS(status);

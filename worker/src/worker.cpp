@@ -467,7 +467,7 @@ void Worker::Impl::run(const StopSignal& stop) {
 
   HandlerPool pool(handler_, concurrency);
   // On an exception below, handlers still running are told to stop before the threads go.
-  struct CancelOnUnwind {
+  struct CancelOnUnwind {  // NOLINT(cppcoreguidelines-special-member-functions): a scope guard
     std::unordered_map<std::uint64_t, InFlight>& tasks;
     ~CancelOnUnwind() {
       for (auto& [task_id, f] : tasks) f.token->cancel();

@@ -53,6 +53,8 @@ class ManualClock final : public Clock {
  public:
   explicit ManualClock(std::int64_t start_ms = 1000000);
   ~ManualClock() override;
+  ManualClock(const ManualClock&) = delete;  // (owns its wake descriptor)
+  ManualClock& operator=(const ManualClock&) = delete;
 
   [[nodiscard]] std::int64_t steady_ms() const noexcept override;
   // The wall clock moves with the steady one, from the real wall time at construction.

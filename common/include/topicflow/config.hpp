@@ -48,7 +48,7 @@ inline constexpr const char* kSecurityGroup =
 inline constexpr const char* kLoggingGroup = "Logging";
 
 void add_endpoint_options(CLI::App& app, Endpoints& endpoints);
-void add_curve_options(CLI::App& app, CurveOptions& options);
+void add_curve_options(CLI::App& app, CurveOptions& c);
 void add_log_level_option(CLI::App& app, std::string& level);
 // --metrics-port (0: off) and --metrics-address, as serve_metrics() (metrics.hpp) takes them.
 void add_metrics_options(CLI::App& app, int& port, std::string& address);

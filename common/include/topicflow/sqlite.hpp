@@ -49,6 +49,9 @@ class Database {
  public:
   // Throws SqliteError with the path and SQLite's reason when the file cannot be opened.
   Database(const std::string& path, OpenMode mode = OpenMode::read_write_create);
+  ~Database() = default;
+  Database(const Database&) = delete;
+  Database& operator=(const Database&) = delete;
   Database(Database&&) noexcept = default;
   Database& operator=(Database&&) noexcept = default;
 
@@ -71,6 +74,9 @@ class Database {
 class Statement {
  public:
   Statement(Database& db, std::string_view sql);
+  ~Statement() = default;
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
   Statement(Statement&&) noexcept = default;
   Statement& operator=(Statement&&) noexcept = default;
 

@@ -59,6 +59,7 @@ class CancelToken {
   CancelToken() = default;
   // A token whose deadline is `timeout_ms` from now (no deadline when timeout_ms <= 0).
   explicit CancelToken(std::int64_t timeout_ms);
+  ~CancelToken() = default;
   CancelToken(const CancelToken&) = delete;
   CancelToken& operator=(const CancelToken&) = delete;
 
@@ -166,6 +167,8 @@ class PersistentExecHandler final : public Handler {
  public:
   explicit PersistentExecHandler(std::string command, const HandlerOptions& options = {});
   ~PersistentExecHandler() override;
+  PersistentExecHandler(const PersistentExecHandler&) = delete;
+  PersistentExecHandler& operator=(const PersistentExecHandler&) = delete;
   [[nodiscard]] Outcome handle(const TaskView& task, const CancelToken& cancel) override;
   [[nodiscard]] std::string describe() const override { return "exec-persistent:" + command_; }
 

@@ -44,7 +44,7 @@ using HandlerFactory = std::function<std::unique_ptr<Handler>(const WorkerConfig
 // that cannot be connected or a metrics port in use). Call it once per process: it installs
 // the signal handlers.
 [[nodiscard]] int run_worker(int argc, char** argv, HandlerFactory make_handler_for,
-                             const RunWorkerOptions& options = {});
+                             const RunWorkerOptions& given = {});
 [[nodiscard]] int run_worker(int argc, char** argv, std::unique_ptr<Handler> handler,
                              const RunWorkerOptions& options = {});
 
