@@ -139,7 +139,9 @@ TEST(SimulatedHandler, SleepStaysWithinBounds) {
     const auto ms = tf::steady_ms() - t0;
     EXPECT_TRUE(o.ok()) << "run " << i << ": " << describe(o);
     EXPECT_GE(ms, 30) << "run " << i;
-    EXPECT_LE(ms, 60 + 40) << "run " << i << " (40 ms scheduling slack)";
+    // (an upper bound that catches a wrong unit, not a slow machine: ctest -j2 on 2 loaded
+    // cores has been seen to wake a thread 40+ ms late)
+    EXPECT_LE(ms, 60 + 500) << "run " << i;
   }
 }
 
