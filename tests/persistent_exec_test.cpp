@@ -188,7 +188,8 @@ TEST_F(PersistentExec, RetryAndFailedAnswersMapToFailures) {
 
 // Dead (a zombie counts: an orphaned grandchild is reaped by its new parent, maybe never when
 // PID 1 is not an init).
-bool gone(pid_t pid) { return topicflow::testing::dies_within(pid, std::chrono::seconds(2)); }
+// (killed, not fast: 2 s was seen too short on 2 cores under a full ctest -j2 and other builds)
+bool gone(pid_t pid) { return topicflow::testing::dies_within(pid, std::chrono::seconds(10)); }
 
 TEST_F(PersistentExec, ACrashIsRetryableAndTheNextTaskGetsANewCoProcess) {
   // Through /bin/sh, the shell reports the signal as status 128 + 9.
