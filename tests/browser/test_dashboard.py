@@ -40,9 +40,15 @@ def go(driver, server, route=""):
           "page loaded")
 
 
+def click(driver, selector):
+    """Finds and clicks ``selector`` again until the click lands: live updates re-render rows and
+    toolbars, so an element found a moment ago can be stale by the click."""
+    until(driver, lambda: css(driver, selector).click() or True, f"a click on {selector}")
+
+
 def confirm(driver):
     until(driver, lambda: css(driver, "dialog[open]"), "a confirmation dialog")
-    css(driver, "#dialog-ok").click()
+    click(driver, "#dialog-ok")
 
 
 def screenshot(driver, name):
@@ -78,7 +84,7 @@ def test_the_status_filter_shows_the_failed_topics(browser, server, job_name):
     tf.wait(job_name, timeout=30)
     go(browser, server, f"#/jobs/{job_name}")
     until(browser, lambda: len(texts(browser, "table.topics tbody tr")) == 13, "13 topics")
-    css(browser, '.legend a[data-filter="failed"]').click()
+    click(browser, '.legend a[data-filter="failed"]')
     until(browser, lambda: texts(browser, "tbody td.key") == ["bad0", "bad1", "bad2"],
           "only the failed topics")
     assert "status=failed" in browser.current_url
@@ -95,7 +101,7 @@ def test_retry_failed_runs_them_again_and_the_page_shows_it(browser, server, job
     assert tf.wait(job_name, timeout=30)["failed"] == 4
     go(browser, server, f"#/jobs/{job_name}?status=failed")
     until(browser, lambda: len(texts(browser, "tbody td.key")) == 4, "4 failed topics")
-    css(browser, '.toolbar [data-action="retry-failed"]').click()
+    click(browser, '.toolbar [data-action="retry-failed"]')
     confirm(browser)
     until(browser, lambda: "4 failed topics" in css(browser, "#flash").text, "the action's answer")
     until(browser, lambda: "No failed topics" in css(browser, "p.empty").text,
@@ -113,7 +119,7 @@ def test_cancel_from_the_overview(browser, server, job_name):
     row = f'tr.job[data-job="{job_name}"]'
     until(browser, lambda: css(browser, f'{row} [data-action="cancel"]').is_displayed(),
           "a cancel button")
-    css(browser, f'{row} [data-action="cancel"]').click()
+    click(browser, f'{row} [data-action="cancel"]')
     confirm(browser)
     until(browser, lambda: "Cancelled 3 topics" in css(browser, "#flash").text, "the answer")
     until(browser, lambda: "cancelled" in texts(browser, f"{row} .badge"), "a cancelled badge")
@@ -127,7 +133,7 @@ def test_a_topics_error_is_readable(browser, server, job_name):
     tf.submit(job_name, [("broken one", "fail: connection refused by db-3")])
     tf.wait(job_name, timeout=30)
     go(browser, server, f"#/jobs/{job_name}")
-    until(browser, lambda: css(browser, "tbody td.key a"), "the topic's link").click()
+    click(browser, "tbody td.key a")  # (waits for the topic's link)
     error = until(browser, lambda: css(browser, 'pre[data-field="error"]'), "the error block")
     assert error.text == "failed on purpose: fail: connection refused by db-3"
     assert css(browser, "h2.key").text == "broken one"
@@ -140,7 +146,7 @@ def test_an_html_payload_is_shown_as_text_and_never_runs(browser, server, job_na
     tf.wait(job_name, timeout=30)
     go(browser, server, f"#/jobs/{job_name}")
     until(browser, lambda: texts(browser, "tbody td.key") == ["<b>key</b>"], "the key as text")
-    css(browser, "tbody td.key a").click()
+    click(browser, "tbody td.key a")
     payload = until(browser, lambda: css(browser, 'pre[data-field="payload"]'), "the payload")
     assert payload.text == XSS
     assert css(browser, 'pre[data-field="result"]').text == XSS.upper()
@@ -157,7 +163,7 @@ def test_long_and_binary_payloads(browser, server, job_name):
     go(browser, server, f"#/jobs/{job_name}/topics/long")
     pre = until(browser, lambda: css(browser, 'pre[data-field="payload"]'), "the payload")
     assert len(pre.get_attribute("textContent")) == 2001
-    css(browser, "main section button").click()  # Show all (5,000 characters)
+    click(browser, "main section button")  # Show all (5,000 characters)
     assert pre.get_attribute("textContent") == long_text
     go(browser, server, f"#/jobs/{job_name}/topics/bin")
     pre = until(browser, lambda: css(browser, 'pre[data-field="payload"]'), "the payload")
@@ -171,10 +177,10 @@ def test_pages_next_previous_and_jump_to_a_key(browser, server, job_name):
     go(browser, server, f"#/jobs/{job_name}")
     keys = lambda: texts(browser, "tbody td.key")  # noqa: E731
     until(browser, lambda: len(keys()) == 100 and keys()[0] == "k0000", "the first page")
-    css(browser, "button[data-next]").click()
+    click(browser, "button[data-next]")
     until(browser, lambda: keys()[:1] == ["k0100"], "the second page")
     assert "after=k0099" in browser.current_url
-    css(browser, "button[data-next]").click()
+    click(browser, "button[data-next]")
     until(browser, lambda: keys()[:1] == ["k0200"] and len(keys()) == 50, "the last page")
     assert browser.find_elements(By.CSS_SELECTOR, "button[data-next]") == []
     browser.find_element(By.XPATH, "//button[contains(., 'Previous')]").click()
@@ -225,7 +231,7 @@ def test_the_token_is_asked_once(browser, make_server, job_name):
     confirm(browser)
     until(browser, lambda: css(browser, "#dialog-input").is_displayed(), "the token question")
     css(browser, "#dialog-input").send_keys("s3cret")
-    css(browser, "#dialog-ok").click()
+    click(browser, "#dialog-ok")
     until(browser, lambda: "Paused" in css(browser, "#flash").text, "paused with the token")
     until(browser, lambda: button("resume").is_displayed(), "a resume button")
     button("resume").click()
@@ -256,7 +262,7 @@ def test_a_job_page_is_fast_on_a_big_job(browser, server, job_name):
     assert paint is not None and paint < 1000, f"first paint after {paint} ms"
     assert rendered < 1000, f"the first page of a 20,000-topic job after {rendered:.0f} ms"
     start = browser.execute_script("return performance.now()")  # the next page, by a click
-    css(browser, "button[data-next]").click()
+    click(browser, "button[data-next]")
     until(browser, lambda: texts(browser, "tbody td.key")[:1] == ["big000100"], "page 2")
     elapsed = browser.execute_script(
         "return performance.getEntriesByName('topics-rendered').at(-1).startTime") - start
