@@ -254,7 +254,9 @@ TEST_F(Examples, StatusWatchExitsZeroOnSigint) {
   const auto r = run({"--workers", "1", "--handler", "noop", kTopics});
   ASSERT_EQ(r.status.shell_code(), 0) << r.describe();
   auto watch = start_watch({"--interval-ms", "100"});  // no --until-done: refreshes until told
-  std::this_thread::sleep_for(700ms);
+  // Three refreshes (0.3 s at full speed; a sanitizer build on loaded cores takes longer).
+  for (int i = 0; i < 400 && lines_of(read_text(watch_out())).size() < 3; ++i)
+    std::this_thread::sleep_for(50ms);
   EXPECT_FALSE(watch.poll_exit().has_value()) << "exited on its own:\n" << read_text(watch_out());
   const auto status = watch.stop(SIGINT, 5s);
   const auto out = read_text(watch_out());
