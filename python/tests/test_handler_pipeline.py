@@ -4,6 +4,7 @@ permanent and retryable failures as the worker records them. Needs the binaries,
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -27,7 +28,10 @@ def test_handler_results_and_failures_through_the_worker(tmp_path):
          "--concurrency", "2", "--max-attempts", "2", "--retry-base-ms", "10",
          "--retry-max-ms", "50", "--handler", handler, str(topics)],
         capture_output=True, text=True, timeout=240,
-        env={"TOPICFLOW_TEST_STATE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"})
+        # (a minimal environment, but the sanitizer presets' options pass: their suppressions and
+        # report files)
+        env={"TOPICFLOW_TEST_STATE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin",
+             **{k: v for k, v in os.environ.items() if k.endswith("SAN_OPTIONS")}})
     assert run.returncode == 1, run.stderr  # some failed
     with sqlite3.connect(db) as con:
         rows = {k: (s, a, r.decode() if isinstance(r, bytes) else r, e) for k, s, a, r, e in
