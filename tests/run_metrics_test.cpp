@@ -1,5 +1,6 @@
 // `topicflow run --metrics-port P`: the sink serves its metrics on P, the broker on P+1 and
 // worker i on P+1+i, while the run is going; a range past 65535 is a bad flag. Label e2e.
+#include "support/http.hpp"
 #include "support/system.hpp"
 
 #include <gtest/gtest.h>
@@ -22,29 +23,10 @@ namespace {
 using namespace std::chrono_literals;
 
 // Body of GET http://127.0.0.1:port/path (HTTP/1.0), empty when nothing answers with 200.
+// The body of a 200 answer, empty otherwise.
 std::string http_get(int port, const std::string& path) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return {};
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<std::uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  timeval timeout{2, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  std::string raw;
-  if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) {
-    const std::string request = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-    if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
-        static_cast<ssize_t>(request.size())) {
-      char buffer[4096];
-      for (ssize_t n; (n = ::recv(fd, buffer, sizeof buffer, 0)) > 0;)
-        raw.append(buffer, static_cast<std::size_t>(n));
-    }
-  }
-  ::close(fd);
-  if (!raw.starts_with("HTTP/1.1 200") && !raw.starts_with("HTTP/1.0 200")) return {};
-  const auto end = raw.find("\r\n\r\n");
-  return end == std::string::npos ? std::string() : raw.substr(end + 4);
+  auto r = topicflow::testing::http_get(port, path);
+  return r.status == 200 ? std::move(r.body) : std::string();
 }
 
 bool port_free(int port) {
