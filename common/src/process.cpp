@@ -60,6 +60,27 @@ std::string resolve(const std::string& name) {
   throw std::system_error(ENOENT, std::generic_category(), "cannot start " + name);
 }
 
+// In a forked child, before it runs anything: its process group, death with the parent,
+// default signal handling and an empty mask (ignored signals survive exec: a clean slate), and
+// the standard streams.
+void set_up_child(const SpawnOptions& options, pid_t parent, int in, int out, int err) {
+  if (options.new_process_group) ::setpgid(0, 0);
+  if (options.die_with_parent) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
+  }
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD})
+    ::sigaction(sig, &dfl, nullptr);
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  if (in >= 0) ::dup2(in, 0);
+  if (out >= 0) ::dup2(out, 1);
+  if (err >= 0) ::dup2(err, 2);
+}
+
 }  // namespace
 
 std::string ExitStatus::describe() const {
@@ -118,22 +139,7 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv, const SpawnOpti
   const pid_t pid = ::fork();
   if (pid < 0) throw std::system_error(errno, std::generic_category(), "fork");
   if (pid == 0) {
-    if (options.new_process_group) ::setpgid(0, 0);
-    if (options.die_with_parent) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(127);
-    }
-    // Ignored signals survive exec; give the child a clean slate.
-    struct sigaction dfl {};
-    dfl.sa_handler = SIG_DFL;
-    for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD})
-      ::sigaction(sig, &dfl, nullptr);
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    if (in.fd >= 0) ::dup2(in.fd, 0);
-    if (out.fd >= 0) ::dup2(out.fd, 1);
-    if (err.fd >= 0) ::dup2(err.fd, 2);
+    set_up_child(options, parent, in.fd, out.fd, err.fd);
     ::execve(path.c_str(), argp.data(), envp.data());
     const int code = errno;
     [[maybe_unused]] auto n = ::write(report_write.fd, &code, sizeof code);
@@ -171,21 +177,7 @@ ChildProcess::ChildProcess(const std::function<int()>& body, const std::string& 
   const pid_t pid = ::fork();
   if (pid < 0) throw std::system_error(errno, std::generic_category(), "fork");
   if (pid == 0) {
-    if (options.new_process_group) ::setpgid(0, 0);
-    if (options.die_with_parent) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(127);
-    }
-    struct sigaction dfl {};
-    dfl.sa_handler = SIG_DFL;
-    for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD})
-      ::sigaction(sig, &dfl, nullptr);
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    if (in.fd >= 0) ::dup2(in.fd, 0);
-    if (out.fd >= 0) ::dup2(out.fd, 1);
-    if (err.fd >= 0) ::dup2(err.fd, 2);
+    set_up_child(options, parent, in.fd, out.fd, err.fd);
     for (const auto& [key, value] : options.env) ::setenv(key.c_str(), value.c_str(), 1);
     ::prctl(PR_SET_NAME, name.substr(0, 15).c_str());
     int code = 1;
