@@ -11,6 +11,7 @@
 #include <topicflow/worker.hpp>
 #include <topicflow/worker_metrics.hpp>
 
+#include "support/http.hpp"
 #include "support/temp_dir.hpp"
 
 #include <arpa/inet.h>
@@ -31,63 +32,10 @@ namespace tf = topicflow;
 
 namespace {
 
-struct HttpResponse {
-  int status = 0;
-  std::string body;
-};
-
-// GET http://127.0.0.1:port/path over a plain socket (HTTP/1.0: the server closes when done).
-HttpResponse http_get(int port, const std::string& path) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return {};
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<std::uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  HttpResponse response;
-  timeval timeout{5, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) {
-    const std::string request =
-        "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-    if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
-        static_cast<ssize_t>(request.size())) {
-      std::string raw;
-      char buffer[4096];
-      for (ssize_t n; (n = ::recv(fd, buffer, sizeof buffer, 0)) > 0;)
-        raw.append(buffer, static_cast<std::size_t>(n));
-      std::smatch m;
-      if (std::regex_search(raw, m, std::regex(R"(^HTTP/1\.[01] (\d{3}))")))
-        response.status = std::stoi(m[1]);
-      if (const auto end = raw.find("\r\n\r\n"); end != std::string::npos)
-        response.body = raw.substr(end + 4);
-    }
-  }
-  ::close(fd);
-  return response;
-}
-
-// A loopback port free right now (for the sink, whose 0 means "no endpoint").
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  int port = 0;
-  if (::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  ::close(fd);
-  return port;
-}
-
-// The value of an unlabelled sample, or -1 when it is missing.
+using topicflow::testing::free_port;
+using topicflow::testing::http_get;
 double sample(const std::string& text, const std::string& name) {
-  std::smatch m;
-  if (std::regex_search(text, m, std::regex("(^|\n)" + name + " ([^\n]+)"))) return std::stod(m[2]);
-  return -1;
+  return topicflow::testing::metric(text, name);
 }
 
 // Every name has its HELP and TYPE lines (of `type`) and at least one sample.
