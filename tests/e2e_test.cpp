@@ -387,7 +387,9 @@ TEST_F(EndToEnd, RunRestartsAKilledWorker) {
 // A handler's command that leaves processes behind: they come to the worker (a child
 // subreaper), not to a PID 1 that may never reap them, and the worker reaps them when they die.
 TEST_F(EndToEnd, WorkerReapsWhatItsHandlersLeaveBehind) {
-  sys_.start_all(1, {}, {"--handler", "exec:setsid sleep 60 </dev/null >/dev/null 2>&1 & echo $!"});
+  sys_.start_all(1, {},
+                 {"--handler", "exec:setsid sleep 60 </dev/null >/dev/null 2>&1 & p=$!; " +
+                                   wait_until_out_of_group("p") + "echo $p"});
   sys_.start_producer(sys_.write_file("topics.txt", "one\n"));
   ASSERT_TRUE(sys_.wait_for_counts([](const StatusCounts& c) { return c.all_completed(1); }, 30s))
       << sys_.counts().describe();

@@ -46,7 +46,8 @@ TEST(OrphanReaper, ReapsWhatAnExecHandlersCommandLeavesBehind) {
   // One orphan in the command's process group (the handler SIGKILLs the group after the shell
   // exits: a zombie), one that left the group with setsid (still running).
   auto handler =
-      make_handler("exec:sleep 30 & a=$!; setsid sleep 30 </dev/null >/dev/null 2>&1 & echo $a $!");
+      make_handler("exec:sleep 30 & a=$!; setsid sleep 30 </dev/null >/dev/null 2>&1 & b=$!; " +
+                   testing::wait_until_out_of_group("b") + "echo $a $b");
   const auto outcome = run(*handler);
   ASSERT_TRUE(outcome.ok()) << outcome.data;
   const auto pids = pids_in(outcome.data);

@@ -29,6 +29,15 @@ inline std::optional<ProcStat> proc_stat(pid_t pid) {
                   static_cast<pid_t>(std::strtol(stat.c_str() + close + 4, nullptr, 10))};
 }
 
+// A shell fragment for exec handlers' commands that leave a process behind with setsid: waits
+// (up to 10 s) until the process whose pid is in shell variable `var` has left the shell's
+// process group. The handler kills what is left of its group when the shell exits, and on a
+// loaded machine the background child may not have run setsid by then.
+inline std::string wait_until_out_of_group(const std::string& var) {
+  return "read -r _ _ _ _ me _ </proc/$$/stat; i=0; while read -r _ _ _ _ g _ </proc/$" + var +
+         "/stat && [ \"$g\" = \"$me\" ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done; ";
+}
+
 // Running (or sleeping, stopped...): neither reaped nor a zombie.
 inline bool alive(pid_t pid) {
   const auto s = proc_stat(pid);
