@@ -2,6 +2,9 @@
 
 #include "api_json.hpp"
 #include "api_reads.hpp"
+#include "event_stream.hpp"
+#include "http_access.hpp"
+#include "http_request.hpp"
 
 #include <topicflow/clock.hpp>
 #include <topicflow/log.hpp>
@@ -11,7 +14,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cctype>
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -25,6 +27,11 @@ namespace {
 
 using nlohmann::json;
 using namespace std::chrono_literals;
+using http::fail;
+using http::int_param;
+using http::lower;
+using http::send_json;
+using http::Target;
 
 // Every path, line breaks included ('.' does not match them, and a key may hold one).
 const std::string kAnyPath = R"([\s\S]*)";
@@ -32,77 +39,6 @@ constexpr int kThreads = 48;       // request threads (live streams hold one eac
 constexpr int kMaxStreams = 32;    // concurrent /v1/events clients
 constexpr auto kCommitWait = 30s;  // a write not committed by then is answered 503
 constexpr std::int64_t kMaxWaitSeconds = 60;
-constexpr std::int64_t kJobEventMs = 250;  // at most this often per job on /v1/events
-constexpr std::int64_t kSinkEventMs = 1000;
-constexpr std::int64_t kKeepAliveMs = 15000;
-
-// ---- the request target, parsed from its raw (percent-encoded) form ---------------------------
-
-struct Target {
-  std::vector<std::string> segments;  // decoded path segments, e.g. {"v1", "jobs", "a/b"}
-  std::map<std::string, std::string> query;
-};
-
-std::optional<Target> parse_target(std::string_view raw) {
-  Target t;
-  const auto question = raw.find('?');
-  const auto path = raw.substr(0, question);
-  if (path.empty() || path.front() != '/') return std::nullopt;
-  std::size_t start = 1;
-  while (start <= path.size()) {
-    const auto slash = std::min(path.find('/', start), path.size());
-    auto segment = api::percent_decode(path.substr(start, slash - start), false);
-    if (!segment) return std::nullopt;
-    t.segments.push_back(std::move(*segment));
-    start = slash + 1;
-  }
-  if (!t.segments.empty() && t.segments.back().empty()) t.segments.pop_back();  // trailing '/'
-  if (question != std::string_view::npos) {
-    auto query = raw.substr(question + 1);
-    while (!query.empty()) {
-      const auto amp = std::min(query.find('&'), query.size());
-      const auto pair = query.substr(0, amp);
-      const auto eq = pair.find('=');
-      auto name = api::percent_decode(pair.substr(0, eq), true);
-      auto value = api::percent_decode(
-          eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1), true);
-      if (!name || !value) return std::nullopt;
-      if (!name->empty()) t.query[*name] = std::move(*value);
-      query = amp < query.size() ? query.substr(amp + 1) : std::string_view();
-    }
-  }
-  return t;
-}
-
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
-}
-
-bool constant_time_equal(std::string_view a, std::string_view b) {
-  unsigned diff = a.size() == b.size() ? 0U : 1U;
-  for (std::size_t i = 0; i < b.size(); ++i) {
-    diff |= static_cast<unsigned>(
-        static_cast<unsigned char>(a[i % std::max<std::size_t>(a.size(), 1)]) ^
-        static_cast<unsigned char>(b[i]));
-  }
-  return diff == 0;
-}
-
-// ---- responses ---------------------------------------------------------------------------------
-
-void send_json(httplib::Response& res, int status, const json& body) {
-  res.status = status;
-  res.set_content(api::dump(body), "application/json");
-}
-
-// (returns true: the request was answered, so handlers can `return fail(...)`)
-bool fail(httplib::Response& res, int status, std::string_view reason) {
-  res.status = status;
-  res.set_content(api::error_body(reason), "application/json");
-  return true;
-}
 
 json summary_json(const api::TopicSummary& t) {
   return json{{"key", t.key},
@@ -127,20 +63,6 @@ json detail_json(const api::TopicDetail& t) {
   } else {
     j["result"] = nullptr;
   }
-  return j;
-}
-
-json snapshot_job_json(const std::string& name, const store::StatusCounts& c, bool paused,
-                       std::int64_t wall_ms) {
-  store::JobCounts jc;
-  jc.job = name;
-  for (const auto status : store::kStatuses) {
-    jc.by_status[static_cast<std::size_t>(status)] =
-        static_cast<std::uint64_t>(std::max<std::int64_t>(c[status], 0));
-  }
-  jc.paused = paused;
-  auto j = api::job_json(jc);
-  j["time_ms"] = wall_ms;
   return j;
 }
 
@@ -273,7 +195,7 @@ struct HttpApi::Impl {
   // ---- routing -------------------------------------------------------------------------------
 
   bool handle(const httplib::Request& req, httplib::Response& res) {
-    const auto target = parse_target(req.target.empty() ? req.path : req.target);
+    const auto target = http::parse_target(req.target.empty() ? req.path : req.target);
     if (!target) return fail(res, 400, "the URL is not valid (bad percent-encoding)");
     const auto& seg = target->segments;
     const auto& m = req.method;
@@ -334,36 +256,16 @@ struct HttpApi::Impl {
   // ---- writes: who may, then through the loop -------------------------------------------------
 
   bool write(const httplib::Request& req, httplib::Response& res) {
-    if (options.read_only) {
-      fail(res, 403, "this server is read-only (--http-read-only)");
-      return false;
-    }
-    // A browser's cross-site request must not change anything: it carries an Origin (and
-    // Sec-Fetch-Site) that does not name this server.
-    if (req.get_header_value("Sec-Fetch-Site") == "cross-site") {
-      fail(res, 403, "cross-site request refused");
-      return false;
-    }
-    if (const auto origin = req.get_header_value("Origin"); !origin.empty()) {
-      const auto scheme = origin.find("://");
-      const auto origin_host =
-          lower(scheme == std::string::npos ? origin : origin.substr(scheme + 3));
-      if (origin_host != lower(req.get_header_value("Host"))) {
-        fail(res, 403, "cross-site request refused (Origin " + origin + " is not this server)");
-        return false;
-      }
-    }
-    if (!options.token.empty()) {
-      const auto header = req.get_header_value("Authorization");
-      constexpr std::string_view kBearer = "Bearer ";
-      if (header.rfind(kBearer, 0) != 0 ||
-          !constant_time_equal(std::string_view(header).substr(kBearer.size()), options.token)) {
-        res.set_header("WWW-Authenticate", "Bearer");
-        fail(res, 401, "missing or wrong bearer token (Authorization: Bearer TOKEN)");
-        return false;
-      }
-    }
-    return true;
+    const auto sec_fetch_site = req.get_header_value("Sec-Fetch-Site");
+    const auto origin = req.get_header_value("Origin");
+    const auto host = req.get_header_value("Host");
+    const auto authorization = req.get_header_value("Authorization");
+    const auto refusal = http::refuse_write(options.read_only, options.token,
+                                            {sec_fetch_site, origin, host, authorization});
+    if (!refusal) return true;
+    if (refusal->ask_for_token) res.set_header("WWW-Authenticate", "Bearer");
+    fail(res, refusal->status, refusal->reason);
+    return false;
   }
 
   ApiResult through_loop(std::shared_ptr<ApiCall> call) {
@@ -445,22 +347,6 @@ struct HttpApi::Impl {
     }
     send_json(res, 200, api::job_json(*counts));
     return true;
-  }
-
-  static std::optional<std::int64_t> int_param(const Target& t, const std::string& name,
-                                               std::int64_t low, std::int64_t high,
-                                               std::int64_t fallback, httplib::Response& res) {
-    const auto it = t.query.find(name);
-    if (it == t.query.end()) return fallback;
-    try {
-      std::size_t used = 0;
-      const auto v = std::stoll(it->second, &used);
-      if (used == it->second.size() && v >= low && v <= high) return v;
-    } catch (const std::exception&) {
-    }
-    fail(res, 400,
-         name + " must be an integer from " + std::to_string(low) + " to " + std::to_string(high));
-    return std::nullopt;
   }
 
   bool topics(const std::string& job, const Target& t, httplib::Response& res) {
@@ -590,26 +476,17 @@ struct HttpApi::Impl {
 
   // ---- /v1/events: Server-Sent Events from the published snapshots ---------------------------
 
-  struct Stream {
-    std::optional<std::string> job;  // only this job's events
-    bool started = false;
-    std::uint64_t version = 0;
-    std::map<std::string, std::pair<store::StatusCounts, bool>, std::less<>> sent;
-    std::map<std::string, std::int64_t, std::less<>> sent_ms;
-    std::int64_t sink_sent_ms = 0;
-    std::int64_t last_write_ms = 0;
-  };
-
   bool events(const Target& t, httplib::Response& res) {
     if (streams.fetch_add(1) >= kMaxStreams) {
       streams.fetch_sub(1);
       fail(res, 503, "too many live event streams; retry later");
       return true;
     }
-    auto stream = std::make_shared<Stream>();
+    std::optional<std::string> job;
     if (const auto it = t.query.find("job"); it != t.query.end() && !it->second.empty()) {
-      stream->job = it->second;
+      job = it->second;
     }
+    auto stream = std::make_shared<EventStream>(std::move(job));
     res.set_header("X-Accel-Buffering", "no");
     res.set_chunked_content_provider(
         "text/event-stream",
@@ -620,66 +497,16 @@ struct HttpApi::Impl {
     return true;
   }
 
-  // Writes what changed since the last call (waiting up to a second for something to), true
+  // Writes what changed since the last call (waiting up to 250 ms for something to), true
   // while the stream should go on.
-  bool pump(Stream& st, httplib::DataSink& sink) {
+  bool pump(EventStream& stream, httplib::DataSink& sink) {
     if (stopping) return false;
-    std::string out;
-    if (!st.started) {
-      out += "retry: 2000\n\n";
-      st.started = true;
-    } else {
-      st.version = snapshot.wait_newer(st.version, 250ms);
+    if (stream.started()) {
+      (void)snapshot.wait_newer(stream.version(), 250ms);
       if (stopping) return false;
     }
-    const auto s = snapshot.read();
-    st.version = s.version;
-    const auto now = steady_ms();
-    for (const auto& [name, counts] : s.counts) {
-      if (st.job && *st.job != name) continue;
-      const bool paused = s.paused.contains(name);
-      const auto it = st.sent.find(name);
-      if (it != st.sent.end() && it->second.first == counts && it->second.second == paused) {
-        continue;
-      }
-      if (const auto last = st.sent_ms.find(name);
-          last != st.sent_ms.end() && now - last->second < kJobEventMs) {
-        continue;  // sent recently: the next pump (within 250 ms) sends the latest counts
-      }
-      out += "event: job\ndata: " + api::dump(snapshot_job_json(name, counts, paused, s.wall_ms)) +
-             "\n\n";
-      st.sent[name] = {counts, paused};
-      st.sent_ms[name] = now;
-    }
-    for (auto it = st.sent.begin(); it != st.sent.end();) {
-      if (s.counts.contains(it->first)) {
-        ++it;
-        continue;
-      }
-      out += "event: deleted\ndata: " + api::dump(json{{"job", it->first}}) + "\n\n";
-      st.sent_ms.erase(it->first);
-      it = st.sent.erase(it);
-    }
-    if (now - st.sink_sent_ms >= kSinkEventMs) {
-      std::uint64_t slots = 0;
-      for (const auto& w : s.workers_seen) slots += w.slots;
-      const auto why = health(s, s.steady_ms);
-      out += "event: sink\ndata: " +
-             api::dump(json{{"time_ms", s.wall_ms},
-                            {"workers", s.workers_seen.size()},
-                            {"slots", slots},
-                            {"in_transit", s.in_transit},
-                            {"updates_committed", s.counters.updates},
-                            {"batches_committed", s.counters.batches},
-                            {"healthy", why.empty()},
-                            {"reason", why}}) +
-             "\n\n";
-      st.sink_sent_ms = now;
-    }
-    if (out.empty() && now - st.last_write_ms >= kKeepAliveMs) out = ": keep-alive\n\n";
-    if (out.empty()) return true;
-    st.last_write_ms = now;
-    return sink.write(out.data(), out.size());
+    const auto out = stream.next(snapshot.read(), steady_ms());
+    return out.empty() || sink.write(out.data(), out.size());
   }
 };
 
