@@ -1,6 +1,7 @@
 // The example handlers (examples/handlers/) through the real pipeline, as the README's second
 // step runs them, and `topicflow status --watch` in its plain (non-terminal) mode. Label e2e.
 // Every test asserts the database's final state, read with SQLite after the run has stopped.
+#include "support/python.hpp"
 #include "support/system.hpp"
 
 #include <nlohmann/json.hpp>
@@ -29,6 +30,15 @@ std::string quoted(const std::string& text) {  // for /bin/sh
   std::string out = "'";
   for (char c : text) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
   return out + "'";
+}
+
+// "PATH=DIR:$PATH " when the tests' Python (support/python.hpp) is not just `python3`, so that the
+// README's `python3` is that interpreter.
+std::string python_first_in_path() {
+  const auto python = python3();
+  const auto slash = python.rfind('/');
+  if (slash == std::string::npos) return "";
+  return "PATH=" + quoted(python.substr(0, slash)) + ":\"$PATH\" ";
 }
 
 std::string lower(std::string text) {
@@ -71,9 +81,9 @@ class Examples : public ::testing::Test {
 
 TEST_F(Examples, PythonHandlerSummarisesEveryExampleTopic) {
   // Exactly the README's command, from the source tree (the handler path is relative).
-  const std::string command = "cd " + quoted(std::string(TOPICFLOW_EXAMPLES_DIR) + "/..") +
-                              " && exec " + quoted(bin("topicflow")) + " run --db " +
-                              quoted(sys_.db()) +
+  const std::string command = "cd " + quoted(std::string(TOPICFLOW_EXAMPLES_DIR) + "/..") + " && " +
+                              python_first_in_path() + "exec " + quoted(bin("topicflow")) +
+                              " run --db " + quoted(sys_.db()) +
                               " --progress none --workers 2 --concurrency 10"
                               " --handler 'exec:python3 examples/handlers/summarise.py'"
                               " examples/topics.txt";
@@ -140,7 +150,7 @@ TEST_F(Examples, BadInputFailsWithItsStderrInTheErrorColumnAndInStatus) {
       R"({"key":"plain","payload":"ZeroMQ pipelines in practice"})"
       "\n");
   const auto r = run({"--workers", "1", "--concurrency", "4", "--max-attempts", "3", "--handler",
-                      "exec:python3 " + quoted(kSummarise), file});
+                      "exec:" + python3() + " " + quoted(kSummarise), file});
   EXPECT_EQ(r.status.shell_code(), 1) << "some topics failed: run exits 1; " << r.describe();
 
   DbReader db(sys_.db());
@@ -199,7 +209,7 @@ TEST_F(Examples, TransientFailuresAreRetried) {
   for (int i = 1; i <= 30; ++i) topics += "Retry lesson number " + std::to_string(i) + "\n";
   const auto file = sys_.write_file("retry.txt", topics);
   for (const auto& handler :
-       {"exec:python3 " + quoted(kSummarise), "exec:sh " + quoted(kWordcount)}) {
+       {"exec:" + python3() + " " + quoted(kSummarise), "exec:sh " + quoted(kWordcount)}) {
     const auto job = handler.find("python") != std::string::npos ? "python" : "shell";
     const auto r =
         run({"--job", job, "--workers", "2", "--concurrency", "5", "--retry-base-ms", "10",

@@ -1,5 +1,6 @@
 // exec-persistent: through the real pipeline (`topicflow run`), with the example co-process
 // examples/handlers/summarise_server.py. Label e2e; asserts the database's final state.
+#include "support/python.hpp"
 #include "support/system.hpp"
 
 #include <nlohmann/json.hpp>
@@ -38,13 +39,13 @@ TEST(PersistentExecE2E, SameResultsAsPerTaskExec) {
   System sys;
   const auto topics = some_topics(sys, 60);
   const auto per_task_db = (sys.dir() / "per-task.db").string();
-  const auto r1 = run(
-      sys, per_task_db,
-      {"--workers", "1", "--concurrency", "4", "--handler", "exec:python3 " + kSummarise, topics});
+  const auto r1 = run(sys, per_task_db,
+                      {"--workers", "1", "--concurrency", "4", "--handler",
+                       "exec:" + python3() + " " + kSummarise, topics});
   ASSERT_EQ(r1.status.shell_code(), 0) << r1.describe();
   const auto r2 = run(sys, sys.db(),
                       {"--workers", "2", "--concurrency", "4", "--handler",
-                       "exec-persistent:python3 " + kServer, topics});
+                       "exec-persistent:" + python3() + " " + kServer, topics});
   ASSERT_EQ(r2.status.shell_code(), 0) << r2.describe();
 
   const auto expected = DbReader(per_task_db).results("default");
@@ -69,7 +70,7 @@ TEST(PersistentExecE2E, EveryCoProcessCrashIsRetriedOnAFreshOne) {
   const auto r =
       run(sys, sys.db(),
           {"--workers", "1", "--concurrency", "3", "--retry-base-ms", "20", "--retry-max-ms", "100",
-           "--handler", "exec-persistent:python3 " + kServer, topics},
+           "--handler", "exec-persistent:" + python3() + " " + kServer, topics},
           {{"SUMMARISE_CRASH_ATTEMPTS", "1"}});
   ASSERT_EQ(r.status.shell_code(), 0) << r.describe();
   DbReader db(sys.db());
@@ -91,11 +92,11 @@ TEST(PersistentExecE2E, AnswersRetryAndFailedReachTheDatabase) {
                                     R"({"key":"plain","payload":"ZeroMQ pipelines in practice"})"
                                     "\n");
   // Attempts 1 and 2 answer "retry"; the third answers for real.
-  const auto r =
-      run(sys, sys.db(),
-          {"--workers", "1", "--concurrency", "2", "--retry-base-ms", "20", "--retry-max-ms", "100",
-           "--max-attempts", "5", "--handler", "exec-persistent:python3 " + kServer, file},
-          {{"SUMMARISE_TEMPFAIL_ATTEMPTS", "2"}});
+  const auto r = run(
+      sys, sys.db(),
+      {"--workers", "1", "--concurrency", "2", "--retry-base-ms", "20", "--retry-max-ms", "100",
+       "--max-attempts", "5", "--handler", "exec-persistent:" + python3() + " " + kServer, file},
+      {{"SUMMARISE_TEMPFAIL_ATTEMPTS", "2"}});
   EXPECT_EQ(r.status.shell_code(), 1) << "two topics fail: " << r.describe();
   DbReader db(sys.db());
   const auto rows = db.rows("default");

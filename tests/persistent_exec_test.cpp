@@ -5,6 +5,7 @@
 #include <topicflow/handler.hpp>
 
 #include "support/proc.hpp"
+#include "support/python.hpp"
 
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
@@ -118,7 +119,7 @@ class PersistentExec : public ::testing::Test {
   // handler thread runs, so do the same here: two threads logging first race on its creation
   // (inside libspdlog, which TSan does not see).
   PersistentExec() { (void)spdlog::default_logger_raw(); }
-  std::string command_ = "python3 " + script_path();
+  std::string command_ = topicflow::testing::python3() + " " + script_path();
 };
 
 TEST_F(PersistentExec, OneCoProcessServesTaskAfterTask) {
