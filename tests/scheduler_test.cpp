@@ -172,6 +172,23 @@ TEST_F(SchedulerTest, ADispatchedTaskIsTheNextAttemptInTransitInMemoryOnly) {
   EXPECT_EQ(stored.due_at, now);
 }
 
+TEST_F(SchedulerTest, AnAttemptGivenBackGoesOutBeforeTheBacklogAlsoAfterARestart) {
+  for (int i = 0; i < 5; ++i) ready("j", "backlog" + std::to_string(i), now - 1000 + i);
+  // (the state machine's due time for a released attempt or an expired lease)
+  ready("j", "given-back", kDueAtOnce);
+  EXPECT_EQ(keys(scheduler->dispatch(1, now)), std::vector<std::string>{"j/given-back"});
+
+  // A sink started on the same table rebuilds the queue from the rows' due_at: same order (the
+  // task in transit above is ready in the table, so the new sink sends it again).
+  insert("j", "given-back-2", kDueAtOnce);
+  RowsInFlight fresh_rows;
+  Scheduler fresh(*table, fresh_rows, policy);
+  (void)fresh.load();
+  const auto tasks = fresh.dispatch(3, now);
+  EXPECT_EQ(keys(tasks), (std::vector<std::string>{"j/given-back", "j/given-back-2", "j/backlog0"}))
+      << describe(tasks);
+}
+
 TEST_F(SchedulerTest, DispatchLeavesRowsDueLaterThanNow) {
   ready("j", "soon", now + 100);
   EXPECT_TRUE(scheduler->dispatch(10, now).empty()) << "due in 100 ms";

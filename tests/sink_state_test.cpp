@@ -118,7 +118,7 @@ TEST_F(SinkState, ResultOfSupersededAttemptIsAcceptedWhileNotTerminal) {
   EXPECT_FALSE(r.dispatch) << "the ready sweep sends the next attempt";
   EXPECT_EQ(row.status, Status::pending);
   EXPECT_FALSE(row.sent_at);
-  EXPECT_EQ(row.due_at, now);
+  EXPECT_EQ(row.due_at, kDueAtOnce) << "given back: ahead of the backlog";
   EXPECT_EQ(row.attempts, 1);
   EXPECT_EQ(update(row, EventKind::started, 1), Outcome::stale) << "attempt 1 was given back";
   EXPECT_EQ(update(row, EventKind::heartbeat, 1), Outcome::stale);
@@ -266,7 +266,7 @@ TEST_F(SinkState, FirstReportOfAnAttemptHandedOutFromMemoryIsAdopted) {
   EXPECT_EQ(retried.attempts, 2);
 }
 
-TEST_F(SinkState, ReleasedTaskGoesBackToPendingDueNow) {
+TEST_F(SinkState, ReleasedTaskGoesBackToPendingAheadOfTheBacklog) {
   Row row;
   submit(row, "s1");
   dispatch(row);
@@ -274,7 +274,7 @@ TEST_F(SinkState, ReleasedTaskGoesBackToPendingDueNow) {
   now += 10;
   EXPECT_EQ(update(row, EventKind::released, 1), Outcome::applied);
   EXPECT_EQ(row.status, Status::pending);
-  EXPECT_EQ(row.due_at, now);
+  EXPECT_EQ(row.due_at, kDueAtOnce);
   EXPECT_FALSE(row.sent_at);
   EXPECT_EQ(update(row, EventKind::heartbeat, 1), Outcome::stale)
       << "a released attempt stays given back";

@@ -120,7 +120,7 @@ Outcome apply(Row& row, const Event& e, const Policy& p, Backoff& backoff, std::
       return Outcome::applied;
     case EventKind::released:
       if (superseded) return Outcome::stale;
-      make_pending(row, now);
+      make_pending(row, kDueAtOnce);
       return Outcome::applied;
     case EventKind::submit: break;
   }
@@ -139,7 +139,7 @@ SweepResult on_due(Row& row, const Policy& p, std::int64_t now) {
     if (row.attempts - row.attempts_base >= p.max_attempts) {
       make_terminal(row, Status::failed);
     } else {
-      make_pending(row, now);
+      make_pending(row, kDueAtOnce);
       r.redelivery = true;
     }
     return r;

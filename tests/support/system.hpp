@@ -125,6 +125,14 @@ class DbReader {
     return sqlite3_step(stmt.s) == SQLITE_ROW ? sqlite3_column_int64(stmt.s, 0) : 0;
   }
 
+  // The first column of every row, as text.
+  std::vector<std::string> column(const std::string& sql) {
+    Stmt stmt(db_, sql);
+    std::vector<std::string> out;
+    while (sqlite3_step(stmt.s) == SQLITE_ROW) out.push_back(text(stmt.s, 0));
+    return out;
+  }
+
   std::map<std::string, std::int64_t> counts(const std::string& job) {
     Stmt stmt(db_, "SELECT status, count(*) FROM topics WHERE job = ?1 GROUP BY status");
     sqlite3_bind_text(stmt.s, 1, job.c_str(), -1, SQLITE_TRANSIENT);

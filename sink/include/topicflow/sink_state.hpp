@@ -56,6 +56,13 @@ struct Event {
   std::int32_t ack = -1;  // submit: index of the ack it counts toward
 };
 
+// The due time of an attempt given back by its worker (released on shutdown, or its lease expired:
+// the worker died or hangs): at once, ahead of every other ready row. It was at the front of the
+// queue when it was handed out; due "now" it would wait behind the whole backlog registered
+// before now (a soak saw one finish 392 s after its worker died). Retries of failed attempts wait
+// for their back-off like any other due time. (Ready rows with equal due times go by rowid.)
+inline constexpr std::int64_t kDueAtOnce = 0;
+
 struct Policy {
   std::int64_t lease_ms = 30000;
   std::int64_t max_attempts = 5;
