@@ -11,6 +11,12 @@
 #   bench/contention/run.sh                      # full: N = 8 58 200, 288 topics, R = 3
 #   bench/contention/run.sh --quick              # CI: N = 8, 100 topics, R = 1, checks it runs
 #   bench/contention/run.sh --repeat 5 --chart docs/contention.png
+#   bench/contention/run.sh --end-to-end --workers 58 --repeat 5   # the seed's scenario
+#
+# --end-to-end times what a user waits for, process start included for both designs: direct
+# from seeding the rows (the seed app's registration) and starting its N processes (no common
+# start instant) to the last one's exit; topicflow as one `topicflow run --workers N` from its
+# start to its exit (sink, broker and workers started, the file submitted, everything stopped).
 #
 # Exit status: 0 when every run ran and topicflow left no row unfinished; 1 otherwise; 2 on
 # bad flags. Direct-design losses are results, not failures.
@@ -33,6 +39,7 @@ chart=""
 quick=0
 keep=0
 designs="direct topicflow"
+end_to_end=0
 
 usage() {
   cat <<EOF
@@ -52,6 +59,7 @@ usage: $0 [options]
   --chart FILE.png     also draw wall time and updates/s against N (needs gnuplot)
   --design D           run only this design (direct or topicflow; default both)
   --keep               keep each topicflow run's database and logs in OUT/runs/topicflow-N-REP
+  --end-to-end         the seed's scenario: process start included for both designs (see the top)
 EOF
 }
 
@@ -67,6 +75,7 @@ while (($#)); do
     --chart) chart="${2:?}"; shift 2 ;;
     --design) designs="${2:?}"; shift 2 ;;
     --keep) keep=1; shift ;;
+    --end-to-end) end_to_end=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) bench_option "$@" || { usage >&2; die "unknown option '$1'"; }; shift "$bench_shift" ;;
   esac
@@ -74,7 +83,7 @@ done
 if ((quick)); then workers="8"; repeat=1; topics_n=100; fi
 need_int --repeat "$repeat"; need_int --timeout "$run_timeout"; need_int --workers $workers
 [[ -z "$topics_n" ]] || need_int --topics "$topics_n"
-need_bins "$bin" topicflow-direct-worker topicflow-broker topicflow-sink topicflow-worker topicflow-producer
+need_bins "$bin" topicflow-direct-worker topicflow-broker topicflow-sink topicflow-worker topicflow-producer topicflow
 command -v sqlite3 >/dev/null || die "the sqlite3 shell is needed to read the final state"
 bench_outdir
 
@@ -105,7 +114,7 @@ echo "design,workers,rep,topics,handler,busy_timeout_ms,claim,synchronous,wall_m
 
 {
   bench_meta "contention bench"
-  echo "topics $topic_count ($topics); handler $handler; workers $workers; repeat $repeat; direct busy_timeout ${busy_timeout_ms} ms, claim $claim, synchronous $synchronous"
+  echo "topics $topic_count ($topics); handler $handler; workers $workers; repeat $repeat; direct busy_timeout ${busy_timeout_ms} ms, claim $claim, synchronous $synchronous$( ((end_to_end)) && echo "; end to end (process start included)")"
 } | tee "$out/meta.txt"
 
 failures=0
@@ -114,16 +123,20 @@ failures=0
 run_direct() {
   local n=$1 rep=$2 tmp
   tmp=$(bench_tmpdir tfc-direct) && tmpdirs+=("$tmp")
-  local db="$tmp/direct.db" load; load=$(load1)
+  local db="$tmp/direct.db" load t0; load=$(load1)
+  t0=$(now_ms)
   if ! "$bin/topicflow-direct-worker" --db "$db" --seed "$topics" >"$tmp/seed.json" 2>"$tmp/seed.err"; then
     echo "direct N=$n: seeding failed: $(cat "$tmp/seed.err")" >&2
     return 1
   fi
   # Every process opens the database, then all start at the same instant (their pool starting).
-  local start=$(( $(now_ms) + 1000 + 10 * n )) i wpids=()
+  # (end to end: each starts when it is up, and the wall time counts from before the seeding)
+  local start=$(( $(now_ms) + 1000 + 10 * n )) i wpids=() start_at
+  start_at=$start
+  if ((end_to_end)); then start=$t0; start_at=0; fi
   for ((i = 0; i < n; i++)); do
     "$bin/topicflow-direct-worker" --db "$db" --index "$i" --count "$n" --claim "$claim" \
-      --handler "$handler" --busy-timeout-ms "$busy_timeout_ms" --synchronous "$synchronous" --start-at-ms "$start" \
+      --handler "$handler" --busy-timeout-ms "$busy_timeout_ms" --synchronous "$synchronous" --start-at-ms "$start_at" \
       --deadline-ms $(( run_timeout * 1000 )) >"$tmp/w$i.json" 2>"$tmp/w$i.err" &
     wpids+=($!); pids+=($!)
   done
@@ -137,7 +150,7 @@ run_direct() {
   local end late locked retries gave_up writes
   end=$(json_agg max end_ms "$tmp"/w*.json)
   late=$(( $(json_agg max ready_ms "$tmp"/w*.json) - start ))
-  (( late > 0 )) && echo "direct N=$n: the last worker was ready ${late} ms after the start; counted in wall time" >&2
+  (( late > 0 && !end_to_end )) && echo "direct N=$n: the last worker was ready ${late} ms after the start; counted in wall time" >&2
   locked=$(json_agg sum busy_errors "$tmp"/w*.json)
   retries=$(json_agg sum retries "$tmp"/w*.json)
   gave_up=$(json_agg sum gave_up "$tmp"/w*.json)
@@ -195,6 +208,33 @@ run_topicflow() {
   ((ok))
 }
 
+# --- (b') topicflow end to end: one `topicflow run`, process start included ---------------------
+run_topicflow_end_to_end() {
+  local n=$1 rep=$2 tmp
+  tmp=$(bench_tmpdir tfc-run) && tmpdirs+=("$tmp")
+  local db="$tmp/topicflow.db" load ok=1 t0 t1 rc; load=$(load1)
+  t0=$(now_ms)
+  timeout -k 5 "$run_timeout" "$bin/topicflow" run --db "$db" --workers "$n" --handler "$handler" \
+    --progress none --log-level info "$topics" >"$tmp/run.out" 2>"$tmp/run.log"
+  rc=$?
+  t1=$(now_ms)
+  (( rc == 0 )) || { ok=0; echo "topicflow run N=$n: exited $rc: $(tail -1 "$tmp/run.log")" >&2; }
+  local stopped updates batches locked completed stuck span maxw
+  stopped=$(grep -o 'sink stopped: [0-9]* updates in [0-9]* batches, [0-9]* busy retries' "$tmp/run.log" | tail -1)
+  read -r updates batches locked <<<"$(sed -E 's/[^0-9]+/ /g' <<<"$stopped")"
+  completed=$(sqlite3 "$db" "SELECT count(*) FROM topics WHERE status='completed'" 2>/dev/null || echo 0)
+  stuck=$(( topic_count - completed ))
+  span=$(sqlite3 "$db" "SELECT max(updated_at) - min(created_at) FROM topics" 2>/dev/null || echo 0)
+  maxw=$(sqlite3 "$db" "SELECT max(c) FROM (SELECT count(*) AS c FROM topics WHERE status='completed' GROUP BY worker)" 2>/dev/null)
+  record topicflow "$n" "$rep" $(( t1 - t0 )) "${span:-0}" "${locked:-0}" "${locked:-0}" 0 "$stuck" \
+    "$completed" "${updates:-0}" "${batches:-0}" "$load" "$ok" "${maxw:-0}"
+  if ((keep)); then
+    mkdir -p "$out/runs" && rm -rf "$out/runs/run-$n-$rep" && cp -r "$tmp" "$out/runs/run-$n-$rep"
+  fi
+  rm -rf "$tmp"
+  ((ok))
+}
+
 record() {  # design n rep wall span locked retries gave_up stuck completed writes transactions load ok max_per_worker
   local design=$1 n=$2 rep=$3 wall=$4 span=$5 locked=$6 retries=$7 gave_up=$8 stuck=$9 completed=${10}
   local writes=${11} tx=${12} load=${13} ok=${14} maxw=${15}
@@ -211,7 +251,13 @@ record() {  # design n rep wall span locked retries gave_up stuck completed writ
 for ((rep = 1; rep <= repeat; rep++)); do
   for n in $workers; do
     if [[ " $designs " == *" direct "* ]]; then run_direct "$n" "$rep" || failures=$((failures + 1)); fi
-    if [[ " $designs " == *" topicflow "* ]]; then run_topicflow "$n" "$rep" || failures=$((failures + 1)); fi
+    if [[ " $designs " == *" topicflow "* ]]; then
+      if ((end_to_end)); then
+        run_topicflow_end_to_end "$n" "$rep" || failures=$((failures + 1))
+      else
+        run_topicflow "$n" "$rep" || failures=$((failures + 1))
+      fi
+    fi
   done
 done
 echo "load at end: $(uptime)" | tee -a "$out/meta.txt"
