@@ -20,3 +20,9 @@ add_test(NAME bench_soak_quick
           --bin $<TARGET_FILE_DIR:topicflow-bench-probe>
           --out ${CMAKE_CURRENT_BINARY_DIR}/bench-quick/soak)
 set_tests_properties(bench_soak_quick PROPERTIES LABELS bench TIMEOUT 300)
+# The contention bench's end-to-end mode (process start included, one `topicflow run`).
+add_test(NAME bench_contention_end_to_end_quick
+  COMMAND bash ${PROJECT_SOURCE_DIR}/bench/contention/run.sh --quick --end-to-end
+          --bin $<TARGET_FILE_DIR:topicflow-bench-probe>
+          --out ${CMAKE_CURRENT_BINARY_DIR}/bench-quick/contention-end-to-end)
+set_tests_properties(bench_contention_end_to_end_quick PROPERTIES LABELS bench TIMEOUT 300)
