@@ -430,6 +430,45 @@ TEST(Producer, LostAckIsResentOnce) {
   EXPECT_EQ(submitted_keys(submits).size(), 30u);
 }
 
+// `topicflow run` restarted a dead sink: what the old one had not acknowledged is sent again at
+// once (after a handshake with the new one), not after --ack-timeout-ms.
+TEST(Producer, ChunksADeadSinkDidNotAcknowledgeAreSentAgainWhenItIsRestarted) {
+  TempDir dir;
+  FakeSink::Options options;
+  options.lose_first_ack = {1};  // (went down with the old sink)
+  FakeSink sink(options);
+  auto cfg = config_for(sink, dir.write("topics.txt", numbered_lines(30)));
+  cfg.chunk_size = 10;
+  cfg.ack_timeout_ms = 20000;
+  tf::Producer producer(cfg);
+  zmq::context_t ctx;
+  tf::SinkClient client(ctx, sink.endpoints(), tf::random_id(), cfg.job);
+  tf::StopSignal stop;
+  ASSERT_TRUE(client.handshake(5s, stop));
+  const auto hellos_before = sink.hellos();
+  std::uint64_t sink_starts = 1;
+  const auto start = tf::steady_ms();
+  const bool submitted = producer.submit(
+      client, stop,
+      [&] {
+        // The supervisor saw the sink die and started a new one once chunk 1 was sent.
+        const auto submits = sink.submits();
+        const bool chunk1 =
+            std::any_of(submits.begin(), submits.end(), [](const auto& s) { return s.seq == 1; });
+        if (chunk1 && sink_starts == 1) sink_starts = 2;
+        return tf::steady_ms() - start < 15000;
+      },
+      [&] { return sink_starts; });
+  EXPECT_TRUE(submitted);
+  EXPECT_LT(tf::steady_ms() - start, 5000) << "not after the 20 s ack timeout";
+  const auto submits = sink.submits();
+  EXPECT_EQ(std::count_if(submits.begin(), submits.end(), [](const auto& s) { return s.seq == 1; }),
+            2);
+  EXPECT_GE(producer.totals().resent_chunks, 1u);
+  EXPECT_GT(sink.hellos(), hellos_before) << "a handshake with the new sink first";
+  EXPECT_EQ(submitted_keys(submits).size(), 30u);
+}
+
 TEST(Producer, AcksThatNeverComeFailAfterOneResend) {
   TempDir dir;
   FakeSink::Options options;

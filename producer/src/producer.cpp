@@ -76,12 +76,12 @@ void Producer::validate() {
   input_ = std::move(input);
 }
 
-bool Producer::submit(SinkClient& client, const StopSignal& stop,
-                      const std::function<bool()>& tick) {
+bool Producer::submit(SinkClient& client, const StopSignal& stop, const std::function<bool()>& tick,
+                      const std::function<std::uint64_t()>& sink_starts) {
   if (cfg_.pause || cfg_.resume || cfg_.cancel || cfg_.remove) return control(client, stop);
   if (cfg_.file.empty()) return requeue(client, stop);
   validate();
-  return submit_input(client, stop, tick);
+  return submit_input(client, stop, tick, sink_starts);
 }
 
 int Producer::run(const StopSignal& stop) {
@@ -121,13 +121,15 @@ void Producer::count(const wire::Ack& ack) {
 }
 
 bool Producer::submit_input(SinkClient& client, const StopSignal& stop,
-                            const std::function<bool()>& tick) {
+                            const std::function<bool()>& tick,
+                            const std::function<std::uint64_t()>& sink_starts) {
   const auto started = steady_ms();
   const auto ack_timeout = std::chrono::milliseconds(cfg_.ack_timeout_ms);
   auto reader = input_->open();
   std::map<std::uint32_t, InFlight> in_flight;
   std::uint32_t next_seq = 0;
   bool eof = false;
+  auto sink_start = sink_starts ? sink_starts() : 0;
 
   // Reads the next chunk; empty at the end of the input.
   auto read_chunk = [&] {
@@ -179,6 +181,25 @@ bool Producer::submit_input(SinkClient& client, const StopSignal& stop,
         }
       }
     }
+    if (sink_starts && sink_starts() != sink_start) {
+      // A new sink: what the old one had not acknowledged may be lost (a commit it made counts
+      // the chunk's topics as duplicates). Sent again now, each still allowed one timeout.
+      sink_start = sink_starts();
+      if (!in_flight.empty()) {
+        spdlog::warn("the sink was restarted: sending the {} chunks it had not acknowledged again",
+                     in_flight.size());
+        // Both directions work again (its PUB too: no ack lost to a late subscription).
+        if (!client.handshake(std::chrono::milliseconds(cfg_.connect_timeout_ms), stop)) {
+          return false;
+        }
+      }
+      for (auto& [seq, f] : in_flight) {
+        if (!client.send(f.chunk, stop, ack_timeout)) return false;
+        f.sent_ms = steady_ms();
+        f.resent = false;
+        ++totals_.resent_chunks;
+      }
+    }
     const auto now = steady_ms();
     for (auto& [seq, f] : in_flight) {
       if (now - f.sent_ms < cfg_.ack_timeout_ms) continue;
@@ -205,7 +226,8 @@ bool Producer::submit_input(SinkClient& client, const StopSignal& stop,
                          t.skipped_failed);
   if (t.rejected > 0) extra += fmt::format(", rejected {}", t.rejected);
   if (t.resent_chunks > 0)
-    extra += fmt::format(" ({} chunks resent: their topics count as duplicates)", t.resent_chunks);
+    extra += fmt::format(" ({} chunks resent: topics already registered count as duplicates)",
+                         t.resent_chunks);
   spdlog::info(
       "job {}: read {} topics, {} chunks acknowledged in {} ms: accepted {}, duplicates {}, "
       "skipped_completed {}, requeued {}, already_queued {}{}",
