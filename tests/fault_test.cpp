@@ -174,10 +174,15 @@ TEST(Fault, AnotherConnectionHoldsTheWriteLockForThreeSeconds) {
   const int n = 300;
   c.start_broker();
   c.start_sink(sink_args({"--busy-max-ms", "200"}));
-  c.start_workers(4, worker_args("sleep:10-30", 4));
+  // ~5.6 s of work over 4 slots, so that the lock lands mid-job even when this thread is late
+  // (with 16 slots of 10-30 ms, a loaded machine once saw the job end before the lock)
+  c.start_workers(2, worker_args("sleep:50-100", 2));
   c.start_producer(c.write_topics("topics.txt", n));
   ASSERT_TRUE(c.wait_for_counts([](const auto& x) { return x["completed"] >= 30; }, kRunTimeout))
       << c.counts().describe();
+  const auto completed = [&] {  // (throws rather than reading 0 when the read fails)
+    return DbReader(c.db()).scalar("SELECT count(*) FROM topics WHERE status = 'completed'");
+  };
   std::int64_t completed_during_lock = 0;
   {
     sqlite::Database blocker(c.db(), sqlite::OpenMode::read_write);
@@ -185,9 +190,10 @@ TEST(Fault, AnotherConnectionHoldsTheWriteLockForThreeSeconds) {
     // a busy timeout BEGIN IMMEDIATE failed with "database is locked" now and then).
     blocker.busy_timeout(10000);
     blocker.exec("BEGIN IMMEDIATE");  // an operator's sqlite3 shell, a backup...
-    const auto at_start = c.counts()["completed"];
+    const auto at_start = completed();
+    ASSERT_LT(at_start, n) << "the lock came after the job was done: nothing to block";
     std::this_thread::sleep_for(std::chrono::seconds(3));
-    completed_during_lock = c.counts()["completed"] - at_start;
+    completed_during_lock = completed() - at_start;
     blocker.exec("COMMIT");
   }
   EXPECT_EQ(completed_during_lock, 0) << "nothing can be committed while the lock is held";
