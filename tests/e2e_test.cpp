@@ -353,19 +353,7 @@ TEST_F(EndToEnd, RunRestartsAKilledWorker) {
   pid_t victim = -1;
   for (int i = 0; i < 600 && victim < 0; ++i) {  // up to 30 s on a loaded machine
     std::this_thread::sleep_for(50ms);
-    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
-      const auto stat = read_text(entry.path() / "stat");
-      if (stat.find("(topicflow-worke)") == std::string::npos) continue;
-      const auto after = stat.substr(stat.rfind(')') + 2);
-      std::istringstream fields(after);
-      std::string state;
-      pid_t ppid = 0;
-      fields >> state >> ppid;
-      if (ppid == run.pid()) {
-        victim = std::stoi(entry.path().filename().string());
-        break;
-      }
-    }
+    victim = find_child(run.pid(), "topicflow-worke");
   }
   ASSERT_GT(victim, 0) << "no worker of run found";
   // Mid-run: work under way. (A killed child is restarted whenever it dies; only one that exits

@@ -1,6 +1,7 @@
 // Fault tests: kill, block and poison the real processes mid-run, then assert the database's
 // final state. Label `fault`. Every wait is bounded.
 
+#include "support/proc.hpp"
 #include "support/system.hpp"
 
 #include <topicflow/sqlite.hpp>
@@ -167,6 +168,46 @@ TEST(Fault, KillTheSinkMidRunAndRestartItOnTheSameDatabase) {
   auto check = db.prepare("PRAGMA integrity_check");
   ASSERT_TRUE(check.step());
   EXPECT_EQ(check.column_text(0), "ok");
+}
+
+// The sink killed while `topicflow run` is submitting: run restarts it and sends the chunks the
+// dead sink had not acknowledged again as soon as the new one answers (they used to wait for the
+// 30 s ack timeout: 300,000 topics took 34 s instead of 7). Nothing is lost or registered twice.
+TEST(Fault, KillTheSinkWhileRunSubmits) {
+  System c("fault-kill-sink-submitting");
+  const int n = 50000;  // ~1 s of submission in a Debug build
+  const auto file = c.write_topics("topics.txt", n);
+  SpawnOptions options;
+  options.stdout_path = (c.dir() / "run.out").string();
+  options.stderr_path = (c.dir() / "run.err").string();
+  options.die_with_parent = true;
+  ChildProcess run({bin("topicflow"), "run", "--db", c.db(), "--workers", "2", "--handler", "noop",
+                    "--progress", "none", "--log-level", "info", file},
+                   options);
+  // The first chunk committed: the submission is under way.
+  bool registering = false;
+  for (int i = 0; i < 6000 && !registering; ++i) {  // up to 30 s
+    std::this_thread::sleep_for(5ms);
+    try {
+      registering = DbReader(c.db()).scalar("SELECT max(rowid) FROM topics") > 0;
+    } catch (const std::exception&) {  // (not created yet)
+    }
+  }
+  ASSERT_TRUE(registering) << read_text(c.dir() / "run.err");
+  const pid_t sink = find_child(run.pid(), "topicflow-sink");
+  ASSERT_GT(sink, 0) << "no sink among run's children";
+  ::kill(sink, SIGKILL);
+  const auto status = run.wait_for(120s);
+  ASSERT_TRUE(status.has_value()) << "run did not finish within 120 s";
+  const auto err = read_text(c.dir() / "run.err");
+  EXPECT_EQ(status->shell_code(), 0) << err;
+  EXPECT_NE(err.find("exited with signal 9"), std::string::npos) << err;
+  EXPECT_EQ(err.find("no acknowledgement for chunk"), std::string::npos)
+      << "a chunk waited for the ack timeout: " << err;
+  DbReader db(c.db());
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM topics"), n);
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM topics WHERE status = 'completed'"), n);
+  EXPECT_EQ(db.scalar("SELECT max(attempts) FROM topics"), 1) << "noop never needs a retry";
 }
 
 TEST(Fault, AnotherConnectionHoldsTheWriteLockForThreeSeconds) {

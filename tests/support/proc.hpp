@@ -6,6 +6,8 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <string>
@@ -36,6 +38,26 @@ inline std::optional<ProcStat> proc_stat(pid_t pid) {
 inline std::string wait_until_out_of_group(const std::string& var) {
   return "read -r _ _ _ _ me _ </proc/$$/stat; i=0; while read -r _ _ _ _ g _ </proc/$" + var +
          "/stat && [ \"$g\" = \"$me\" ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done; ";
+}
+
+// A child of `parent` whose command name (/proc/PID/stat's, at most 15 characters: a forked
+// worker shows as "topicflow-worke") is `comm`, or -1 when there is none now.
+inline pid_t find_child(pid_t parent, const std::string& comm) {
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const auto name = entry.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(entry.path() / "stat");
+    std::string stat;
+    std::getline(in, stat);
+    const auto open = stat.find('(');
+    const auto close = stat.rfind(')');
+    if (open == std::string::npos || close == std::string::npos || close + 4 >= stat.size()) {
+      continue;
+    }
+    if (stat.compare(open + 1, close - open - 1, comm) != 0) continue;
+    if (std::strtol(stat.c_str() + close + 4, nullptr, 10) == parent) return std::stoi(name);
+  }
+  return -1;
 }
 
 // Running (or sleeping, stopped...): neither reaped nor a zombie.
