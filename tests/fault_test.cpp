@@ -210,6 +210,38 @@ TEST(Fault, KillTheSinkWhileRunSubmits) {
   EXPECT_EQ(db.scalar("SELECT max(attempts) FROM topics"), 1) << "noop never needs a retry";
 }
 
+// The same with a standalone producer and a sink restarted by someone else (systemd, compose):
+// the producer sees its connection made again and sends what was not acknowledged at once.
+TEST(Fault, ASinkRestartedWhileAProducerSubmitsLosesNothingAndWaitsForNoTimeout) {
+  System c("fault-restart-sink-producer");
+  const int n = 50000;
+  c.start_broker();
+  c.start_sink(sink_args());
+  c.start_workers(2, worker_args("noop", 4));
+  auto& producer = c.start_producer(c.write_topics("topics.txt", n));
+  bool registering = false;
+  for (int i = 0; i < 6000 && !registering; ++i) {  // up to 30 s
+    std::this_thread::sleep_for(5ms);
+    try {
+      registering = DbReader(c.db()).scalar("SELECT max(rowid) FROM topics") > 0;
+    } catch (const std::exception&) {
+    }
+  }
+  ASSERT_TRUE(registering) << c.log("producer1");
+  c.role("sink").terminate(SIGKILL);
+  c.role("sink").wait_for(5s);
+  c.start_sink(sink_args());
+  const auto exit = producer.wait_for(60s);
+  ASSERT_TRUE(exit.has_value()) << "the producer did not finish within 60 s";
+  const auto log = c.log("producer1");
+  EXPECT_TRUE(exit->success()) << log;
+  EXPECT_EQ(log.find("no acknowledgement for chunk"), std::string::npos)
+      << "a chunk waited for the ack timeout: " << log;
+  EXPECT_TRUE(c.wait_for_counts([&](const auto& x) { return x.all_completed(n); }, kRunTimeout))
+      << c.counts().describe();
+  EXPECT_EQ(DbReader(c.db()).scalar("SELECT count(*) FROM topics"), n);
+}
+
 TEST(Fault, AnotherConnectionHoldsTheWriteLockForThreeSeconds) {
   System c("fault-busy");
   const int n = 300;

@@ -58,8 +58,28 @@ SinkClient::SinkClient(zmq::context_t& ctx, const Endpoints& endpoints, std::str
   push_.set(zmq::sockopt::immediate, 1);
   sub_.set(zmq::sockopt::subscribe, wire::ack_topic(client_id_));
   if (!job_.empty()) sub_.set(zmq::sockopt::subscribe, wire::progress_topic(job_));
+  // Before connecting: the first handshake is counted too.
+  const auto monitor_endpoint = "inproc://topicflow-client-monitor-" + client_id_;
+  if (zmq_socket_monitor(push_.handle(), monitor_endpoint.c_str(), ZMQ_EVENT_HANDSHAKE_SUCCEEDED) !=
+      0) {
+    throw zmq::error_t();
+  }
+  monitor_ = zmq::socket_t(ctx, zmq::socket_type::pair);
+  monitor_.set(zmq::sockopt::linger, 0);
+  monitor_.connect(monitor_endpoint);
   connect_socket(push_, "--sink", endpoints_.sink, security);
   connect_socket(sub_, "--events", endpoints_.events, security);
+}
+
+SinkClient::~SinkClient() { (void)zmq_socket_monitor(push_.handle(), nullptr, 0); }
+
+std::uint64_t SinkClient::sink_connections() {
+  // Each event is two frames: (event id, value), then the endpoint.
+  for (zmq::message_t frame; monitor_.recv(frame, zmq::recv_flags::dontwait);) {
+    if (!frame.more()) continue;  // (an endpoint frame)
+    ++connections_;
+  }
+  return connections_;
 }
 
 bool SinkClient::try_send(const wire::Message& message) {

@@ -129,7 +129,11 @@ bool Producer::submit_input(SinkClient& client, const StopSignal& stop,
   std::map<std::uint32_t, InFlight> in_flight;
   std::uint32_t next_seq = 0;
   bool eof = false;
-  auto sink_start = sink_starts ? sink_starts() : 0;
+  // A new sink, or a new connection to it: what was in flight may be lost (see below).
+  const auto generation = [&] {
+    return (sink_starts ? sink_starts() : 0) + client.sink_connections();
+  };
+  auto sink_generation = generation();
 
   // Reads the next chunk; empty at the end of the input.
   auto read_chunk = [&] {
@@ -181,13 +185,15 @@ bool Producer::submit_input(SinkClient& client, const StopSignal& stop,
         }
       }
     }
-    if (sink_starts && sink_starts() != sink_start) {
-      // A new sink: what the old one had not acknowledged may be lost (a commit it made counts
+    if (generation() != sink_generation) {
+      // The sink was restarted (`topicflow run` says so) or the connection to it was made again
+      // (its monitor says so): what it had not acknowledged may be lost (a commit it made counts
       // the chunk's topics as duplicates). Sent again now, each still allowed one timeout.
-      sink_start = sink_starts();
       if (!in_flight.empty()) {
-        spdlog::warn("the sink was restarted: sending the {} chunks it had not acknowledged again",
-                     in_flight.size());
+        spdlog::warn(
+            "the sink was restarted or reconnected: sending the {} chunks it had not acknowledged "
+            "again",
+            in_flight.size());
         // Both directions work again (its PUB too: no ack lost to a late subscription).
         if (!client.handshake(std::chrono::milliseconds(cfg_.connect_timeout_ms), stop)) {
           return false;
@@ -199,6 +205,7 @@ bool Producer::submit_input(SinkClient& client, const StopSignal& stop,
         f.resent = false;
         ++totals_.resent_chunks;
       }
+      sink_generation = generation();  // (both signals of one restart: one resend)
     }
     const auto now = steady_ms();
     for (auto& [seq, f] : in_flight) {

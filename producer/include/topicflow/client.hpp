@@ -27,6 +27,11 @@ class SinkClient {
   // With CURVE on in `security`, both sockets are CURVE clients of the sink.
   SinkClient(zmq::context_t& ctx, const Endpoints& endpoints, std::string client_id,
              std::string job, const Security& security = {});
+  ~SinkClient();
+  SinkClient(const SinkClient&) = delete;
+  SinkClient& operator=(const SinkClient&) = delete;
+  SinkClient(SinkClient&&) = delete;
+  SinkClient& operator=(SinkClient&&) = delete;
 
   // Sends hello every 200 ms until the sink's ack(kind=hello) arrives. Throws
   // std::runtime_error("cannot reach the sink at <sink> / <events> within N s") on timeout;
@@ -47,6 +52,11 @@ class SinkClient {
   std::optional<wire::Message> next_event(std::chrono::milliseconds timeout,
                                           const StopSignal& stop);
 
+  // Connections to the sink's --sink socket so far (ZMTP handshakes done). One more than the
+  // first means the sink was restarted, or the network dropped the connection: what it had not
+  // acknowledged may be lost. Reads the socket's monitor; does not wait.
+  [[nodiscard]] std::uint64_t sink_connections();
+
   [[nodiscard]] const std::string& client_id() const noexcept { return client_id_; }
   [[nodiscard]] const std::string& job() const noexcept { return job_; }
   [[nodiscard]] const Endpoints& endpoints() const noexcept { return endpoints_; }
@@ -59,6 +69,8 @@ class SinkClient {
 
   zmq::socket_t push_;
   zmq::socket_t sub_;
+  zmq::socket_t monitor_;  // push_'s handshake events
+  std::uint64_t connections_ = 0;
   Endpoints endpoints_;
   std::string client_id_;
   std::string job_;
