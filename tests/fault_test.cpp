@@ -38,6 +38,18 @@ std::vector<std::string> worker_args(const std::string& handler, int concurrency
           "--lease-ms", "1500",  "--shutdown-grace-ms", "500"};
 }
 
+// Waits (up to 30 s) until the first chunk of a submission is committed: it is under way.
+bool first_chunk_committed(const System& c) {
+  for (int i = 0; i < 6000; ++i) {
+    std::this_thread::sleep_for(5ms);
+    try {
+      if (DbReader(c.db()).scalar("SELECT max(rowid) FROM topics") > 0) return true;
+    } catch (const std::exception&) {  // (not created yet)
+    }
+  }
+  return false;
+}
+
 std::map<std::string, std::int64_t> completed_attempts(System& system) {
   std::map<std::string, std::int64_t> out;
   auto db = sqlite::Database(system.db(), sqlite::OpenMode::read_only);
@@ -184,16 +196,7 @@ TEST(Fault, KillTheSinkWhileRunSubmits) {
   ChildProcess run({bin("topicflow"), "run", "--db", c.db(), "--workers", "2", "--handler", "noop",
                     "--progress", "none", "--log-level", "info", file},
                    options);
-  // The first chunk committed: the submission is under way.
-  bool registering = false;
-  for (int i = 0; i < 6000 && !registering; ++i) {  // up to 30 s
-    std::this_thread::sleep_for(5ms);
-    try {
-      registering = DbReader(c.db()).scalar("SELECT max(rowid) FROM topics") > 0;
-    } catch (const std::exception&) {  // (not created yet)
-    }
-  }
-  ASSERT_TRUE(registering) << read_text(c.dir() / "run.err");
+  ASSERT_TRUE(first_chunk_committed(c)) << read_text(c.dir() / "run.err");
   const pid_t sink = find_child(run.pid(), "topicflow-sink");
   ASSERT_GT(sink, 0) << "no sink among run's children";
   ::kill(sink, SIGKILL);
@@ -219,15 +222,7 @@ TEST(Fault, ASinkRestartedWhileAProducerSubmitsLosesNothingAndWaitsForNoTimeout)
   c.start_sink(sink_args());
   c.start_workers(2, worker_args("noop", 4));
   auto& producer = c.start_producer(c.write_topics("topics.txt", n));
-  bool registering = false;
-  for (int i = 0; i < 6000 && !registering; ++i) {  // up to 30 s
-    std::this_thread::sleep_for(5ms);
-    try {
-      registering = DbReader(c.db()).scalar("SELECT max(rowid) FROM topics") > 0;
-    } catch (const std::exception&) {
-    }
-  }
-  ASSERT_TRUE(registering) << c.log("producer1");
+  ASSERT_TRUE(first_chunk_committed(c)) << c.log("producer1");
   c.role("sink").terminate(SIGKILL);
   c.role("sink").wait_for(5s);
   c.start_sink(sink_args());
