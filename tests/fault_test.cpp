@@ -187,7 +187,7 @@ TEST(Fault, KillTheSinkMidRunAndRestartItOnTheSameDatabase) {
 // 30 s ack timeout: 300,000 topics took 34 s instead of 7). Nothing is lost or registered twice.
 TEST(Fault, KillTheSinkWhileRunSubmits) {
   System c("fault-kill-sink-submitting");
-  const int n = 50000;  // ~1 s of submission in a Debug build
+  const int n = 20000;  // 40 chunks: ~0.5 s of submission in a Debug build
   const auto file = c.write_topics("topics.txt", n);
   SpawnOptions options;
   options.stdout_path = (c.dir() / "run.out").string();
@@ -217,7 +217,7 @@ TEST(Fault, KillTheSinkWhileRunSubmits) {
 // the producer sees its connection made again and sends what was not acknowledged at once.
 TEST(Fault, ASinkRestartedWhileAProducerSubmitsLosesNothingAndWaitsForNoTimeout) {
   System c("fault-restart-sink-producer");
-  const int n = 50000;
+  const int n = 20000;
   c.start_broker();
   c.start_sink(sink_args());
   c.start_workers(2, worker_args("noop", 4));
