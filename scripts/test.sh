@@ -42,8 +42,11 @@
 #   total    ~29 min warm with lint, ~37 min with a cold image (2026-11-27 figures).
 # Since then the suites grew (browser, Python, fault and chaos tests): CI's run of 2026-12-03 took
 # 585 s for dev alone (build, then 352 s of tests); asan here: build 460 s (ccache warm), tests
-# 515 s under load. Expect 45-55 min from scratch: under CI's hard limit of 90 min, so the
-# sanitizer presets still run the whole unit + e2e + fault suite.
+# 515 s under load. A fresh clone on 2 otherwise idle cores, 2026-12-03 (after the tests' Python
+# handlers stopped going through a pyenv shim: dev's tests 352 -> 197 s): lint 457 s, dev 550 s
+# (build 353), asan 1138 s (build 852), tsan 714 s (build 452), fuzz 53 s; 48.5 min without
+# compose. Expect 50-60 min with it: under CI's hard limit of 90 min, so the sanitizer presets
+# still run the whole unit + e2e + fault suite.
 # Each step prints its own time ("== asan: passed in 101 s").
 #
 # Exits non-zero when a build, a test or a sanitizer fails. TOPICFLOW_JOBS (default 2) sets
