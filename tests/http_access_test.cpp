@@ -52,6 +52,11 @@ TEST(HttpAccess, WithATokenOnlyItsBearerWritesAndOthersAreAskedForIt) {
   }
 }
 
+TEST(HttpAccess, LowerIsAsciiLowerCase) {
+  EXPECT_EQ(lower("Application/JSON; Charset=UTF-8"), "application/json; charset=utf-8");
+  EXPECT_EQ(lower("LocalHost:8080"), "localhost:8080");
+}
+
 TEST(HttpAccess, ConstantTimeEqualIsEquality) {
   EXPECT_TRUE(constant_time_equal("", ""));
   EXPECT_TRUE(constant_time_equal("abc", "abc"));

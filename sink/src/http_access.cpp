@@ -5,7 +5,6 @@
 #include <cstddef>
 
 namespace topicflow::sink::http {
-namespace {
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -13,8 +12,6 @@ std::string lower(std::string_view s) {
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return out;
 }
-
-}  // namespace
 
 bool constant_time_equal(std::string_view a, std::string_view b) {
   unsigned diff = a.size() == b.size() ? 0U : 1U;

@@ -29,6 +29,9 @@ struct Refusal {
 [[nodiscard]] std::optional<Refusal> refuse_write(bool read_only, std::string_view token,
                                                   const WriteHeaders& headers);
 
+// `s` in ASCII lower case (header values and host names compare without case).
+[[nodiscard]] std::string lower(std::string_view s);
+
 // a == b, in a time that does not depend on where they differ.
 [[nodiscard]] bool constant_time_equal(std::string_view a, std::string_view b);
 

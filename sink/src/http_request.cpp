@@ -3,7 +3,6 @@
 #include "api_json.hpp"
 
 #include <algorithm>
-#include <cctype>
 #include <exception>
 
 namespace topicflow::sink::http {
@@ -37,12 +36,6 @@ std::optional<Target> parse_target(std::string_view raw) {
     }
   }
   return t;
-}
-
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
 }
 
 void send_json(httplib::Response& res, int status, const nlohmann::json& body) {

@@ -25,8 +25,6 @@ struct Target {
 // only); a trailing '/' adds no segment. nullopt: not a path, or bad percent-encoding.
 [[nodiscard]] std::optional<Target> parse_target(std::string_view raw);
 
-[[nodiscard]] std::string lower(std::string s);
-
 // `body` as JSON with `status`.
 void send_json(httplib::Response& res, int status, const nlohmann::json& body);
 
