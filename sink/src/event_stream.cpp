@@ -68,10 +68,9 @@ std::string EventStream::next(const Snapshot& s, std::int64_t now_ms) {
     sent_ms_.erase(it->first);
     it = sent_.erase(it);
   }
-  if (!sink_sent_ || now_ms - sink_sent_ms_ >= kSinkEventMs) {
+  if (!sink_sent_ms_ || now_ms - *sink_sent_ms_ >= kSinkEventMs) {
     out += "event: sink\ndata: " + api::dump(sink_event(s)) + "\n\n";
     sink_sent_ms_ = now_ms;
-    sink_sent_ = true;
   }
   return out;
 }

@@ -40,8 +40,7 @@ class EventStream {
   std::uint64_t version_ = 0;
   std::map<std::string, std::pair<store::StatusCounts, bool>, std::less<>> sent_;
   std::map<std::string, std::int64_t, std::less<>> sent_ms_;
-  std::int64_t sink_sent_ms_ = 0;
-  bool sink_sent_ = false;
+  std::optional<std::int64_t> sink_sent_ms_;  // when the last "sink" event went out
 };
 
 }  // namespace topicflow::sink

@@ -18,6 +18,7 @@ namespace topicflow::testing {
 struct ProcStat {
   char state = '?';  // R, S, D, Z, T, ...
   pid_t parent = 0;
+  std::string command;  // at most 15 characters: a forked worker shows as "topicflow-worke"
 };
 
 // Nothing once the process is gone for good (reaped, or never existed).
@@ -25,10 +26,14 @@ inline std::optional<ProcStat> proc_stat(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
   std::string stat;  // one line (not istreambuf_iterator: GCC 12 -O3 warns of a null dereference)
   std::getline(in, stat);
+  const auto open = stat.find('(');
   const auto close = stat.rfind(')');  // the command name may hold spaces and parentheses
-  if (close == std::string::npos || close + 4 >= stat.size()) return std::nullopt;
+  if (open == std::string::npos || close == std::string::npos || close + 4 >= stat.size()) {
+    return std::nullopt;
+  }
   return ProcStat{stat[close + 2],
-                  static_cast<pid_t>(std::strtol(stat.c_str() + close + 4, nullptr, 10))};
+                  static_cast<pid_t>(std::strtol(stat.c_str() + close + 4, nullptr, 10)),
+                  stat.substr(open + 1, close - open - 1)};
 }
 
 // A shell fragment for exec handlers' commands that leave a process behind with setsid: waits
@@ -40,22 +45,15 @@ inline std::string wait_until_out_of_group(const std::string& var) {
          "/stat && [ \"$g\" = \"$me\" ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done; ";
 }
 
-// A child of `parent` whose command name (/proc/PID/stat's, at most 15 characters: a forked
-// worker shows as "topicflow-worke") is `comm`, or -1 when there is none now.
-inline pid_t find_child(pid_t parent, const std::string& comm) {
+// A child of `parent` whose command name (ProcStat::command) is `command`, or -1 when there is
+// none now.
+inline pid_t find_child(pid_t parent, const std::string& command) {
   for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
     const auto name = entry.path().filename().string();
-    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream in(entry.path() / "stat");
-    std::string stat;
-    std::getline(in, stat);
-    const auto open = stat.find('(');
-    const auto close = stat.rfind(')');
-    if (open == std::string::npos || close == std::string::npos || close + 4 >= stat.size()) {
-      continue;
-    }
-    if (stat.compare(open + 1, close - open - 1, comm) != 0) continue;
-    if (std::strtol(stat.c_str() + close + 4, nullptr, 10) == parent) return std::stoi(name);
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const pid_t pid = std::stoi(name);
+    const auto stat = proc_stat(pid);
+    if (stat && stat->parent == parent && stat->command == command) return pid;
   }
   return -1;
 }
