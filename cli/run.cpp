@@ -314,9 +314,7 @@ class RunSession {
   // 3. Submit: the producer's work, through our client; the children are supervised meanwhile.
   bool submit(SinkClient& client) {
     baseline_ = job_before(client);
-    const bool submitted = producer_.submit(
-        client, stop_, [&] { return can_go_on(); },
-        [&] { return static_cast<std::uint64_t>(sink_->restarts); });
+    const bool submitted = producer_.submit(client, stop_, [&] { return can_go_on(); });
     if (!submitted && !fatal_ && stop_.triggered()) interrupted_ = true;
     return submitted;
   }

@@ -76,12 +76,12 @@ void Producer::validate() {
   input_ = std::move(input);
 }
 
-bool Producer::submit(SinkClient& client, const StopSignal& stop, const std::function<bool()>& tick,
-                      const std::function<std::uint64_t()>& sink_starts) {
+bool Producer::submit(SinkClient& client, const StopSignal& stop,
+                      const std::function<bool()>& tick) {
   if (cfg_.pause || cfg_.resume || cfg_.cancel || cfg_.remove) return control(client, stop);
   if (cfg_.file.empty()) return requeue(client, stop);
   validate();
-  return submit_input(client, stop, tick, sink_starts);
+  return submit_input(client, stop, tick);
 }
 
 int Producer::run(const StopSignal& stop) {
@@ -121,19 +121,15 @@ void Producer::count(const wire::Ack& ack) {
 }
 
 bool Producer::submit_input(SinkClient& client, const StopSignal& stop,
-                            const std::function<bool()>& tick,
-                            const std::function<std::uint64_t()>& sink_starts) {
+                            const std::function<bool()>& tick) {
   const auto started = steady_ms();
   const auto ack_timeout = std::chrono::milliseconds(cfg_.ack_timeout_ms);
   auto reader = input_->open();
   std::map<std::uint32_t, InFlight> in_flight;
   std::uint32_t next_seq = 0;
   bool eof = false;
-  // A new sink, or a new connection to it: what was in flight may be lost (see below).
-  const auto generation = [&] {
-    return (sink_starts ? sink_starts() : 0) + client.sink_connections();
-  };
-  auto sink_generation = generation();
+  // A new connection to the sink (a restarted one): what was in flight may be lost (see below).
+  auto connections = client.sink_connections();
 
   // Reads the next chunk; empty at the end of the input.
   auto read_chunk = [&] {
@@ -185,10 +181,10 @@ bool Producer::submit_input(SinkClient& client, const StopSignal& stop,
         }
       }
     }
-    if (generation() != sink_generation) {
-      // The sink was restarted (`topicflow run` says so) or the connection to it was made again
-      // (its monitor says so): what it had not acknowledged may be lost (a commit it made counts
-      // the chunk's topics as duplicates). Sent again now, each still allowed one timeout.
+    if (client.sink_connections() != connections) {
+      // The connection to the sink was made again (`topicflow run`, systemd or Compose restarted
+      // it, or the network dropped): what it had not acknowledged may be lost (a commit it made
+      // counts the chunk's topics as duplicates). Sent again now, each still allowed one timeout.
       if (!in_flight.empty()) {
         spdlog::warn(
             "the sink was restarted or reconnected: sending the {} chunks it had not acknowledged "
@@ -205,7 +201,7 @@ bool Producer::submit_input(SinkClient& client, const StopSignal& stop,
         f.resent = false;
         ++totals_.resent_chunks;
       }
-      sink_generation = generation();  // (both signals of one restart: one resend)
+      connections = client.sink_connections();  // (the handshake may have seen it connect)
     }
     const auto now = steady_ms();
     for (auto& [seq, f] : in_flight) {

@@ -87,18 +87,16 @@ class Producer {
   // or requeues the job's failed topics without a file; validates first if not done yet.
   // `tick` runs while it waits for acknowledgements (`topicflow run` supervises its children
   // there); false from it, or `stop`, ends the submission: returns false. Throws when the sink
-  // does not acknowledge (see run()). `sink_starts`, when given, counts the sink's (re)starts
-  // as its supervisor sees them: when it changes, the chunks not acknowledged yet went down with
-  // the old sink, and are sent again at once instead of after --ack-timeout-ms.
-  bool submit(SinkClient& client, const StopSignal& stop, const std::function<bool()>& tick = {},
-              const std::function<std::uint64_t()>& sink_starts = {});
+  // does not acknowledge (see run()). When the connection to the sink is made again (a restarted
+  // sink: SinkClient::sink_connections), the chunks not acknowledged yet may have gone down with
+  // the old one: they are sent again at once instead of after --ack-timeout-ms.
+  bool submit(SinkClient& client, const StopSignal& stop, const std::function<bool()>& tick = {});
 
   [[nodiscard]] const SubmitTotals& totals() const noexcept { return totals_; }
   [[nodiscard]] const ProducerConfig& config() const noexcept { return cfg_; }
 
  private:
-  bool submit_input(SinkClient& client, const StopSignal& stop, const std::function<bool()>& tick,
-                    const std::function<std::uint64_t()>& sink_starts);
+  bool submit_input(SinkClient& client, const StopSignal& stop, const std::function<bool()>& tick);
   bool requeue(SinkClient& client, const StopSignal& stop);
   bool control(SinkClient& client, const StopSignal& stop);
   // Sends a job request and waits for its ack (one resend after --ack-timeout-ms); nothing when
