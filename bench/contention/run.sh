@@ -169,28 +169,39 @@ run_direct() {
   ((ok))
 }
 
-# --- (b) topicflow: workers report over ZeroMQ, the sink writes in batches ----------------------
+# --- (b) topicflow: workers report over ZeroMQ, the sink writes in batches (--end-to-end: one run) -
 run_topicflow() {
   local n=$1 rep=$2 tmp
   tmp=$(bench_tmpdir tfc) && tmpdirs+=("$tmp")
-  local load ok=1; load=$(load1)
-  # Ready when the sink has opened its database, the broker streams and every worker started.
-  tf_start "$tmp" "$n" -- --handler "$handler" || { ok=0; echo "topicflow N=$n: not every worker started" >&2; }
-  local db=$tf_db t0 t1 rc
-  t0=$(now_ms)
-  timeout -k 5 "$run_timeout" "$bin/topicflow-producer" "${tf_endpoints[@]}" --wait --progress none "$topics" \
-    >"$tmp/producer.out" 2>"$tmp/producer.log"
-  rc=$?
-  t1=$(now_ms)
-  (( rc == 0 )) || { ok=0; echo "topicflow N=$n: producer exited $rc: $(tail -1 "$tmp/producer.log")" >&2; }
-  # Workers first (nothing in flight), then the sink commits what it holds and stops.
-  tf_stop 15 || { ok=0; echo "topicflow N=$n: sink/broker needed SIGKILL" >&2; }
+  local load ok=1 db log t0 t1 rc; load=$(load1)
+  if ((end_to_end)); then
+    # (b') one `topicflow run`, process start included; the sink logs into run's stderr
+    db="$tmp/topicflow.db" log="$tmp/run.log"
+    t0=$(now_ms)
+    timeout -k 5 "$run_timeout" "$bin/topicflow" run --db "$db" --workers "$n" --handler "$handler" \
+      --progress none --log-level info "$topics" >"$tmp/run.out" 2>"$log"
+    rc=$?
+    t1=$(now_ms)
+    (( rc == 0 )) || { ok=0; echo "topicflow run N=$n: exited $rc: $(tail -1 "$log")" >&2; }
+  else
+    # Ready when the sink has opened its database, the broker streams and every worker started.
+    tf_start "$tmp" "$n" -- --handler "$handler" || { ok=0; echo "topicflow N=$n: not every worker started" >&2; }
+    db=$tf_db log="$tmp/sink.log"
+    t0=$(now_ms)
+    timeout -k 5 "$run_timeout" "$bin/topicflow-producer" "${tf_endpoints[@]}" --wait --progress none "$topics" \
+      >"$tmp/producer.out" 2>"$tmp/producer.log"
+    rc=$?
+    t1=$(now_ms)
+    (( rc == 0 )) || { ok=0; echo "topicflow N=$n: producer exited $rc: $(tail -1 "$tmp/producer.log")" >&2; }
+    # Workers first (nothing in flight), then the sink commits what it holds and stops.
+    tf_stop 15 || { ok=0; echo "topicflow N=$n: sink/broker needed SIGKILL" >&2; }
+  fi
   local stopped updates batches locked gave_up
-  stopped=$(grep -o 'sink stopped: [0-9]* updates in [0-9]* batches, [0-9]* busy retries' "$tmp/sink.log" | tail -1)
+  stopped=$(grep -o 'sink stopped: [0-9]* updates in [0-9]* batches, [0-9]* busy retries' "$log" | tail -1)
   read -r updates batches locked <<<"$(sed -E 's/[^0-9]+/ /g' <<<"$stopped")"
   [[ -n "$stopped" ]] || { ok=0; echo "topicflow N=$n: the sink did not report its totals" >&2; }
   # The sink never drops an update on SQLITE_BUSY; what it could not commit at shutdown is logged.
-  gave_up=$(grep -o '[0-9]* updates not committed' "$tmp/sink.log" | awk '{ s += $1 } END { print s + 0 }')
+  gave_up=$(grep -o '[0-9]* updates not committed' "$log" | awk '{ s += $1 } END { print s + 0 }')
   local completed stuck span
   completed=$(sqlite3 "$db" "SELECT count(*) FROM topics WHERE status='completed'" 2>/dev/null || echo 0)
   stuck=$(( topic_count - completed ))
@@ -203,33 +214,6 @@ run_topicflow() {
   if ((keep)); then
     mkdir -p "$out/runs" && rm -rf "$out/runs/topicflow-$n-$rep" && cp -r "$tmp" "$out/runs/topicflow-$n-$rep"
     rm -f "$out/runs/topicflow-$n-$rep"/{fe,be,sink,ev}
-  fi
-  rm -rf "$tmp"
-  ((ok))
-}
-
-# --- (b') topicflow end to end: one `topicflow run`, process start included ---------------------
-run_topicflow_end_to_end() {
-  local n=$1 rep=$2 tmp
-  tmp=$(bench_tmpdir tfc-run) && tmpdirs+=("$tmp")
-  local db="$tmp/topicflow.db" load ok=1 t0 t1 rc; load=$(load1)
-  t0=$(now_ms)
-  timeout -k 5 "$run_timeout" "$bin/topicflow" run --db "$db" --workers "$n" --handler "$handler" \
-    --progress none --log-level info "$topics" >"$tmp/run.out" 2>"$tmp/run.log"
-  rc=$?
-  t1=$(now_ms)
-  (( rc == 0 )) || { ok=0; echo "topicflow run N=$n: exited $rc: $(tail -1 "$tmp/run.log")" >&2; }
-  local stopped updates batches locked completed stuck span maxw
-  stopped=$(grep -o 'sink stopped: [0-9]* updates in [0-9]* batches, [0-9]* busy retries' "$tmp/run.log" | tail -1)
-  read -r updates batches locked <<<"$(sed -E 's/[^0-9]+/ /g' <<<"$stopped")"
-  completed=$(sqlite3 "$db" "SELECT count(*) FROM topics WHERE status='completed'" 2>/dev/null || echo 0)
-  stuck=$(( topic_count - completed ))
-  span=$(sqlite3 "$db" "SELECT max(updated_at) - min(created_at) FROM topics" 2>/dev/null || echo 0)
-  maxw=$(sqlite3 "$db" "SELECT max(c) FROM (SELECT count(*) AS c FROM topics WHERE status='completed' GROUP BY worker)" 2>/dev/null)
-  record topicflow "$n" "$rep" $(( t1 - t0 )) "${span:-0}" "${locked:-0}" "${locked:-0}" 0 "$stuck" \
-    "$completed" "${updates:-0}" "${batches:-0}" "$load" "$ok" "${maxw:-0}"
-  if ((keep)); then
-    mkdir -p "$out/runs" && rm -rf "$out/runs/run-$n-$rep" && cp -r "$tmp" "$out/runs/run-$n-$rep"
   fi
   rm -rf "$tmp"
   ((ok))
@@ -251,13 +235,7 @@ record() {  # design n rep wall span locked retries gave_up stuck completed writ
 for ((rep = 1; rep <= repeat; rep++)); do
   for n in $workers; do
     if [[ " $designs " == *" direct "* ]]; then run_direct "$n" "$rep" || failures=$((failures + 1)); fi
-    if [[ " $designs " == *" topicflow "* ]]; then
-      if ((end_to_end)); then
-        run_topicflow_end_to_end "$n" "$rep" || failures=$((failures + 1))
-      else
-        run_topicflow "$n" "$rep" || failures=$((failures + 1))
-      fi
-    fi
+    if [[ " $designs " == *" topicflow "* ]]; then run_topicflow "$n" "$rep" || failures=$((failures + 1)); fi
   done
 done
 echo "load at end: $(uptime)" | tee -a "$out/meta.txt"
